@@ -1,0 +1,2 @@
+// geosyncctl: the DBA CLI.
+int main() { return 0; }

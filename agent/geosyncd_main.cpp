@@ -1,0 +1,2 @@
+// geosyncd: the per-site daemon.
+int main() { return 0; }
