@@ -1,2 +1,61 @@
-// geosyncd: the per-site daemon.
-int main() { return 0; }
+// geosyncd: the per-site daemon. On the primary's site it is the source
+// (captures the WAL, spools it, serves replica sites); elsewhere a replica
+// (receives, spools, applies). Exit codes: docs/exit-codes.md.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "agent/daemon.h"
+#include "agent/exit_codes.h"
+#include "common/config.h"
+#include "common/log.h"
+
+int main(int argc, char** argv) {
+  using namespace geosync;
+  CLI::App app{"geosyncd: keeps PostgreSQL databases in remote sites current with a primary",
+               "geosyncd"};
+  std::string config_path;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "site config file (JSON, see docs/configuration.md)")
+      ->required();
+  app.add_flag("--check", check_only,
+               "load and validate the config, connect to PostgreSQL, then exit");
+  app.set_version_flag("-V,--version", std::string("geosyncd ") + GEOSYNC_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "geosyncd: " << config.status().message() << "\n";
+    return kExitConfig;
+  }
+  Status st = InitLogging(config->log);
+  if (!st.ok()) {
+    std::cerr << "geosyncd: " << st.message() << "\n";
+    return kExitConfig;
+  }
+  st = CheckPostgres(*config);
+  if (!st.ok()) {
+    spdlog::error("{}", st.ToString());
+    return ExitCodeFor(st);
+  }
+  if (check_only) {
+    spdlog::info("config {} is valid and PostgreSQL is reachable", config_path);
+    return kExitOk;
+  }
+  st = RunDaemon(*config);
+  if (!st.ok()) {
+    spdlog::error("geosyncd stopped: {}", st.ToString());
+    return ExitCodeFor(st);
+  }
+  return kExitOk;
+}

@@ -127,3 +127,16 @@ class [[nodiscard]] Result {
   auto tmp = (expr);                                  \
   if (!tmp.ok()) return tmp.status();                 \
   lhs = std::move(tmp).value()
+
+// The same for coroutines (co_return instead of return).
+#define GEOSYNC_RETURN_IF_ERROR_CO(expr)      \
+  do {                                        \
+    ::geosync::Status _st = (expr);           \
+    if (!_st.ok()) co_return _st;             \
+  } while (0)
+#define GEOSYNC_ASSIGN_OR_RETURN_CO(lhs, expr) \
+  GEOSYNC_ASSIGN_OR_RETURN_CO_IMPL(GEOSYNC_CONCAT(_res_, __LINE__), lhs, expr)
+#define GEOSYNC_ASSIGN_OR_RETURN_CO_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                                     \
+  if (!tmp.ok()) co_return tmp.status();                 \
+  lhs = std::move(tmp).value()

@@ -1,0 +1,20 @@
+// The command registry of geosyncctl.
+#include "agent/ctl/commands.h"
+
+#include <iostream>
+
+#include "agent/exit_codes.h"
+
+namespace geosync::ctl {
+
+void RegisterAll(CLI::App& app, int* exit_code) {
+  RegisterConfigCommands(app, exit_code);
+  RegisterCaptureCommands(app, exit_code);
+}
+
+int Fail(const Status& status) {
+  std::cerr << "geosyncctl: " << status.ToString() << "\n";
+  return ExitCodeFor(status);
+}
+
+}  // namespace geosync::ctl

@@ -1,0 +1,204 @@
+// The replica's applier: reads committed source transactions from the local
+// spool and applies them to the replica database exactly once, grouping many
+// source transactions per replica transaction and recording progress in a
+// replication origin inside each one. Runs on its own thread with blocking
+// libpq (pipeline mode); docs/apply.md describes the design.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/pg/pg_conn.h"
+#include "agent/replica/statement_cache.h"
+#include "agent/spool/spool.h"
+#include "common/change.h"
+#include "common/config.h"
+#include "common/lsn.h"
+#include "common/status.h"
+
+namespace geosync {
+
+struct ApplierOptions {
+  std::string conninfo;  // the replica database; needs superuser (origins, replica role)
+  // Origins are named <prefix>_e<epoch>, e.g. "geosync_c1_e3".
+  std::string origin_name_prefix;
+  ApplyConfig batch;
+  // How long Run() waits for NotifyDurable() before looking at the spool again.
+  std::chrono::milliseconds idle_poll{200};
+  // Reconnect backoff after a retryable failure: doubles from min to max.
+  std::chrono::milliseconds retry_min{50};
+  std::chrono::milliseconds retry_max{5000};
+  // Statements sent between two pipeline sync points (bounds buffers).
+  int statements_per_sync = 256;
+};
+
+class Applier {
+ public:
+  struct Stats {
+    uint64_t txns = 0;                 // source transactions applied (skipped ones included)
+    uint64_t changes = 0;              // row changes applied
+    uint64_t groups = 0;               // replica transactions committed
+    uint64_t bytes = 0;                // spool payload bytes applied
+    uint64_t skipped = 0;              // transactions skipped on DBA request
+    uint64_t reconnects = 0;           // sessions opened after a retryable failure
+    uint64_t batch_retries = 0;        // failed groups retried one transaction at a time
+    PgTimestamp last_commit_time = 0;  // source commit time of the last applied txn
+    std::chrono::system_clock::time_point last_apply_time{};  // when it was committed here
+    // last_apply_time minus last_commit_time: the apply lag at that moment.
+    int64_t last_apply_lag_us = 0;
+  };
+
+  Applier(ApplierOptions options, Spool* spool);
+  ~Applier();
+  Applier(const Applier&) = delete;
+  Applier& operator=(const Applier&) = delete;
+
+  // Applies until Stop() (returns Cancelled) or a fatal error (returned, and
+  // kept in last_error()). Retryable failures reconnect with backoff and
+  // resume from the origin's progress. May be called again after it returns,
+  // e.g. after SkipXid() for a transaction that failed.
+  Status Run();
+  // Asks Run() to return after the current replica transaction. Final: a
+  // later Run() returns Cancelled at once.
+  void Stop();
+  // The receiver calls this after each spool Sync(): more units are durable.
+  void NotifyDurable();
+
+  // (epoch, end_lsn) of the last source transaction committed on the replica
+  // (or the position of a later heartbeat). Thread-safe.
+  Position applied() const;
+  // Applied and known flushed to the replica's WAL: what the replica's own
+  // spool may be released up to. Lags applied() under synchronous_commit=off.
+  Position flushed() const;
+  PgTimestamp applied_commit_time() const;
+  Stats stats() const;
+  Status last_error() const;
+  // Skips source transaction `xid` once: when it is next to be applied, an
+  // empty replica transaction advances the origin past it (logged at warn).
+  void SkipXid(uint32_t xid);
+
+  // A source transaction (or a standalone unit such as a heartbeat) read from
+  // the spool: the records of one unit, decoded.
+  struct Unit {
+    Position position;  // the spool unit's (epoch, commit lsn)
+    bool is_txn = false;
+    BeginEvent begin;
+    CommitEvent commit;
+    std::vector<Event> events;  // between Begin and Commit (all of a standalone unit)
+    uint64_t bytes = 0;
+  };
+
+ private:
+  // One result the pipeline will return, and what it belongs to.
+  struct Expected {
+    enum Kind { kCommand, kPrepare, kChange, kSequence, kCommit, kSync };
+    Expected() = default;
+    explicit Expected(Kind k, int u = -1, std::string t = {})
+        : kind(k), unit(u), target(std::move(t)) {}
+
+    Kind kind = kCommand;
+    int unit = -1;       // index in the units being applied; -1: not a unit's statement
+    std::string target;  // " to public.accounts": completes "applying xid N (commit L)"
+    std::string key;     // kChange of an update/delete: what "row not found" reports
+    bool must_match = false;
+  };
+
+  // Session lifecycle.
+  Status ApplyLoop(std::chrono::milliseconds* delay);
+  Status Connect();
+  Status SetUpSession();
+  void Disconnect();
+  Status LoadOrigin();
+  Status UseOriginFor(uint64_t epoch);
+  Status OpenReader();
+  Status UpdateFlushed(bool force);
+  bool Backoff(std::chrono::milliseconds* delay);
+  void WaitForData(uint64_t seen);
+
+  // Reading the spool.
+  Result<bool> ReadUnit(Unit* unit);
+  Status CollectGroup(std::vector<Unit>* group);
+  bool SkipRequested(uint32_t xid) const;
+
+  // Applying.
+  Status ApplyGroup(std::span<Unit> group);
+  Status ApplyOne(Unit& unit);
+  Status ApplyInTransaction(std::span<Unit> units);
+  Status SendUnit(const Unit& unit, int index);
+  Result<const Relation*> FindRelation(uint32_t oid, int index) const;
+  Status SendChange(const RowChange& change, int index);
+  Status SendTruncate(const TruncateEvent& truncate, int index);
+  Status SendMessage(const MessageEvent& message, int index);
+  Status RunDdl(const std::string& content, int index);
+  Status SendSequences(const std::string& content, int index);
+  Status SendCommit(const Unit& last_txn);
+  void RecordApplied(std::span<Unit> units, uint64_t groups);
+  // Names the source transaction of units[index] in an error.
+  Status UnitError(int index, std::string_view target, const Status& cause) const;
+
+  // Pipeline plumbing.
+  Status CheckConnected() const;
+  Status EnterPipeline();
+  Status ExitPipeline();
+  Status SendPrepared(const StatementCache::Entry& entry, bool created,
+                      std::span<const Datum* const> params, Expected expected);
+  Status SendSimple(const std::string& sql, std::vector<std::string> params, Expected expected);
+  Status Sync();
+  // Reads results until at most `keep_syncs` syncs are outstanding. The first
+  // failure of the replica transaction is kept in batch_error_.
+  Status Drain(int keep_syncs);
+  void NoteResult(const Expected& expected, PGresult* r);
+  void Rollback();
+
+  ApplierOptions options_;
+  Spool* spool_;
+
+  // Apply-thread state.
+  PgConn conn_;
+  bool in_pipeline_ = false;
+  StatementCache cache_;
+  std::deque<Expected> expected_;
+  int unsynced_ = 0;  // statements sent since the last sync
+  int syncs_outstanding_ = 0;
+  Status batch_error_;       // first failure in the current replica transaction
+  std::span<Unit> current_;  // the units being applied
+  bool skipping_ = false;    // applying a transaction skipped on DBA request
+  std::unordered_map<uint32_t, Relation> relations_;
+  std::unique_ptr<SpoolReader> reader_;
+  std::vector<SpoolRecord> partial_;  // records of a unit not yet complete
+  bool have_pending_unit_ = false;
+  Unit pending_unit_;  // read, but it belongs to the next group
+  uint64_t origin_epoch_ = 0;
+  bool origin_set_up_ = false;
+  std::string origin_name_;
+  Position resume_from_;
+  std::chrono::steady_clock::time_point last_flush_check_{};
+  std::vector<const char*> values_;  // parameter arrays, reused
+  std::vector<int> lengths_;
+  std::vector<int> formats_;
+
+  // Shared state.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t durable_seq_ = 0;
+  Position applied_;
+  Position flushed_;
+  Position last_txn_end_;  // (epoch, end_lsn) of the last applied transaction
+  PgTimestamp applied_commit_time_ = 0;
+  Stats stats_;
+  Status last_error_;
+  std::multiset<uint32_t> skip_xids_;
+};
+
+}  // namespace geosync

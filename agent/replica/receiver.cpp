@@ -1,0 +1,259 @@
+// Receiver: source stream into the replica spool, with acks.
+#include "agent/replica/receiver.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/record_batch.h"
+
+namespace geosync {
+
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+std::span<const uint8_t> AsSpan(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+}  // namespace
+
+Receiver::Receiver(asio::any_io_executor ex, ReceiverOptions options, Spool* spool, uint64_t epoch,
+                   std::function<Position()> applied, std::function<PgTimestamp()> applied_time,
+                   std::function<void()> on_durable, std::function<Status(uint64_t)> on_new_epoch)
+    : ex_(std::move(ex)),
+      options_(std::move(options)),
+      spool_(spool),
+      epoch_(epoch),
+      applied_(std::move(applied)),
+      applied_time_(std::move(applied_time)),
+      on_durable_(std::move(on_durable)),
+      on_new_epoch_(std::move(on_new_epoch)) {
+  status_.durable = spool_->durable();
+  status_.received = status_.durable;
+}
+
+void Receiver::Stop() {
+  stopping_ = true;
+  asio::post(ex_, [this] {
+    if (current_) current_->Close();
+    if (ack_wake_) ack_wake_->cancel();
+  });
+}
+
+ReceiverStatus Receiver::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+asio::awaitable<Status> Receiver::Run() {
+  auto backoff = std::chrono::milliseconds(100);
+  while (!stopping_) {
+    auto started = std::chrono::steady_clock::now();
+    Status st = co_await Session();
+    if (stopping_) break;
+    {
+      std::lock_guard lock(mu_);
+      status_.connected = false;
+      status_.last_error = st.ToString();
+      status_.reconnects++;
+    }
+    if (st.code() == Code::kFenced || st.code() == Code::kConfig ||
+        st.code() == Code::kCorruption) {
+      co_return st;
+    }
+    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(10)) {
+      backoff = std::chrono::milliseconds(100);  // the link was up for a while
+    }
+    spdlog::warn("receiver: {}; reconnecting in {} ms", st.ToString(), backoff.count());
+    asio::steady_timer timer(ex_, backoff);
+    co_await timer.async_wait(asio::as_tuple(use_awaitable));
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+  co_return Status::Cancelled("receiver stopped");
+}
+
+asio::awaitable<Status> Receiver::Session() {
+  // A unit cut short by the last connection is sent again from its start.
+  if (unit_open_) {
+    GEOSYNC_RETURN_IF_ERROR_CO(spool_->AbandonIncompleteUnit());
+    unit_open_ = false;
+  }
+  tcp::resolver resolver(ex_);
+  auto [rec, endpoints] = co_await resolver.async_resolve(options_.upstream.host,
+                                                          std::to_string(options_.upstream.port),
+                                                          asio::as_tuple(use_awaitable));
+  if (rec) {
+    co_return Status::Io(
+        fmt::format("cannot resolve upstream {}: {}", options_.upstream.host, rec.message()));
+  }
+  tcp::socket socket(ex_);
+  asio::steady_timer timer(ex_, options_.peer_timeout);
+  auto connected =
+      co_await (asio::async_connect(socket, endpoints, asio::as_tuple(use_awaitable)) ||
+                timer.async_wait(asio::as_tuple(use_awaitable)));
+  std::string where = fmt::format("{}:{}", options_.upstream.host, options_.upstream.port);
+  if (connected.index() == 1) co_return Status::Timeout("connecting to source " + where);
+  if (auto [ec, ep] = std::get<0>(connected); ec) {
+    co_return Status::Io(fmt::format("connecting to source {}: {}", where, ec.message()));
+  }
+  PeerStream stream(std::move(socket), options_.tls, /*compression_level=*/0);
+  current_ = &stream;
+  struct Reset {
+    Receiver* r;
+    ~Reset() { r->current_ = nullptr; }
+  } reset{this};
+  GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.Handshake(false, options_.peer_timeout));
+
+  Hello hello;
+  hello.cluster_id = options_.cluster_id;
+  hello.site_name = options_.site;
+  hello.epoch = epoch_;
+  hello.durable = spool_->durable();
+  hello.flags = kHelloAcceptsZstd;
+  std::string bytes;
+  EncodeHello(hello, &bytes);
+  GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.WriteFrame(FrameType::kHello, bytes));
+  GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame frame, co_await stream.ReadFrame(options_.peer_timeout));
+  if (frame.type == FrameType::kError) {
+    GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame.payload)));
+    co_return err.ToStatus();
+  }
+  if (frame.type != FrameType::kHelloReply) {
+    co_return Status::Protocol(fmt::format("source {} answered Hello with frame type {}", where,
+                                           static_cast<int>(frame.type)));
+  }
+  GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply, DecodeHelloReply(AsSpan(frame.payload)));
+  if (!reply.accepted) {
+    bool fenced = reply.error.find("epoch") != std::string::npos ||
+                  reply.error.find("cluster") != std::string::npos ||
+                  reply.error.find("certificate") != std::string::npos ||
+                  reply.error.find("unknown site") != std::string::npos;
+    std::string msg =
+        fmt::format("source {} ({}) refused this site: {}", reply.source_site, where, reply.error);
+    co_return fenced ? Status::Fenced(msg) : Status::NotFound(msg);
+  }
+  if (reply.source_epoch < epoch_) {
+    co_return Status::Fenced(fmt::format(
+        "source {} ({}) is at epoch {} but this site knows epoch {}: refusing a stream from a "
+        "stale primary",
+        reply.source_site, where, reply.source_epoch, epoch_.load()));
+  }
+  if (reply.source_epoch > epoch_) {
+    GEOSYNC_RETURN_IF_ERROR_CO(on_new_epoch_ ? on_new_epoch_(reply.source_epoch) : Status::Ok());
+    spdlog::info("receiver: adopted epoch {} from source {}", reply.source_epoch,
+                 reply.source_site);
+    epoch_ = reply.source_epoch;
+  }
+  {
+    std::lock_guard lock(mu_);
+    status_.connected = true;
+    status_.source_site = reply.source_site;
+    status_.last_error.clear();
+  }
+  spdlog::info("receiver: streaming from {} ({}) after {}", reply.source_site, where,
+               hello.durable.ToString());
+  ack_wake_ = std::make_unique<asio::steady_timer>(ex_);
+  batch_decoder_ = std::make_unique<BatchDecoder>();
+  auto result = co_await (ReceiveLoop(stream) || AckLoop(stream));
+  ack_wake_.reset();
+  co_return result.index() == 0 ? std::get<0>(result) : std::get<1>(result);
+}
+
+asio::awaitable<Status> Receiver::ReceiveLoop(PeerStream& stream) {
+  while (!stopping_) {
+    GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame frame,
+                                co_await stream.ReadFrame(options_.peer_timeout));
+    switch (frame.type) {
+      case FrameType::kData:
+        GEOSYNC_RETURN_IF_ERROR_CO(HandleData(frame.payload));
+        {
+          std::lock_guard lock(mu_);
+          status_.raw_bytes_in = stream.counters().raw_in;
+          status_.wire_bytes_in = stream.counters().wire_in;
+          status_.frames++;
+        }
+        ack_due_ = true;
+        if (ack_wake_) ack_wake_->cancel();
+        break;
+      case FrameType::kHeartbeat: {
+        GEOSYNC_ASSIGN_OR_RETURN_CO(Heartbeat hb, DecodeHeartbeat(AsSpan(frame.payload)));
+        std::lock_guard lock(mu_);
+        status_.primary_wal_lsn = hb.primary_wal_lsn;
+        status_.source_commit = hb.source_commit;
+        status_.source_time_us = hb.sender_time_us;
+        status_.local_time_us = NowUs();
+        break;
+      }
+      case FrameType::kError: {
+        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame.payload)));
+        co_return err.ToStatus();
+      }
+      default:
+        co_return Status::Protocol(
+            fmt::format("unexpected frame type {} from the source", static_cast<int>(frame.type)));
+    }
+  }
+  co_return Status::Cancelled("receiver stopped");
+}
+
+Status Receiver::HandleData(const std::string& payload) {
+  GEOSYNC_ASSIGN_OR_RETURN(std::vector<BatchRecord> records,
+                           batch_decoder_->Decode(AsSpan(payload)));
+  Position received;
+  for (const auto& r : records) {
+    if (r.epoch > epoch_) {
+      return Status::Fenced(fmt::format("record at {} is from an epoch above the source's {}",
+                                        Position{r.epoch, r.lsn}.ToString(), epoch_.load()));
+    }
+    GEOSYNC_RETURN_IF_ERROR(spool_->Append(r.epoch, r.lsn, r.flags, AsSpan(r.payload)));
+    if (r.flags & kFirstInUnit) unit_open_ = true;
+    if (r.flags & kLastInUnit) {
+      unit_open_ = false;
+      received = Position{r.epoch, r.lsn};
+    }
+  }
+  GEOSYNC_RETURN_IF_ERROR(spool_->Sync());
+  {
+    std::lock_guard lock(mu_);
+    status_.records += records.size();
+    if (received.lsn.valid()) status_.received = received;
+    status_.durable = spool_->durable();
+  }
+  if (on_durable_) on_durable_();
+  return Status::Ok();
+}
+
+asio::awaitable<Status> Receiver::AckLoop(PeerStream& stream) {
+  while (!stopping_) {
+    ack_due_ = false;
+    Ack ack;
+    {
+      std::lock_guard lock(mu_);
+      ack.received = status_.received;
+      ack.durable = status_.durable;
+    }
+    ack.applied = applied_ ? applied_() : Position{};
+    ack.applied_commit_time = applied_time_ ? applied_time_() : 0;
+    std::string bytes;
+    EncodeAck(ack, &bytes);
+    GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.WriteFrame(FrameType::kAck, bytes));
+    if (!ack_due_) {
+      ack_wake_->expires_after(options_.heartbeat);
+      co_await ack_wake_->async_wait(asio::as_tuple(use_awaitable));
+    }
+  }
+  co_return Status::Cancelled("receiver stopped");
+}
+
+}  // namespace geosync

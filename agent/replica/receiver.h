@@ -1,0 +1,86 @@
+// Receiver: the replica role's link to the source. It connects out (so DR
+// sites reach the source through their own firewalls), says Hello with its
+// cluster id, site, epoch and durable position, then writes every received
+// record to its own spool, fsyncs, and acknowledges received/durable/applied.
+// Reconnects with backoff; never accepts a stream from a lower epoch.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent/net/peer_stream.h"
+#include "agent/spool/spool.h"
+#include "common/config.h"
+#include "common/control.h"
+#include "common/record_batch.h"
+
+namespace geosync {
+
+struct ReceiverOptions {
+  std::string cluster_id;
+  std::string site;
+  Endpoint upstream;
+  std::shared_ptr<asio::ssl::context> tls;
+  std::chrono::milliseconds heartbeat{1000};
+  std::chrono::milliseconds peer_timeout{10000};
+  std::chrono::milliseconds max_backoff{5000};
+};
+
+struct ReceiverStatus {
+  bool connected = false;
+  std::string source_site;
+  Position received;
+  Position durable;
+  Lsn primary_wal_lsn;         // from the source's heartbeats
+  Position source_commit;      // newest commit the source had sent
+  int64_t source_time_us = 0;  // source clock at its last heartbeat
+  int64_t local_time_us = 0;   // our clock when that heartbeat arrived
+  std::string last_error;
+  uint64_t raw_bytes_in = 0, wire_bytes_in = 0, frames = 0, records = 0, reconnects = 0;
+};
+
+class Receiver {
+ public:
+  // `epoch` is the site's current epoch: adopted upward (and persisted by
+  // `on_new_epoch`) when the source is newer; a lower source epoch is refused.
+  Receiver(asio::any_io_executor ex, ReceiverOptions options, Spool* spool, uint64_t epoch,
+           std::function<Position()> applied, std::function<PgTimestamp()> applied_time,
+           std::function<void()> on_durable, std::function<Status(uint64_t)> on_new_epoch);
+
+  asio::awaitable<Status> Run();
+  void Stop();
+  ReceiverStatus status() const;
+  uint64_t epoch() const { return epoch_; }
+
+ private:
+  asio::awaitable<Status> Session();
+  asio::awaitable<Status> ReceiveLoop(PeerStream& stream);
+  asio::awaitable<Status> AckLoop(PeerStream& stream);
+  Status HandleData(const std::string& payload);
+
+  asio::any_io_executor ex_;
+  ReceiverOptions options_;
+  Spool* spool_;
+  std::atomic<uint64_t> epoch_;
+  std::function<Position()> applied_;
+  std::function<PgTimestamp()> applied_time_;
+  std::function<void()> on_durable_;
+  std::function<Status(uint64_t)> on_new_epoch_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mu_;
+  ReceiverStatus status_;
+  bool unit_open_ = false;
+  bool ack_due_ = false;
+  std::unique_ptr<asio::steady_timer> ack_wake_;
+  PeerStream* current_ = nullptr;
+  std::unique_ptr<BatchDecoder> batch_decoder_;  // one per connection
+};
+
+}  // namespace geosync

@@ -1,0 +1,232 @@
+// Statement shapes and SQL for applying row changes, and the per-session cache
+// of prepared statement names.
+#include "agent/replica/statement_cache.h"
+
+#include <fmt/format.h>
+
+namespace geosync {
+
+std::string QuoteIdent(std::string_view ident) {
+  std::string out = "\"";
+  for (char c : ident) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+std::string QualifiedName(const Relation& rel) {
+  return QuoteIdent(rel.nspname) + "." + QuoteIdent(rel.relname);
+}
+
+std::string DisplayName(const Relation& rel) { return rel.nspname + "." + rel.relname; }
+
+namespace {
+
+Status CheckTuple(const Relation& rel, const Tuple& tuple, std::string_view which) {
+  if (tuple.size() == rel.columns.size()) return Status::Ok();
+  return Status::InvalidArgument(fmt::format("{} tuple of {} has {} columns, the relation has {}",
+                                             which, DisplayName(rel), tuple.size(),
+                                             rel.columns.size()));
+}
+
+// Fills the WHERE part of an update or delete.
+Status ShapeWhere(const Relation& rel, const RowChange& change, ShapedChange* out) {
+  const bool has_old = change.old_kind == 'K' || change.old_kind == 'O';
+  if (has_old) GEOSYNC_RETURN_IF_ERROR(CheckTuple(rel, change.old_tuple, "old"));
+  if (change.old_kind == 'O') {
+    // REPLICA IDENTITY FULL: the whole old row identifies it. An unchanged
+    // TOAST value cannot be compared (it is not in the stream), so skip it.
+    out->shape.where = WhereMode::kFull;
+    for (size_t i = 0; i < rel.columns.size(); ++i) {
+      if (change.old_tuple[i].kind == DatumKind::kUnchangedToast) continue;
+      out->shape.where_columns.push_back(static_cast<int>(i));
+      out->params.push_back(&change.old_tuple[i]);
+    }
+    if (out->shape.where_columns.empty()) {
+      return Status::InvalidArgument(
+          fmt::format("old row of {} has no comparable column", DisplayName(rel)));
+    }
+    return Status::Ok();
+  }
+  if (change.old_kind != 0 && !has_old) {
+    return Status::InvalidArgument(fmt::format(
+        "unknown old tuple kind 0x{:02x} for {}",
+        static_cast<unsigned>(static_cast<uint8_t>(change.old_kind)), DisplayName(rel)));
+  }
+  if (!has_old && change.op == RowOp::kDelete) {
+    return Status::InvalidArgument(
+        fmt::format("delete from {} carries no old key", DisplayName(rel)));
+  }
+  const Tuple& source = has_old ? change.old_tuple : change.new_tuple;
+  out->shape.where = WhereMode::kKey;
+  for (size_t i = 0; i < rel.columns.size(); ++i) {
+    if (!rel.columns[i].is_key) continue;
+    if (source[i].kind == DatumKind::kUnchangedToast) {
+      return Status::InvalidArgument(fmt::format("key column {} of {} is an unchanged TOAST value",
+                                                 rel.columns[i].name, DisplayName(rel)));
+    }
+    out->shape.where_columns.push_back(static_cast<int>(i));
+    out->params.push_back(&source[i]);
+  }
+  if (out->shape.where_columns.empty()) {
+    return Status::InvalidArgument(
+        fmt::format("{} has no replica identity key columns: cannot apply an update or delete",
+                    DisplayName(rel)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ShapedChange> ShapeChange(const Relation& rel, const RowChange& change) {
+  ShapedChange out;
+  out.shape.op = change.op;
+  if (change.op == RowOp::kInsert || change.op == RowOp::kUpdate) {
+    GEOSYNC_RETURN_IF_ERROR(CheckTuple(rel, change.new_tuple, "new"));
+    for (size_t i = 0; i < rel.columns.size(); ++i) {
+      if (change.new_tuple[i].kind == DatumKind::kUnchangedToast) {
+        if (change.op == RowOp::kInsert) {
+          return Status::InvalidArgument(
+              fmt::format("insert into {} has an unchanged TOAST value", DisplayName(rel)));
+        }
+        continue;  // leave the column as it is
+      }
+      out.shape.set_columns.push_back(static_cast<int>(i));
+      out.params.push_back(&change.new_tuple[i]);
+    }
+  }
+  if (change.op == RowOp::kInsert) return out;
+  if (change.op == RowOp::kUpdate && out.shape.set_columns.empty()) {
+    out.has_statement = false;
+    out.params.clear();
+    return out;
+  }
+  GEOSYNC_RETURN_IF_ERROR(ShapeWhere(rel, change, &out));
+  return out;
+}
+
+namespace {
+
+std::string WhereSql(const Relation& rel, const StatementShape& shape, int first_param) {
+  std::string sql;
+  int n = first_param;
+  if (shape.where == WhereMode::kKey) {
+    for (size_t i = 0; i < shape.where_columns.size(); ++i) {
+      if (i > 0) sql += " AND ";
+      sql += fmt::format("{} = ${}", QuoteIdent(rel.columns[shape.where_columns[i]].name), n++);
+    }
+    return sql;
+  }
+  // Text comparison works for every type, including those without an
+  // equality operator (json, point); ctid picks exactly one of several
+  // identical rows, as the source changed exactly one.
+  sql = fmt::format("ctid = (SELECT ctid FROM {} WHERE ", QualifiedName(rel));
+  for (size_t i = 0; i < shape.where_columns.size(); ++i) {
+    if (i > 0) sql += " AND ";
+    sql += fmt::format("{}::pg_catalog.text IS NOT DISTINCT FROM ${}",
+                       QuoteIdent(rel.columns[shape.where_columns[i]].name), n++);
+  }
+  sql += " LIMIT 1)";
+  return sql;
+}
+
+}  // namespace
+
+std::string BuildStatementSql(const Relation& rel, const StatementShape& shape) {
+  const std::string table = QualifiedName(rel);
+  std::string sql;
+  int n = 1;
+  switch (shape.op) {
+    case RowOp::kInsert: {
+      std::string cols;
+      std::string values;
+      for (size_t i = 0; i < shape.set_columns.size(); ++i) {
+        if (i > 0) {
+          cols += ", ";
+          values += ", ";
+        }
+        cols += QuoteIdent(rel.columns[shape.set_columns[i]].name);
+        values += fmt::format("${}", n++);
+      }
+      return fmt::format("INSERT INTO {} ({}) VALUES ({})", table, cols, values);
+    }
+    case RowOp::kUpdate: {
+      sql = fmt::format("UPDATE {} SET ", table);
+      for (size_t i = 0; i < shape.set_columns.size(); ++i) {
+        if (i > 0) sql += ", ";
+        sql += fmt::format("{} = ${}", QuoteIdent(rel.columns[shape.set_columns[i]].name), n++);
+      }
+      return sql + " WHERE " + WhereSql(rel, shape, n);
+    }
+    case RowOp::kDelete:
+      return fmt::format("DELETE FROM {} WHERE {}", table, WhereSql(rel, shape, n));
+  }
+  return sql;
+}
+
+std::string DescribeKey(const Relation& rel, const ShapedChange& change) {
+  constexpr size_t kMaxValue = 64;
+  std::string names;
+  std::string values;
+  const size_t first =
+      change.shape.set_columns.size() * (change.shape.op == RowOp::kUpdate ? 1 : 0);
+  for (size_t i = 0; i < change.shape.where_columns.size(); ++i) {
+    if (i > 0) {
+      names += ", ";
+      values += ", ";
+    }
+    names += rel.columns[change.shape.where_columns[i]].name;
+    const Datum* d = first + i < change.params.size() ? change.params[first + i] : nullptr;
+    if (d == nullptr || d->kind == DatumKind::kNull) {
+      values += "NULL";
+    } else if (d->kind == DatumKind::kBinary) {
+      values += "<binary>";
+    } else if (d->value.size() > kMaxValue) {
+      values += d->value.substr(0, kMaxValue) + "...";
+    } else {
+      values += d->value;
+    }
+  }
+  return fmt::format("({})=({})", names, values);
+}
+
+const StatementCache::Entry& StatementCache::Get(const Relation& rel, const StatementShape& shape,
+                                                 bool* created) {
+  // Names and column names cannot contain NUL, so it separates fields.
+  std::string key;
+  key += static_cast<char>(shape.op);
+  key += static_cast<char>(shape.where);
+  key += rel.nspname + '\0' + rel.relname + '\0';
+  for (int i : shape.set_columns) key += rel.columns[i].name + '\0';
+  key += '\1';
+  for (int i : shape.where_columns) key += rel.columns[i].name + '\0';
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    *created = false;
+    return it->second;
+  }
+  const int nparams = static_cast<int>(shape.set_columns.size() + shape.where_columns.size());
+  return Insert(std::move(key), BuildStatementSql(rel, shape), nparams, created);
+}
+
+const StatementCache::Entry& StatementCache::GetFixed(std::string_view key, std::string_view sql,
+                                                      int nparams, bool* created) {
+  std::string k = "\2" + std::string(key);
+  auto it = entries_.find(k);
+  if (it != entries_.end()) {
+    *created = false;
+    return it->second;
+  }
+  return Insert(std::move(k), std::string(sql), nparams, created);
+}
+
+const StatementCache::Entry& StatementCache::Insert(std::string key, std::string sql, int nparams,
+                                                    bool* created) {
+  *created = true;
+  Entry entry{fmt::format("g{}", next_id_++), std::move(sql), nparams};
+  return entries_.emplace(std::move(key), std::move(entry)).first->second;
+}
+
+}  // namespace geosync

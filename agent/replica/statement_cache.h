@@ -1,0 +1,92 @@
+// How a row change becomes a prepared statement on the replica: the statement
+// shape (which columns are set, which identify the row), its SQL text, and the
+// per-session cache of prepared statement names g1, g2... Pure: no libpq here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/change.h"
+#include "common/status.h"
+
+namespace geosync {
+
+// "accounts" -> "\"accounts\"", doubling embedded quotes.
+std::string QuoteIdent(std::string_view ident);
+// "\"public\".\"accounts\"": what statements name.
+std::string QualifiedName(const Relation& rel);
+// "public.accounts": what messages name.
+std::string DisplayName(const Relation& rel);
+
+// How an update or delete finds its row.
+enum class WhereMode : uint8_t {
+  kKey,   // key = $n for each replica identity column (indexable)
+  kFull,  // REPLICA IDENTITY FULL: one row whose columns' text forms all match
+};
+
+// The columns a statement uses, as indexes into the Relation's columns.
+struct StatementShape {
+  RowOp op = RowOp::kInsert;
+  std::vector<int> set_columns;    // insert: inserted columns; update: SET columns
+  std::vector<int> where_columns;  // update and delete: identifying columns
+  WhereMode where = WhereMode::kKey;
+};
+
+// A change ready to execute: its shape, and one parameter per $n in order
+// (set columns first, then where columns). Datums point into the RowChange.
+struct ShapedChange {
+  StatementShape shape;
+  std::vector<const Datum*> params;
+  // False for an update whose every column is an unchanged TOAST value:
+  // there is nothing to set.
+  bool has_statement = true;
+};
+
+// Chooses the statement for `change` on `rel`:
+//  - insert: every column of the new tuple;
+//  - update: SET every new-tuple column except unchanged TOAST values;
+//  - update/delete WHERE: old_kind 'O' (REPLICA IDENTITY FULL) compares every
+//    old column as text; 'K' uses the key columns of the old tuple; no old
+//    tuple (the key did not change) uses the key columns of the new tuple.
+// InvalidArgument when the tuples do not match the relation or no key exists.
+Result<ShapedChange> ShapeChange(const Relation& rel, const RowChange& change);
+
+// The SQL text of a statement with text parameters $1..$n.
+//   INSERT INTO t (a, b) VALUES ($1, $2)
+//   UPDATE t SET a = $1 WHERE k = $2
+//   DELETE FROM t WHERE ctid = (SELECT ctid FROM t WHERE a::text IS NOT
+//     DISTINCT FROM $1 AND ... LIMIT 1)
+std::string BuildStatementSql(const Relation& rel, const StatementShape& shape);
+
+// "(id, region)=(42, eu)" for messages; long values are cut.
+std::string DescribeKey(const Relation& rel, const ShapedChange& change);
+
+// Prepared statements of one session, keyed by table name, operation and
+// column shape (never by OID). Clear() after DEALLOCATE ALL or reconnecting.
+class StatementCache {
+ public:
+  struct Entry {
+    std::string name;  // g1, g2...
+    std::string sql;
+    int nparams = 0;
+  };
+
+  // The entry for this shape; *created is true when it is new and the caller
+  // must prepare it before use.
+  const Entry& Get(const Relation& rel, const StatementShape& shape, bool* created);
+  // The entry for a fixed statement (not per table), e.g. sequence setval.
+  const Entry& GetFixed(std::string_view key, std::string_view sql, int nparams, bool* created);
+  void Clear() { entries_.clear(); }
+  size_t size() const { return entries_.size(); }
+
+ private:
+  const Entry& Insert(std::string key, std::string sql, int nparams, bool* created);
+
+  std::unordered_map<std::string, Entry> entries_;
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace geosync

@@ -1,0 +1,102 @@
+// Capture: the source role's WAL reader. It keeps a logical replication
+// connection (pgoutput over replication=database) to the primary, decodes
+// the stream into Events and hands them to a CaptureSink. It only ever
+// confirms to PostgreSQL the position the sink declares durable, and it
+// reconnects with backoff after any connection failure, resuming from the
+// slot's confirmed position.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/pg/async_pg.h"
+#include "common/change.h"
+#include "common/pgoutput.h"
+#include "common/status.h"
+
+namespace geosync {
+
+struct CaptureOptions {
+  std::string conninfo;  // the primary's database; replication=database is added
+  std::string slot = "geosync";
+  std::string publication = "geosync";
+  std::vector<std::string> tables;  // empty: FOR ALL TABLES
+  bool create_slot = true;
+  bool create_publication = true;
+  bool temporary_slot = false;  // dropped by PostgreSQL when the connection ends
+  bool binary = false;
+  std::chrono::milliseconds status_interval{1000};  // well under wal_sender_timeout
+  std::chrono::milliseconds connect_timeout{10000};
+  std::chrono::milliseconds max_backoff{5000};
+  int max_attempts = 0;  // 0: retry forever
+};
+
+// Receives the decoded stream. Every transaction arrives as Begin, then for
+// each table it touches a Relation descriptor before its first change (so a
+// transaction is self-describing wherever a reader starts), its changes and
+// messages, then Commit. Calls run on the capture's executor.
+class CaptureSink {
+ public:
+  virtual ~CaptureSink() = default;
+  virtual Status OnEvent(const Event& event) = 0;
+  // No more input is buffered right now: a natural group-commit point.
+  virtual Status OnIdle() = 0;
+  // A new connection is about to stream; drop any incomplete transaction.
+  // PostgreSQL will send again every transaction after the confirmed position.
+  virtual Status OnReconnect() = 0;
+  // End LSN of the last transaction that is durable downstream. Capture
+  // reports this, and only this, as flush_lsn to PostgreSQL.
+  virtual Lsn DurableLsn() = 0;
+};
+
+struct CaptureStats {
+  std::atomic<uint64_t> messages{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> transactions{0};
+  std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> server_wal_end{0};   // from XLogData/keepalives
+  std::atomic<uint64_t> confirmed_flush{0};  // last flush_lsn sent
+};
+
+class Capture {
+ public:
+  Capture(asio::any_io_executor ex, CaptureOptions options, CaptureSink& sink);
+
+  // Runs until Stop(), a fatal error, or max_attempts failed connections.
+  asio::awaitable<Status> Run();
+  void Stop();
+  const CaptureStats& stats() const { return stats_; }
+  // The system identifier from IDENTIFY_SYSTEM of the last connection.
+  const std::string& system_id() const { return system_id_; }
+
+ private:
+  asio::awaitable<Status> RunOnce();
+  asio::awaitable<Status> Setup();
+  asio::awaitable<Status> Stream();
+  Status HandleCopyData(const std::string& data, bool* reply_now);
+  Status HandleMessage(PgOutputMessage message);
+  Status EmitRelation(uint32_t oid);
+  asio::awaitable<Status> SendFeedback(bool reply_requested);
+
+  asio::any_io_executor ex_;
+  CaptureOptions options_;
+  CaptureSink& sink_;
+  std::unique_ptr<AsyncPg> pg_;
+  RelationCache relations_;
+  std::vector<uint32_t> relations_in_txn_;
+  bool in_txn_ = false;
+  uint32_t xid_ = 0;
+  Lsn received_;
+  std::atomic<bool> stopping_{false};
+  std::string system_id_;
+  CaptureStats stats_;
+  PgOutputOptions pgoutput_;
+};
+
+}  // namespace geosync

@@ -1,0 +1,282 @@
+// StreamServer: per-site sessions streaming the spool over framed TCP/TLS.
+#include "agent/source/stream_server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/control.h"
+#include "common/record_batch.h"
+
+namespace geosync {
+
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+
+struct StreamServer::Session {
+  Session(tcp::socket s, std::shared_ptr<asio::ssl::context> tls, int level)
+      : stream(std::move(s), tls, level), wake(stream.socket().get_executor()) {}
+  PeerStream stream;
+  asio::steady_timer wake;
+  std::string site;
+  Position start;
+  std::unique_ptr<SpoolReader> reader;
+};
+
+namespace {
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+std::span<const uint8_t> AsSpan(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+}  // namespace
+
+StreamServer::StreamServer(asio::io_context& io, StreamServerOptions options, Spool* spool,
+                           SiteRegistry* registry, std::function<Lsn()> primary_wal,
+                           std::function<void(uint64_t, const std::string&)> on_higher_epoch)
+    : io_(io),
+      options_(std::move(options)),
+      spool_(spool),
+      registry_(registry),
+      primary_wal_(std::move(primary_wal)),
+      on_higher_epoch_(std::move(on_higher_epoch)),
+      acceptor_(io) {}
+
+StreamServer::~StreamServer() = default;
+
+Status StreamServer::Listen() {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(options_.listen.host, ec);
+  if (ec) {
+    return Status::Config(fmt::format("listen.host \"{}\" is not an IP address: {}",
+                                      options_.listen.host, ec.message()));
+  }
+  tcp::endpoint ep(addr, options_.listen.port);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Io(fmt::format("cannot listen on {}:{}: {}", options_.listen.host,
+                                  options_.listen.port, ec.message()));
+  }
+  port_ = acceptor_.local_endpoint().port();
+  if (!options_.tls) {
+    spdlog::warn("stream server on {}:{} uses plain TCP without TLS: for loopback tests only",
+                 options_.listen.host, port_);
+  }
+  spdlog::info("stream server listening on {}:{} (epoch {})", options_.listen.host, port_,
+               options_.epoch);
+  return Status::Ok();
+}
+
+void StreamServer::Stop() {
+  stopping_ = true;
+  asio::post(io_, [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    for (auto& s : sessions_) {
+      s->stream.Close();
+      s->wake.cancel();
+    }
+  });
+}
+
+void StreamServer::NotifyDurable() {
+  asio::post(io_, [this] {
+    for (auto& s : sessions_) s->wake.cancel();
+  });
+}
+
+asio::awaitable<void> StreamServer::AcceptLoop() {
+  while (!stopping_) {
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(use_awaitable));
+    if (ec) {
+      if (stopping_ || ec == asio::error::operation_aborted) break;
+      spdlog::warn("stream server: accept failed: {}", ec.message());
+      continue;
+    }
+    asio::co_spawn(io_, RunSession(std::move(socket)), asio::detached);
+  }
+}
+
+Status StreamServer::CheckHello(const Hello& hello, PeerStream& stream) const {
+  if (hello.protocol_version != kProtocolVersion) {
+    return Status::Protocol(fmt::format("site {} speaks protocol version {}, this source {}",
+                                        hello.site_name, hello.protocol_version,
+                                        kProtocolVersion));
+  }
+  if (hello.cluster_id != options_.cluster_id) {
+    return Status::Fenced(fmt::format("site {} belongs to cluster \"{}\", this source to \"{}\"",
+                                      hello.site_name, hello.cluster_id, options_.cluster_id));
+  }
+  if (!registry_->Known(hello.site_name)) {
+    return Status::Fenced(fmt::format(
+        "unknown site \"{}\": add it to \"sites\" in the source's config", hello.site_name));
+  }
+  if (stream.tls()) {
+    std::string cn = stream.PeerCommonName();
+    if (cn != hello.site_name) {
+      return Status::Fenced(fmt::format(
+          "site says it is \"{}\" but its certificate is for \"{}\"", hello.site_name, cn));
+    }
+  }
+  if (hello.epoch > options_.epoch) {
+    return Status::Fenced(fmt::format(
+        "site {} knows epoch {} but this source is at epoch {}: a newer primary exists, this "
+        "source is stale and stops shipping",
+        hello.site_name, hello.epoch, options_.epoch));
+  }
+  return Status::Ok();
+}
+
+asio::awaitable<void> StreamServer::RunSession(tcp::socket socket) {
+  auto session =
+      std::make_shared<Session>(std::move(socket), options_.tls, options_.compression_level);
+  sessions_.insert(session);
+  Status st = co_await Serve(session);
+  sessions_.erase(session);
+  if (!session->site.empty()) {
+    registry_->AddTraffic(session->site, session->stream.counters().raw_out,
+                          session->stream.counters().wire_out);
+    registry_->Disconnected(session->site, st.ok() ? "" : st.ToString());
+  }
+  if (!st.ok() && !stopping_) {
+    // Tell the peer why before closing; best effort.
+    std::string err;
+    EncodeErrorMessage(ErrorMessage::FromStatus(st), &err);
+    co_await session->stream.WriteFrame(FrameType::kError, err);
+    spdlog::warn("stream session {} ({}): {}", session->site.empty() ? "?" : session->site,
+                 session->stream.remote(), st.ToString());
+  }
+  session->stream.Close();
+}
+
+asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
+  GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.Handshake(true, options_.peer_timeout));
+  GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame first,
+                              co_await session->stream.ReadFrame(options_.peer_timeout));
+  if (first.type != FrameType::kHello) {
+    co_return Status::Protocol(fmt::format("expected Hello, got frame type {}",
+                                           static_cast<int>(first.type)));
+  }
+  GEOSYNC_ASSIGN_OR_RETURN_CO(Hello hello, DecodeHello(AsSpan(first.payload)));
+  session->site = hello.site_name;
+  session->start = hello.durable;
+  Status ok = CheckHello(hello, session->stream);
+  if (ok.ok()) {
+    auto reader = spool_->ReadFrom(hello.durable);
+    if (!reader.ok()) {
+      ok = Status::NotFound(fmt::format("site {} needs a re-seed: {}", hello.site_name,
+                                        reader.status().message()));
+    } else {
+      session->reader = std::move(reader).value();
+    }
+  }
+  HelloReply reply;
+  reply.accepted = ok.ok();
+  reply.error = ok.ok() ? "" : ok.message();
+  reply.source_site = options_.site;
+  reply.source_epoch = options_.epoch;
+  reply.start = hello.durable;
+  std::string bytes;
+  EncodeHelloReply(reply, &bytes);
+  GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kHelloReply, bytes));
+  if (!ok.ok()) {
+    if (hello.epoch > options_.epoch && on_higher_epoch_) {
+      on_higher_epoch_(hello.epoch, hello.site_name);
+    }
+    session->site.clear();  // the reply already told the peer
+    spdlog::warn("refused site {} from {}: {}", hello.site_name, session->stream.remote(),
+                 ok.ToString());
+    co_return Status::Ok();
+  }
+  registry_->Connected(hello.site_name, session->stream.remote());
+  spdlog::info("site {} connected from {}{}, streaming after {}", hello.site_name,
+               session->stream.remote(), session->stream.tls() ? " (TLS)" : "",
+               hello.durable.ToString());
+  auto result = co_await (Send(session) || Receive(session));
+  co_return result.index() == 0 ? std::get<0>(result) : std::get<1>(result);
+}
+
+asio::awaitable<Status> StreamServer::Send(std::shared_ptr<Session> session) {
+  BatchEncoder batch_encoder;
+  std::string batch;
+  auto last_heartbeat = std::chrono::steady_clock::now() - options_.heartbeat;
+  Position last_sent = session->start;
+  while (!stopping_) {
+    batch.clear();
+    while (batch.size() < options_.max_batch_bytes) {
+      auto rec = session->reader->Next();
+      if (!rec.ok()) co_return rec.status();
+      if (!rec->has_value()) break;
+      const SpoolRecord& r = **rec;
+      batch_encoder.Append(r.epoch, r.lsn, r.flags, r.payload, &batch);
+      if (r.last_in_unit()) last_sent = r.position();
+    }
+    if (!batch.empty()) {
+      uint64_t before = session->stream.counters().wire_out;
+      GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kData, batch));
+      if (options_.bandwidth_bytes_per_sec > 0) {
+        uint64_t sent = session->stream.counters().wire_out - before;
+        asio::steady_timer pace(co_await asio::this_coro::executor,
+                                std::chrono::microseconds(sent * 1000000 /
+                                                          options_.bandwidth_bytes_per_sec));
+        co_await pace.async_wait(asio::as_tuple(use_awaitable));
+      }
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_heartbeat >= options_.heartbeat) {
+      Heartbeat hb;
+      hb.sender_time_us = NowUs();
+      hb.primary_wal_lsn = primary_wal_ ? primary_wal_() : Lsn();
+      hb.source_commit = last_sent;
+      std::string bytes;
+      EncodeHeartbeat(hb, &bytes);
+      GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kHeartbeat, bytes));
+      last_heartbeat = now;
+    }
+    if (batch.empty()) {
+      // Idle: sleep until new durable data (NotifyDurable cancels the timer)
+      // or the next heartbeat is due.
+      session->wake.expires_at(last_heartbeat + options_.heartbeat);
+      co_await session->wake.async_wait(asio::as_tuple(use_awaitable));
+    }
+  }
+  co_return Status::Cancelled("stream server stopping");
+}
+
+asio::awaitable<Status> StreamServer::Receive(std::shared_ptr<Session> session) {
+  while (!stopping_) {
+    GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame frame,
+                                co_await session->stream.ReadFrame(options_.peer_timeout));
+    switch (frame.type) {
+      case FrameType::kAck: {
+        GEOSYNC_ASSIGN_OR_RETURN_CO(Ack ack, DecodeAck(AsSpan(frame.payload)));
+        registry_->Update(session->site, ack);
+        break;
+      }
+      case FrameType::kHeartbeat:
+        break;
+      case FrameType::kError: {
+        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame.payload)));
+        co_return err.ToStatus();
+      }
+      default:
+        co_return Status::Protocol(fmt::format("unexpected frame type {} from site {}",
+                                               static_cast<int>(frame.type), session->site));
+    }
+  }
+  co_return Status::Cancelled("stream server stopping");
+}
+
+}  // namespace geosync

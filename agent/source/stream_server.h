@@ -1,0 +1,78 @@
+// StreamServer: the source's listener for replica sites. Each connection is
+// one session: TLS handshake, Hello (cluster id, site, epoch, durable
+// position), then the spool streamed from just after that position in Data
+// frames, heartbeats, and acks back. Sessions read the spool, never the WAL:
+// a slow or cut-off site costs spool disk on the source, not primary WAL.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "agent/net/peer_stream.h"
+#include "agent/source/site_registry.h"
+#include "agent/spool/spool.h"
+#include "common/config.h"
+
+namespace geosync {
+
+struct StreamServerOptions {
+  std::string cluster_id;
+  std::string site;
+  uint64_t epoch = 1;
+  Endpoint listen;
+  std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP (loopback tests only)
+  int compression_level = 3;
+  std::chrono::milliseconds heartbeat{1000};
+  std::chrono::milliseconds peer_timeout{10000};
+  uint64_t bandwidth_bytes_per_sec = 0;  // per site; 0 = unlimited
+  size_t max_batch_bytes = 256 * 1024;
+};
+
+class StreamServer {
+ public:
+  // `primary_wal` returns the primary's current WAL end as last seen;
+  // `on_higher_epoch` runs when a site reports an epoch above ours: this
+  // source is stale and must fence itself.
+  StreamServer(asio::io_context& io, StreamServerOptions options, Spool* spool,
+               SiteRegistry* registry, std::function<Lsn()> primary_wal,
+               std::function<void(uint64_t epoch, const std::string& site)> on_higher_epoch);
+  ~StreamServer();
+
+  Status Listen();
+  uint16_t port() const { return port_; }
+  asio::awaitable<void> AcceptLoop();
+  // Thread-safe: new durable data in the spool; wakes idle sessions.
+  void NotifyDurable();
+  void Stop();
+
+  struct Session;
+
+ private:
+  asio::awaitable<void> RunSession(tcp::socket socket);
+  asio::awaitable<Status> Serve(std::shared_ptr<Session> session);
+  asio::awaitable<Status> Send(std::shared_ptr<Session> session);
+  asio::awaitable<Status> Receive(std::shared_ptr<Session> session);
+  Status CheckHello(const Hello& hello, PeerStream& stream) const;
+
+  asio::io_context& io_;
+  StreamServerOptions options_;
+  Spool* spool_;
+  SiteRegistry* registry_;
+  std::function<Lsn()> primary_wal_;
+  std::function<void(uint64_t, const std::string&)> on_higher_epoch_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::set<std::shared_ptr<Session>> sessions_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace geosync

@@ -1,0 +1,682 @@
+// The durable spool: the writer's append/sync/rotate path, recovery of a
+// torn tail at Open, retention, and readers that follow the durable end.
+#include "agent/spool/spool.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace geosync {
+namespace spool_internal {
+
+struct SegmentInfo {
+  uint64_t id = 0;  // creation order within this process; consecutive
+  std::string name;
+  Position first;            // position of its first record (its name)
+  Position last;             // last complete durable unit; Position{} if none
+  uint64_t bytes = 0;        // bytes in the file, buffered ones included
+  uint64_t durable_end = 0;  // readers may read up to here: complete fsynced units
+  bool sealed = false;       // rotated away from: never written again
+};
+
+struct Shared {
+  std::string dir;
+  mutable std::mutex mu;
+  // Everything below is guarded by mu.
+  std::vector<SegmentInfo> segments;  // in spool order; the last one is active
+  uint64_t next_id = 0;
+  Position durable;
+  Position released;
+  Position last_appended;
+  uint64_t total_bytes = 0;
+
+  std::string Path(std::string_view name) const { return fmt::format("{}/{}", dir, name); }
+  SegmentInfo* Find(uint64_t id) {
+    for (auto& s : segments) {
+      if (s.id == id) return &s;
+    }
+    return nullptr;
+  }
+};
+
+}  // namespace spool_internal
+
+using spool_internal::SegmentInfo;
+using spool_internal::Shared;
+
+namespace {
+
+constexpr size_t kWriteBufferBytes = 1 << 20;
+constexpr std::string_view kLockFile = "LOCK";
+// Text file holding released(): "geosync-spool-released 1\n<epoch>@<X/Y>\n".
+constexpr std::string_view kReleasedFile = "released";
+constexpr std::string_view kReleasedHeader = "geosync-spool-released 1";
+
+Status Errno(std::string_view what, const std::string& path) {
+  return Status::Io(fmt::format("{} {}: {}", what, path, std::strerror(errno)));
+}
+
+Status FsyncDir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Errno("opening spool directory", dir);
+  if (::fsync(fd.get()) != 0) return Errno("fsyncing spool directory", dir);
+  return Status::Ok();
+}
+
+Status WriteAll(int fd, std::span<const uint8_t> bytes, const std::string& path) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("writing spool segment", path);
+    }
+    bytes = bytes.subspan(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Result<Position> ReadReleased(const std::string& dir) {
+  std::string path = fmt::format("{}/{}", dir, kReleasedFile);
+  std::ifstream in(path);
+  if (!in) return Position{};
+  std::string header;
+  std::string pos_text;
+  std::getline(in, header);
+  std::getline(in, pos_text);
+  if (header != kReleasedHeader) {
+    return Status::Corruption(fmt::format("{}: unknown header \"{}\"", path, header));
+  }
+  auto pos = Position::Parse(pos_text);
+  if (!pos.ok()) return pos.status().WithContext(path);
+  return pos.value();
+}
+
+// Temp file, fsync, rename, fsync the directory: a crash leaves the old or the
+// new value, never a mix.
+Status WriteReleased(const std::string& dir, Position released) {
+  std::string path = fmt::format("{}/{}", dir, kReleasedFile);
+  std::string tmp = path + ".tmp";
+  std::string text = fmt::format("{}\n{}\n", kReleasedHeader, released.ToString());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return Errno("creating", tmp);
+  GEOSYNC_RETURN_IF_ERROR(WriteAll(
+      fd.get(), std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), tmp));
+  if (::fsync(fd.get()) != 0) return Errno("fsyncing", tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Errno("renaming", tmp);
+  return FsyncDir(dir);
+}
+
+// Segment names in spool order. A *.seg file with another name is Corruption:
+// guessing where it belongs could lose or duplicate data.
+Result<std::vector<std::string>> ListSegments(const std::string& dir) {
+  std::vector<std::pair<Position, std::string>> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (!name.ends_with(".seg")) continue;
+    auto pos = ParseSegmentFileName(name);
+    if (!pos) {
+      return Status::Corruption(fmt::format("unexpected file {} in spool directory {}", name, dir));
+    }
+    found.emplace_back(*pos, name);
+  }
+  if (ec) return Status::Io(fmt::format("listing spool directory {}: {}", dir, ec.message()));
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> names;
+  for (auto& [pos, name] : found) names.push_back(std::move(name));
+  return names;
+}
+
+// What one pass over a segment found.
+struct ScanResult {
+  uint64_t file_size = 0;
+  uint64_t valid_end = 0;     // end of the last complete unit
+  Position last_unit;         // Position{} if no complete unit
+  int open_unit_records = 0;  // records after valid_end that parsed
+  std::string defect;         // why parsing stopped before file_size, or empty
+  uint64_t defect_offset = 0;
+};
+
+// Checks the unit structure and ordering of one record; a violation is
+// Corruption wherever it is, because its checksum says it was written so.
+Status CheckSequence(const std::string& name, uint64_t offset, const SpoolRecord& rec,
+                     Position prev, bool unit_open, Position unit_pos) {
+  std::string bad;
+  if (rec.position() < prev) {
+    bad = fmt::format("position {} is before the previous record's {}", rec.position().ToString(),
+                      prev.ToString());
+  } else if (rec.first_in_unit() && unit_open) {
+    bad = fmt::format("a unit starts while the unit at {} is open", unit_pos.ToString());
+  } else if (!rec.first_in_unit() && !unit_open) {
+    bad = "a record continues a unit but none is open";
+  } else if (!rec.first_in_unit() && rec.position() != unit_pos) {
+    bad = fmt::format("record at {} inside the unit at {}", rec.position().ToString(),
+                      unit_pos.ToString());
+  }
+  if (bad.empty()) return Status::Ok();
+  return Status::Corruption(fmt::format("spool segment {} at offset {}: {}", name, offset, bad));
+}
+
+Result<ScanResult> ScanSegment(const Shared& shared, const std::string& name, Position named,
+                               Position prev) {
+  std::string path = shared.Path(name);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Errno("opening spool segment", path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Errno("reading the size of", path);
+  ScanResult scan;
+  scan.file_size = static_cast<uint64_t>(st.st_size);
+  SegmentReader reader(fd.get(), name, 0);
+  SpoolRecord rec;
+  bool unit_open = false;
+  Position unit_pos;
+  for (;;) {
+    uint64_t offset = reader.offset();
+    GEOSYNC_ASSIGN_OR_RETURN(auto step, reader.Next(scan.file_size, &rec, &scan.defect));
+    if (step == SegmentReader::Step::kEnd) break;
+    if (step != SegmentReader::Step::kRecord) {
+      scan.defect_offset = offset;
+      break;
+    }
+    if (offset == 0 && rec.position() != named) {
+      return Status::Corruption(
+          fmt::format("spool segment {}: first record is at {}", name, rec.position().ToString()));
+    }
+    GEOSYNC_RETURN_IF_ERROR(CheckSequence(name, offset, rec, prev, unit_open, unit_pos));
+    prev = rec.position();
+    unit_pos = rec.position();
+    unit_open = !rec.last_in_unit();
+    ++scan.open_unit_records;
+    if (rec.last_in_unit()) {
+      scan.valid_end = reader.offset();
+      scan.last_unit = rec.position();
+      scan.open_unit_records = 0;
+    }
+  }
+  return scan;
+}
+
+std::string TornTailReason(const ScanResult& scan) {
+  if (scan.file_size == 0) return "empty segment";
+  std::string reason;
+  if (scan.open_unit_records > 0) {
+    reason = fmt::format("incomplete unit of {} record{}", scan.open_unit_records,
+                         scan.open_unit_records == 1 ? "" : "s");
+  }
+  if (!scan.defect.empty()) {
+    if (!reason.empty()) reason += ", then ";
+    reason += scan.defect;
+    if (scan.defect_offset != scan.valid_end) {
+      reason += fmt::format(" at offset {}", scan.defect_offset);
+    }
+  }
+  return reason;
+}
+
+// Cuts the last segment back to its last complete unit, or removes it when
+// nothing complete is left. Returns whether the segment is still there.
+Result<bool> CutTornTail(const Shared& shared, const std::string& name, const ScanResult& scan) {
+  std::string path = shared.Path(name);
+  spdlog::warn("spool: truncated torn tail of segment {} at offset {}: {} bytes, {}", name,
+               scan.valid_end, scan.file_size - scan.valid_end, TornTailReason(scan));
+  if (scan.valid_end == 0) {
+    if (::unlink(path.c_str()) != 0) return Errno("removing", path);
+    GEOSYNC_RETURN_IF_ERROR(FsyncDir(shared.dir));
+    return false;
+  }
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return Errno("opening spool segment", path);
+  if (::ftruncate(fd.get(), static_cast<off_t>(scan.valid_end)) != 0) {
+    return Errno("truncating", path);
+  }
+  if (::fsync(fd.get()) != 0) return Errno("fsyncing", path);
+  return true;
+}
+
+// Scans every segment into shared.segments, cutting the last one's torn tail.
+Status Recover(Shared& shared) {
+  GEOSYNC_ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(shared.dir));
+  Position prev;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const bool is_last = i + 1 == names.size();
+    Position named = *ParseSegmentFileName(names[i]);
+    GEOSYNC_ASSIGN_OR_RETURN(ScanResult scan, ScanSegment(shared, names[i], named, prev));
+    if (scan.valid_end < scan.file_size || (is_last && scan.valid_end == 0)) {
+      if (!is_last) {
+        uint64_t at = scan.defect.empty() ? scan.valid_end : scan.defect_offset;
+        std::string what = scan.defect.empty() ? "incomplete unit at the end" : scan.defect;
+        return Status::Corruption(
+            fmt::format("spool segment {} at offset {}: {}", names[i], at, what));
+      }
+      GEOSYNC_ASSIGN_OR_RETURN(bool kept, CutTornTail(shared, names[i], scan));
+      if (!kept) break;
+    }
+    if (scan.valid_end == 0) {
+      return Status::Corruption(fmt::format("spool segment {} is empty", names[i]));
+    }
+    SegmentInfo seg;
+    seg.id = shared.next_id++;
+    seg.name = names[i];
+    seg.first = named;
+    seg.last = scan.last_unit;
+    seg.bytes = seg.durable_end = scan.valid_end;
+    seg.sealed = !is_last;
+    shared.total_bytes += seg.bytes;
+    shared.segments.push_back(std::move(seg));
+    prev = scan.last_unit;
+  }
+  shared.durable = shared.segments.empty() ? shared.released : shared.segments.back().last;
+  shared.last_appended = shared.durable;
+  return Status::Ok();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Spool: opening and the writer.
+
+Spool::Spool(SpoolOptions options, std::shared_ptr<Shared> shared)
+    : options_(std::move(options)), shared_(std::move(shared)) {}
+
+Spool::~Spool() = default;
+
+Result<std::unique_ptr<Spool>> Spool::Open(SpoolOptions options) {
+  if (options.dir.empty()) return Status::InvalidArgument("spool: no directory given");
+  if (options.segment_bytes == 0) return Status::InvalidArgument("spool: segment_bytes is 0");
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) {
+    return Status::Io(fmt::format("creating spool directory {}: {}", options.dir, ec.message()));
+  }
+  std::string lock_path = fmt::format("{}/{}", options.dir, kLockFile);
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock.valid()) return Errno("opening", lock_path);
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    return Status::Io(fmt::format("spool directory {} is in use by another spool: {}", options.dir,
+                                  std::strerror(errno)));
+  }
+  auto shared = std::make_shared<Shared>();
+  shared->dir = options.dir;
+  GEOSYNC_ASSIGN_OR_RETURN(shared->released, ReadReleased(options.dir));
+  GEOSYNC_RETURN_IF_ERROR(Recover(*shared).WithContext("opening spool"));
+
+  std::unique_ptr<Spool> spool(new Spool(std::move(options), shared));
+  spool->lock_fd_ = std::move(lock);
+  spool->last_unit_ = spool->last_appended_ = shared->durable;
+  if (!shared->segments.empty()) {
+    const SegmentInfo& active = shared->segments.back();
+    std::string path = shared->Path(active.name);
+    spool->fd_ = UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+    if (!spool->fd_.valid()) return Errno("opening spool segment", path);
+    spool->active_first_ = active.first;
+    spool->active_size_ = spool->unit_end_ = active.bytes;
+  }
+  return spool;
+}
+
+Status Spool::CheckAppend(Position pos, uint8_t flags, size_t payload_size) const {
+  if ((flags & ~kStandalone) != 0) {
+    return Status::InvalidArgument(fmt::format("spool: unknown record flags 0x{:02x}", flags));
+  }
+  if (payload_size > kMaxRecordPayload) {
+    return Status::InvalidArgument(fmt::format("spool: record payload of {} bytes is over {}",
+                                               payload_size, kMaxRecordPayload));
+  }
+  if (pos.epoch < last_appended_.epoch) {
+    return Status::Fenced(fmt::format("spool: record at {} is from an older epoch than {}",
+                                      pos.ToString(), last_appended_.ToString()));
+  }
+  if (pos < last_appended_) {
+    return Status::InvalidArgument(fmt::format("spool: lsn goes backwards: record at {} after {}",
+                                               pos.ToString(), last_appended_.ToString()));
+  }
+  if ((flags & kFirstInUnit) != 0 && unit_open_) {
+    return Status::InvalidArgument(
+        fmt::format("spool: record at {} starts a unit while the unit at {} has no last record",
+                    pos.ToString(), unit_pos_.ToString()));
+  }
+  if ((flags & kFirstInUnit) == 0 && !unit_open_) {
+    return Status::InvalidArgument(
+        fmt::format("spool: record at {} continues a unit but none is open", pos.ToString()));
+  }
+  if ((flags & kFirstInUnit) == 0 && pos != unit_pos_) {
+    return Status::InvalidArgument(fmt::format("spool: record at {} inside the unit at {}",
+                                               pos.ToString(), unit_pos_.ToString()));
+  }
+  return Status::Ok();
+}
+
+Status Spool::Append(uint64_t epoch, Lsn lsn, uint8_t flags, std::span<const uint8_t> payload) {
+  if (!failed_.ok()) return failed_;
+  const Position pos{epoch, lsn};
+  GEOSYNC_RETURN_IF_ERROR(CheckAppend(pos, flags, payload.size()));
+  if ((flags & kFirstInUnit) != 0) {
+    if (options_.max_bytes != 0 && size_bytes() >= options_.max_bytes) {
+      return Status::Io(
+          fmt::format("spool full: {} bytes, max_bytes {}; waiting for sites to acknowledge",
+                      size_bytes(), options_.max_bytes));
+    }
+    // Names must stay unique and increasing, so a segment full of units at
+    // one position grows until the position moves on.
+    if (fd_.valid() && active_size_ >= options_.segment_bytes && active_first_ < pos) {
+      GEOSYNC_RETURN_IF_ERROR(Rotate());
+    }
+    if (!fd_.valid()) GEOSYNC_RETURN_IF_ERROR(CreateSegment(pos));
+  }
+  auto header = EncodeRecordHeader(epoch, lsn, flags, payload);
+  GEOSYNC_RETURN_IF_ERROR(Write(header));
+  GEOSYNC_RETURN_IF_ERROR(Write(payload));
+  const uint64_t record_bytes = kRecordHeaderSize + payload.size();
+  active_size_ += record_bytes;
+  last_appended_ = unit_pos_ = pos;
+  unit_open_ = (flags & kLastInUnit) == 0;
+  if (!unit_open_) {
+    unit_end_ = active_size_;
+    last_unit_ = pos;
+  }
+  std::lock_guard lock(shared_->mu);
+  shared_->segments.back().bytes += record_bytes;
+  shared_->total_bytes += record_bytes;
+  shared_->last_appended = pos;
+  return Status::Ok();
+}
+
+Status Spool::Sync() {
+  if (!failed_.ok()) return failed_;
+  if (!fd_.valid()) return Status::Ok();
+  GEOSYNC_RETURN_IF_ERROR(FlushBuffer());
+  if (::fdatasync(fd_.get()) != 0) {
+    return Fail(Errno("fdatasync of spool segment", SegmentFileName(active_first_)));
+  }
+  if (dir_dirty_) {
+    GEOSYNC_RETURN_IF_ERROR(Fail(FsyncDir(shared_->dir)));
+    dir_dirty_ = false;
+  }
+  std::lock_guard lock(shared_->mu);
+  SegmentInfo& active = shared_->segments.back();
+  active.durable_end = unit_end_;
+  if (unit_end_ > 0) active.last = last_unit_;
+  shared_->durable = last_unit_;
+  return Status::Ok();
+}
+
+Status Spool::AbandonIncompleteUnit() {
+  if (!failed_.ok()) return failed_;
+  if (!unit_open_) return Status::Ok();
+  const uint64_t dropped = active_size_ - unit_end_;
+  const uint64_t written = active_size_ - buf_.size();
+  const std::string path = shared_->Path(SegmentFileName(active_first_));
+  if (unit_end_ == 0) {
+    // The unit opened this segment, whose name is the unit's position: remove
+    // it, so that a unit at another position cannot land under that name.
+    fd_.Reset();
+    if (::unlink(path.c_str()) != 0) return Fail(Errno("removing", path));
+    dir_dirty_ = true;
+    buf_.clear();
+  } else if (written > unit_end_) {
+    if (::ftruncate(fd_.get(), static_cast<off_t>(unit_end_)) != 0) {
+      return Fail(Errno("truncating", path));
+    }
+    buf_.clear();
+  } else {
+    buf_.resize(buf_.size() - dropped);
+  }
+  active_size_ = unit_end_;
+  unit_open_ = false;
+  last_appended_ = last_unit_;
+  std::lock_guard lock(shared_->mu);
+  shared_->total_bytes -= dropped;
+  shared_->last_appended = last_unit_;
+  if (unit_end_ == 0) {
+    // No reader opened it (they wait for durable data), so its id is reused.
+    shared_->segments.pop_back();
+    --shared_->next_id;
+  } else {
+    shared_->segments.back().bytes -= dropped;
+  }
+  return Status::Ok();
+}
+
+// Called at a unit boundary: makes the active segment durable and seals it.
+Status Spool::Rotate() {
+  GEOSYNC_RETURN_IF_ERROR(Sync());
+  fd_.Reset();
+  std::lock_guard lock(shared_->mu);
+  shared_->segments.back().sealed = true;
+  return Status::Ok();
+}
+
+Status Spool::CreateSegment(Position first) {
+  std::string name = SegmentFileName(first);
+  std::string path = shared_->Path(name);
+  fd_ = UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644));
+  if (!fd_.valid()) return Fail(Errno("creating spool segment", path));
+  dir_dirty_ = true;
+  active_first_ = first;
+  active_size_ = unit_end_ = 0;
+  SegmentInfo seg;
+  seg.name = std::move(name);
+  seg.first = first;
+  std::lock_guard lock(shared_->mu);
+  seg.id = shared_->next_id++;
+  shared_->segments.push_back(std::move(seg));
+  return Status::Ok();
+}
+
+Status Spool::Write(std::span<const uint8_t> bytes) {
+  if (buf_.size() + bytes.size() <= kWriteBufferBytes) {
+    buf_.insert(buf_.end(), bytes.begin(), bytes.end());
+    return buf_.size() == kWriteBufferBytes ? FlushBuffer() : Status::Ok();
+  }
+  GEOSYNC_RETURN_IF_ERROR(FlushBuffer());
+  if (bytes.size() < kWriteBufferBytes) {
+    buf_.assign(bytes.begin(), bytes.end());
+    return Status::Ok();
+  }
+  return Fail(WriteAll(fd_.get(), bytes, shared_->Path(SegmentFileName(active_first_))));
+}
+
+Status Spool::FlushBuffer() {
+  if (buf_.empty()) return Status::Ok();
+  Status st = WriteAll(fd_.get(), buf_, shared_->Path(SegmentFileName(active_first_)));
+  buf_.clear();
+  return Fail(std::move(st));
+}
+
+// Once a write or fsync has failed, what the kernel holds for the file is
+// unknown (PostgreSQL's fsync lesson): refuse further writes until reopened.
+Status Spool::Fail(Status status) {
+  if (!status.ok() && failed_.ok()) {
+    failed_ = status.WithContext("spool failed, reopen it");
+  }
+  return status;
+}
+
+Position Spool::durable() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->durable;
+}
+
+Position Spool::last_appended() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->last_appended;
+}
+
+uint64_t Spool::size_bytes() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->total_bytes;
+}
+
+Position Spool::oldest() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->segments.empty() ? Position{} : shared_->segments.front().first;
+}
+
+Position Spool::released() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->released;
+}
+
+// ---------------------------------------------------------------------------
+// Retention.
+
+Status Spool::ReleaseUpTo(Position upto) {
+  std::lock_guard release_lock(release_mu_);
+  std::vector<std::string> doomed;
+  Position new_released;
+  {
+    std::lock_guard lock(shared_->mu);
+    new_released = shared_->released;
+    const auto& segs = shared_->segments;
+    for (size_t i = 0; i + 1 < segs.size() && segs[i].sealed && segs[i].last <= upto; ++i) {
+      doomed.push_back(segs[i].name);
+      new_released = std::max(new_released, segs[i].last);
+    }
+  }
+  if (doomed.empty()) return Status::Ok();
+  // Record the floor before deleting: after a crash in between, readers are
+  // refused a little too early rather than served a gap.
+  GEOSYNC_RETURN_IF_ERROR(WriteReleased(shared_->dir, new_released));
+  {
+    std::lock_guard lock(shared_->mu);
+    auto& segs = shared_->segments;
+    for (size_t i = 0; i < doomed.size(); ++i) shared_->total_bytes -= segs[i].bytes;
+    segs.erase(segs.begin(), segs.begin() + static_cast<std::ptrdiff_t>(doomed.size()));
+    shared_->released = new_released;
+  }
+  for (const auto& name : doomed) {
+    std::string path = shared_->Path(name);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno("removing", path);
+  }
+  spdlog::info("spool: released {} segment{} up to {}", doomed.size(),
+               doomed.size() == 1 ? "" : "s", new_released.ToString());
+  return FsyncDir(shared_->dir);
+}
+
+// ---------------------------------------------------------------------------
+// Readers.
+
+Result<std::unique_ptr<SpoolReader>> Spool::ReadFrom(Position after) {
+  std::lock_guard lock(shared_->mu);
+  if (after < shared_->released) {
+    Position oldest = shared_->segments.empty() ? Position{} : shared_->segments.front().first;
+    return Status::NotFound(fmt::format(
+        "spool: position {} is no longer retained: units up to {} were released (oldest "
+        "retained {}); the site needs a re-seed",
+        after.ToString(), shared_->released.ToString(), oldest.ToString()));
+  }
+  uint64_t id = shared_->next_id;
+  uint64_t offset = 0;
+  auto it = std::find_if(shared_->segments.begin(), shared_->segments.end(),
+                         [&](const SegmentInfo& s) { return s.durable_end > 0 && after < s.last; });
+  if (it != shared_->segments.end()) {
+    id = it->id;
+  } else if (!shared_->segments.empty()) {
+    // Everything durable is at or before `after`: wait at the durable end.
+    id = shared_->segments.back().id;
+    offset = shared_->segments.back().durable_end;
+  }
+  return std::unique_ptr<SpoolReader>(new SpoolReader(shared_, after, id, offset));
+}
+
+SpoolReader::SpoolReader(std::shared_ptr<Shared> shared, Position after, uint64_t next_id,
+                         uint64_t start_offset)
+    : shared_(std::move(shared)), after_(after), next_id_(next_id), start_offset_(start_offset) {}
+
+SpoolReader::~SpoolReader() = default;
+
+Status SpoolReader::OpenNext(bool* opened) {
+  *opened = false;
+  std::string name;
+  {
+    std::lock_guard lock(shared_->mu);
+    const SegmentInfo* seg = shared_->Find(next_id_);
+    if (seg == nullptr) {
+      bool released = !shared_->segments.empty() && shared_->segments.back().id > next_id_;
+      if (!released) return Status::Ok();  // not created yet
+      return Status::NotFound(fmt::format(
+          "spool: the segment this reader needs next was released (units up to {}); the site "
+          "needs a re-seed",
+          shared_->released.ToString()));
+    }
+    // An active segment without durable data may still be abandoned
+    // (AbandonIncompleteUnit): wait until it holds a complete unit.
+    if (!seg->sealed && seg->durable_end == 0) return Status::Ok();
+    name = seg->name;
+  }
+  std::string path = shared_->Path(name);
+  fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd_.valid()) {
+    if (errno == ENOENT) {
+      return Status::NotFound(fmt::format(
+          "spool: segment {} was released under the reader; the site needs a re-seed", name));
+    }
+    return Errno("opening spool segment", path);
+  }
+  reader_ = std::make_unique<SegmentReader>(fd_.get(), name, start_offset_);
+  start_offset_ = 0;
+  *opened = true;
+  return Status::Ok();
+}
+
+// How far the open segment may be read, and whether it will grow further.
+Status SpoolReader::Limit(uint64_t* limit, bool* sealed) {
+  {
+    std::lock_guard lock(shared_->mu);
+    if (const SegmentInfo* seg = shared_->Find(next_id_)) {
+      *limit = seg->durable_end;
+      *sealed = seg->sealed;
+      return Status::Ok();
+    }
+  }
+  // Released while open: it was sealed, so the whole file is durable.
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) != 0) return Errno("reading the size of", reader_->name());
+  *limit = static_cast<uint64_t>(st.st_size);
+  *sealed = true;
+  return Status::Ok();
+}
+
+Result<std::optional<SpoolRecord>> SpoolReader::Next() {
+  for (;;) {
+    if (!fd_.valid()) {
+      bool opened = false;
+      GEOSYNC_RETURN_IF_ERROR(OpenNext(&opened));
+      if (!opened) return std::optional<SpoolRecord>();
+    }
+    uint64_t limit = 0;
+    bool sealed = false;
+    GEOSYNC_RETURN_IF_ERROR(Limit(&limit, &sealed));
+    SpoolRecord rec;
+    std::string problem;
+    const uint64_t offset = reader_->offset();
+    GEOSYNC_ASSIGN_OR_RETURN(auto step, reader_->Next(limit, &rec, &problem));
+    switch (step) {
+      case SegmentReader::Step::kRecord:
+        if (rec.position() <= after_) continue;
+        return std::optional<SpoolRecord>(std::move(rec));
+      case SegmentReader::Step::kEnd:
+        if (!sealed) return std::optional<SpoolRecord>();
+        reader_.reset();
+        fd_.Reset();
+        ++next_id_;
+        continue;
+      case SegmentReader::Step::kIncomplete:
+      case SegmentReader::Step::kBad:
+        return Status::Corruption(
+            fmt::format("spool segment {} at offset {}: {}", reader_->name(), offset, problem));
+    }
+  }
+}
+
+}  // namespace geosync

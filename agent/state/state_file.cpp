@@ -1,0 +1,120 @@
+// Atomic, versioned state file (temp file, fsync, rename, fsync directory).
+#include "agent/state/state_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/json_reader.h"
+
+namespace geosync {
+namespace {
+
+std::string StatePath(const std::string& dir) { return dir + "/state.json"; }
+
+Status FsyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return Status::Io(fmt::format("open {}: {}", path, std::strerror(errno)));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::Io(fmt::format("fsync {}: {}", path, std::strerror(err)));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<SiteState> ReadSiteState(const std::string& dir) {
+  std::string path = StatePath(dir);
+  std::ifstream in(path);
+  if (!in) return Status::NotFound(fmt::format("state file {} does not exist", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(fmt::format("state file {} is not valid JSON: {}", path, e.what()));
+  }
+  if (!doc.is_object()) return Status::Corruption(fmt::format("state file {} is not an object", path));
+  JsonReader r(doc, path);
+  SiteState s;
+  int64_t version = 0, epoch = 0;
+  std::string role;
+  r.Int("version", 1, SiteState::kVersion, &version, true);
+  r.String("cluster_id", &s.cluster_id, true);
+  r.String("site", &s.site, true);
+  r.Int("epoch", 1, INT64_MAX, &epoch, true);
+  r.Enum("role", {"source", "replica"}, &role, true);
+  r.String("source_site", &s.source_site);
+  r.Bool("fenced", &s.fenced);
+  r.String("fence_reason", &s.fence_reason);
+  r.CheckNoUnknownKeys();
+  if (!r.status().ok()) return Status::Corruption(r.status().message());
+  s.epoch = static_cast<uint64_t>(epoch);
+  s.role = role == "source" ? Role::kSource : Role::kReplica;
+  return s;
+}
+
+Status WriteSiteState(const std::string& dir, const SiteState& s) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Io(fmt::format("creating state dir {}: {}", dir, ec.message()));
+  nlohmann::json doc = {{"version", SiteState::kVersion},
+                        {"cluster_id", s.cluster_id},
+                        {"site", s.site},
+                        {"epoch", s.epoch},
+                        {"role", s.role == Role::kSource ? "source" : "replica"},
+                        {"source_site", s.source_site},
+                        {"fenced", s.fenced},
+                        {"fence_reason", s.fence_reason}};
+  std::string path = StatePath(dir);
+  std::string tmp = path + ".tmp";
+  std::string text = doc.dump(2) + "\n";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return Status::Io(fmt::format("create {}: {}", tmp, std::strerror(errno)));
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int err = errno;
+  if (n != static_cast<ssize_t>(text.size()) || ::fsync(fd) != 0) {
+    ::close(fd);
+    return Status::Io(fmt::format("write {}: {}", tmp, std::strerror(n < 0 ? err : errno)));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::Io(fmt::format("rename {} to {}: {}", tmp, path, std::strerror(errno)));
+  }
+  return FsyncPath(dir, true);
+}
+
+Result<SiteState> LoadOrInitSiteState(const Config& config) {
+  auto existing = ReadSiteState(config.state_dir);
+  if (existing.ok()) {
+    if (existing->cluster_id != config.cluster_id || existing->site != config.site) {
+      return Status::Config(fmt::format(
+          "state file {}/state.json belongs to cluster {} site {}, but config {} says cluster {} "
+          "site {}",
+          config.state_dir, existing->cluster_id, existing->site, config.path, config.cluster_id,
+          config.site));
+    }
+    return existing;
+  }
+  if (existing.status().code() != Code::kNotFound) return existing.status();
+  SiteState s;
+  s.cluster_id = config.cluster_id;
+  s.site = config.site;
+  s.epoch = 1;
+  s.role = config.role;
+  s.source_site = config.role == Role::kSource ? config.site : "";
+  GEOSYNC_RETURN_IF_ERROR(WriteSiteState(config.state_dir, s));
+  return s;
+}
+
+}  // namespace geosync

@@ -1,0 +1,91 @@
+// Site configuration: one JSON file per geosyncd, documented by
+// schemas/config.schema.json. Loading checks every key and names the file,
+// the key, what was expected and what was found.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "common/status.h"
+
+namespace geosync {
+
+enum class Role { kSource, kReplica };
+enum class CommitPolicy { kAsync, kSync };
+
+struct PostgresConfig {
+  std::string dsn;  // libpq conninfo; passwords come from passfile or PGPASSWORD
+  std::string slot = "geosync";
+  std::string publication = "geosync";
+  std::vector<std::string> tables;  // empty: FOR ALL TABLES
+  bool streaming = false;           // pgoutput v2 streaming of large transactions
+  bool binary = false;              // pgoutput binary column values
+};
+
+struct SpoolConfig {
+  std::string dir;
+  uint64_t segment_bytes = 64ull << 20;
+  uint64_t max_bytes = 0;  // 0: no cap
+};
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct TlsConfig {
+  bool enabled = false;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
+struct SyncConfig {
+  CommitPolicy policy = CommitPolicy::kAsync;
+  std::vector<std::string> sites;  // sites whose durability counts under sync
+  int quorum = 1;                  // K of them
+};
+
+struct ApplyConfig {
+  int batch_max_txns = 500;
+  uint64_t batch_max_bytes = 8ull << 20;
+  int batch_max_ms = 100;
+  bool synchronous_commit = false;  // off: the spool and origin cover durability
+};
+
+struct AdminConfig {
+  std::optional<Endpoint> listen;  // HTTP /metrics /status /healthz /readyz
+  std::string token_file;          // bearer token for state-changing calls
+};
+
+struct Config {
+  std::string path;  // the file it was loaded from
+  std::string cluster_id;
+  std::string site;
+  Role role = Role::kReplica;
+  std::string state_dir;
+  PostgresConfig postgres;
+  SpoolConfig spool;
+  std::optional<Endpoint> listen;    // source: where replicas connect
+  std::optional<Endpoint> upstream;  // replica: the source to connect to
+  std::vector<std::string> sites;    // source: replica site names allowed to connect
+  TlsConfig tls;
+  int compression_level = 3;  // zstd level; 0 = uncompressed
+  uint64_t bandwidth_bytes_per_sec = 0;  // per-site cap, 0 = none
+  int heartbeat_ms = 1000;
+  int peer_timeout_ms = 10000;
+  SyncConfig commit;
+  ApplyConfig apply;
+  AdminConfig admin;
+  LogOptions log;
+};
+
+// Parses and validates a config document; `path` is used in messages only.
+Result<Config> ParseConfig(std::string_view json_text, const std::string& path);
+// Reads and parses a file.
+Result<Config> LoadConfig(const std::string& path);
+
+}  // namespace geosync

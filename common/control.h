@@ -1,0 +1,95 @@
+// Control messages of the site-to-site protocol: the handshake (Hello,
+// HelloReply), liveness and lag (Heartbeat), progress (Ack) and refusal
+// (ErrorMessage). Each travels as the payload of its own frame type
+// (common/frame.h) and is encoded like an Event record: version byte, type
+// byte, then varint fields. Layouts are above each decoder in control.cpp.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "common/change.h"
+#include "common/lsn.h"
+#include "common/status.h"
+
+namespace geosync {
+
+// Version of the site-to-site conversation, negotiated in Hello. Distinct
+// from kEncodingVersion, which versions the byte layout of each record.
+inline constexpr uint32_t kProtocolVersion = 1;
+
+// Hello.flags bits.
+// The sender can decompress zstd frames (frame flag bit 0).
+inline constexpr uint32_t kHelloAcceptsZstd = 1u << 0;
+// The replica has no usable copy and asks for a seed (Seed* frames).
+inline constexpr uint32_t kHelloNeedsSeed = 1u << 1;
+inline constexpr uint32_t kHelloKnownFlags = kHelloAcceptsZstd | kHelloNeedsSeed;
+
+// Replica -> source, first frame on a connection.
+struct Hello {
+  uint32_t protocol_version = kProtocolVersion;
+  std::string cluster_id;  // both sites must belong to the same deployment
+  std::string site_name;   // the replica's name
+  uint64_t epoch = 0;      // the newest promotion epoch the replica knows
+  Position durable;        // last position durable in the replica's spool; resume after it
+  uint32_t flags = 0;      // kHello* bits; others are rejected
+
+  bool operator==(const Hello&) const = default;
+};
+
+// Source -> replica, answer to Hello.
+struct HelloReply {
+  bool accepted = false;
+  std::string error;  // why not, when !accepted
+  std::string source_site;
+  uint64_t source_epoch = 0;
+  Position start;  // the stream resumes after this position
+
+  bool operator==(const HelloReply&) const = default;
+};
+
+// Source -> replica, periodically and when idle.
+struct Heartbeat {
+  int64_t sender_time_us = 0;  // sender's clock, µs since the Unix epoch
+  Lsn primary_wal_lsn;         // pg_current_wal_lsn() on the primary
+  Position source_commit;      // last commit position the source has sent
+
+  bool operator==(const Heartbeat&) const = default;
+};
+
+// Replica -> source: how far the replica has got (PostgreSQL's write/flush/
+// replay triple).
+struct Ack {
+  Position received;
+  Position durable;
+  Position applied;
+  PgTimestamp applied_commit_time = 0;  // commit_time of the last applied transaction
+
+  bool operator==(const Ack&) const = default;
+};
+
+// Either direction, just before closing the connection.
+struct ErrorMessage {
+  Code code = Code::kProtocol;  // never kOk
+  std::string message;
+
+  bool operator==(const ErrorMessage&) const = default;
+  static ErrorMessage FromStatus(const Status& status);
+  Status ToStatus() const;  // "peer reported: <message>" with the same code
+};
+
+// Each Encode* appends one record; each Decode* takes exactly one record and
+// reports problems as Status::Protocol naming the byte offset.
+void EncodeHello(const Hello& m, std::string* out);
+Result<Hello> DecodeHello(std::span<const uint8_t> bytes);
+void EncodeHelloReply(const HelloReply& m, std::string* out);
+Result<HelloReply> DecodeHelloReply(std::span<const uint8_t> bytes);
+void EncodeHeartbeat(const Heartbeat& m, std::string* out);
+Result<Heartbeat> DecodeHeartbeat(std::span<const uint8_t> bytes);
+void EncodeAck(const Ack& m, std::string* out);
+Result<Ack> DecodeAck(std::span<const uint8_t> bytes);
+void EncodeErrorMessage(const ErrorMessage& m, std::string* out);
+Result<ErrorMessage> DecodeErrorMessage(std::span<const uint8_t> bytes);
+
+}  // namespace geosync

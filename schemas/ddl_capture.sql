@@ -1,0 +1,51 @@
+-- geosync DDL capture, installed into the primary database by
+-- `geosyncctl init --dsn DSN`. Each DDL command's text is emitted as a
+-- transactional logical message with prefix 'geosync.ddl', in the same
+-- transaction and at the same stream position as the command, so that
+-- replicas execute it exactly where the primary did.
+--
+-- The message content is JSON:
+--   {"sql": "<the client's query text>", "search_path": "...", "tags": ["CREATE TABLE"]}
+--
+-- Event triggers do not fire under session_replication_role = replica, which
+-- is how geosync applies changes, so applied DDL is never emitted again.
+-- Limitation: the text is the whole client query string (current_query()). A
+-- single query string that mixes DDL and DML ("CREATE TABLE t(); INSERT ...")
+-- would be replayed whole; send such statements separately. The trigger emits
+-- a given query string once per transaction.
+
+CREATE SCHEMA IF NOT EXISTS geosync;
+
+CREATE OR REPLACE FUNCTION geosync.emit_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  tags jsonb;
+  marker text;
+BEGIN
+  SELECT jsonb_agg(DISTINCT command_tag) INTO tags
+    FROM pg_event_trigger_ddl_commands()
+   WHERE schema_name IS NULL OR schema_name NOT LIKE 'pg\_temp%';
+  IF tags IS NULL THEN
+    RETURN;  -- only temporary objects: nothing to replicate
+  END IF;
+  -- A multi-statement query string fires this trigger once per command;
+  -- replicate the string once.
+  marker := md5(current_query());
+  IF current_setting('geosync.ddl_emitted', true) = marker THEN
+    RETURN;
+  END IF;
+  PERFORM set_config('geosync.ddl_emitted', marker, true);
+  PERFORM pg_logical_emit_message(true, 'geosync.ddl',
+      jsonb_build_object('sql', current_query(),
+                         'search_path', current_setting('search_path'),
+                         'tags', tags)::text);
+END
+$$;
+
+DROP EVENT TRIGGER IF EXISTS geosync_ddl_capture;
+CREATE EVENT TRIGGER geosync_ddl_capture ON ddl_command_end
+  EXECUTE FUNCTION geosync.emit_ddl();
+
+-- Sequence snapshots ('geosync.sequences') and heartbeats
+-- ('geosync.heartbeat') are emitted by geosyncd itself through
+-- pg_logical_emit_message; see docs/control-messages.md.

@@ -1,0 +1,132 @@
+// GeoSite: geosyncd under test; CompareTables: row-by-row table comparison.
+#include "tests/support/site.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "tests/support/test_env.h"
+
+namespace geosync::testing {
+
+uint16_t FreeTcpPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+GeoSite::GeoSite(SiteSpec spec) : spec_(std::move(spec)) {
+  char tmpl[] = "/tmp/geosync-site-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  nlohmann::json c = {
+      {"cluster_id", spec_.cluster_id},
+      {"site", spec_.name},
+      {"role", spec_.source ? "source" : "replica"},
+      {"state_dir", dir_ + "/state"},
+      {"postgres", {{"dsn", spec_.dsn}}},
+      {"spool", {{"dir", dir_ + "/spool"}, {"segment_mb", 4}}},
+      {"heartbeat_ms", 200},
+      {"peer_timeout_ms", 3000},
+      {"log", {{"level", "info"}}},
+  };
+  if (spec_.source) {
+    c["listen"] = {{"host", "127.0.0.1"}, {"port", spec_.listen_port}};
+    c["sites"] = spec_.sites;
+  } else {
+    c["upstream"] = {{"host", "127.0.0.1"}, {"port", spec_.upstream_port}};
+  }
+  c.merge_patch(spec_.extra);
+  config_path_ = dir_ + "/" + spec_.name + ".json";
+  std::ofstream(config_path_) << c.dump(2);
+  ProcessSpec ps;
+  ps.argv = {BinaryPath("geosyncd"), "--config", config_path_};
+  ps.log_path = dir_ + "/geosyncd.log";
+  process_ = std::make_unique<ChildProcess>(ps);
+}
+
+GeoSite::~GeoSite() {
+  if (process_ && process_->IsRunning()) (void)process_->Kill9();
+  process_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+Status GeoSite::Start() { return process_->Start(); }
+Status GeoSite::Kill9() { return process_->Kill9(); }
+bool GeoSite::IsRunning() { return process_->IsRunning(); }
+
+Status GeoSite::Stop() {
+  GEOSYNC_RETURN_IF_ERROR(process_->Kill(SIGTERM));
+  auto r = process_->Wait(std::chrono::seconds(20));
+  return r.status();
+}
+
+std::string GeoSite::ReadLog() const { return process_->ReadLog(); }
+
+void GeoSite::DumpLog() const {
+  std::cerr << "----- geosyncd " << spec_.name << " log -----\n"
+            << ReadLog() << "----- end of " << spec_.name << " log -----\n";
+}
+
+Lsn AppliedLsn(PgCluster& replica) {
+  std::string v = replica.QueryValue(
+      "SELECT coalesce(max(remote_lsn), '0/0') FROM pg_replication_origin_status s "
+      "JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname LIKE 'geosync%'");
+  auto lsn = Lsn::Parse(v);
+  return lsn.ok() ? *lsn : Lsn();
+}
+
+std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbname) {
+  PgResult r = cluster.Exec(
+      "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON "
+      "n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN "
+      "('pg_catalog','information_schema','geosync') AND n.nspname NOT LIKE 'pg_toast%' "
+      "AND NOT c.relispartition ORDER BY 1",
+      dbname);
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(r.Get(i, 0));
+  return out;
+}
+
+std::string CompareTables(PgCluster& a, PgCluster& b, const std::string& dbname) {
+  auto ta = UserTables(a, dbname), tb = UserTables(b, dbname);
+  if (ta != tb) {
+    return fmt::format("table lists differ: {} has [{}], {} has [{}]", a.name(),
+                       fmt::join(ta, ", "), b.name(), fmt::join(tb, ", "));
+  }
+  for (const auto& table : ta) {
+    std::string sql = fmt::format("SELECT t::text FROM {} t ORDER BY 1", table);
+    PgResult ra = a.Exec(sql, dbname), rb = b.Exec(sql, dbname);
+    int n = std::min(ra.rows(), rb.rows());
+    for (int i = 0; i < n; ++i) {
+      if (ra.Get(i, 0) != rb.Get(i, 0)) {
+        return fmt::format("{}: row {} differs: {} has {}, {} has {}", table, i, a.name(),
+                           ra.Get(i, 0), b.name(), rb.Get(i, 0));
+      }
+    }
+    if (ra.rows() != rb.rows()) {
+      return fmt::format("{}: {} has {} rows, {} has {}", table, a.name(), ra.rows(), b.name(),
+                         rb.rows());
+    }
+  }
+  return "";
+}
+
+}  // namespace geosync::testing

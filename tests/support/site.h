@@ -1,0 +1,64 @@
+// A geosync site under test: a config file in a temp dir and a geosyncd
+// child process, plus helpers to compare tables between clusters row by row.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/lsn.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+
+namespace geosync::testing {
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+uint16_t FreeTcpPort();
+
+struct SiteSpec {
+  std::string cluster_id = "test";
+  std::string name;
+  bool source = false;
+  std::string dsn;                 // the site's PostgreSQL
+  uint16_t listen_port = 0;        // source
+  uint16_t upstream_port = 0;      // replica
+  std::vector<std::string> sites;  // source: allowed replicas
+  nlohmann::json extra = nlohmann::json::object();  // merged into the config
+};
+
+class GeoSite {
+ public:
+  explicit GeoSite(SiteSpec spec);
+  ~GeoSite();
+
+  Status Start();
+  Status Kill9();
+  Status Stop();  // SIGTERM, then wait
+  bool IsRunning();
+  const std::string& config_path() const { return config_path_; }
+  const std::string& dir() const { return dir_; }
+  const SiteSpec& spec() const { return spec_; }
+  std::string ReadLog() const;
+  void DumpLog() const;
+
+ private:
+  SiteSpec spec_;
+  std::string dir_;
+  std::string config_path_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+// The applied position of a replica database: the highest origin progress
+// of geosync's replication origins, or an invalid Lsn.
+Lsn AppliedLsn(PgCluster& replica);
+
+// Every user table (schema-qualified) in `dbname`, sorted.
+std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbname = "postgres");
+
+// Compares every user table of `a` and `b` row by row (rows as text, sorted).
+// Returns "" when identical, else a description of the first difference.
+std::string CompareTables(PgCluster& a, PgCluster& b, const std::string& dbname = "postgres");
+
+}  // namespace geosync::testing

@@ -1,0 +1,76 @@
+// The site state file: atomic replacement, version and identity checks.
+#include "agent/state/state_file.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace geosync {
+namespace {
+
+class StateFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/geosync-state-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(StateFileTest, WriteThenReadReturnsTheSameState) {
+  SiteState s{.cluster_id = "prod", .site = "dublin", .epoch = 4, .role = Role::kSource,
+              .source_site = "dublin", .fenced = true, .fence_reason = "old primary"};
+  ASSERT_TRUE(WriteSiteState(dir_, s).ok());
+  auto back = ReadSiteState(dir_);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, s);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/state.json.tmp")) << "temp file renamed away";
+}
+
+TEST_F(StateFileTest, FirstStartCreatesEpochOneFromConfig) {
+  Config c;
+  c.cluster_id = "prod";
+  c.site = "frankfurt";
+  c.role = Role::kSource;
+  c.state_dir = dir_ + "/nested";
+  auto s = LoadOrInitSiteState(c);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->epoch, 1u);
+  EXPECT_EQ(s->role, Role::kSource);
+  EXPECT_TRUE(ReadSiteState(c.state_dir).ok()) << "the state was persisted";
+}
+
+TEST_F(StateFileTest, StateOfAnotherSiteIsRefused) {
+  ASSERT_TRUE(WriteSiteState(dir_, SiteState{.cluster_id = "prod", .site = "dublin"}).ok());
+  Config c;
+  c.cluster_id = "prod";
+  c.site = "virginia";
+  c.state_dir = dir_;
+  c.path = "virginia.json";
+  auto s = LoadOrInitSiteState(c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Code::kConfig);
+  EXPECT_NE(s.status().message().find("site dublin"), std::string::npos) << s.status().message();
+}
+
+TEST_F(StateFileTest, GarbageStateIsCorruptionNamingTheFile) {
+  std::ofstream(dir_ + "/state.json") << "{\"version\": 1, \"epoch\": ";
+  auto s = ReadSiteState(dir_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Code::kCorruption);
+  EXPECT_NE(s.status().message().find(dir_ + "/state.json"), std::string::npos);
+}
+
+TEST_F(StateFileTest, FutureVersionIsRejected) {
+  std::ofstream(dir_ + "/state.json")
+      << R"({"version": 2, "cluster_id": "p", "site": "s", "epoch": 1, "role": "source"})";
+  auto s = ReadSiteState(dir_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("version"), std::string::npos) << s.status().message();
+}
+
+}  // namespace
+}  // namespace geosync
