@@ -16,17 +16,37 @@
 
 CREATE SCHEMA IF NOT EXISTS geosync;
 
+-- DROP reports nothing through pg_event_trigger_ddl_commands(); sql_drop
+-- fires first and notes whether every dropped object was temporary.
+CREATE OR REPLACE FUNCTION geosync.note_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('geosync.drop_only_temp',
+      coalesce((SELECT bool_and(is_temporary) FROM pg_event_trigger_dropped_objects()),
+               false)::text, true);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION geosync.emit_ddl() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
 DECLARE
   tags jsonb;
+  all_temp boolean;
   marker text;
 BEGIN
-  SELECT jsonb_agg(DISTINCT command_tag) INTO tags
-    FROM pg_event_trigger_ddl_commands()
-   WHERE schema_name IS NULL OR schema_name NOT LIKE 'pg\_temp%';
-  IF tags IS NULL THEN
+  SELECT jsonb_agg(DISTINCT command_tag),
+         bool_and(coalesce(schema_name LIKE 'pg\_temp%', false))
+    INTO tags, all_temp
+    FROM pg_event_trigger_ddl_commands();
+  IF all_temp THEN
     RETURN;  -- only temporary objects: nothing to replicate
+  END IF;
+  IF tags IS NULL THEN
+    IF TG_TAG LIKE 'DROP%' AND current_setting('geosync.drop_only_temp', true) = 'true' THEN
+      PERFORM set_config('geosync.drop_only_temp', 'false', true);
+      RETURN;
+    END IF;
+    tags := jsonb_build_array(TG_TAG);
   END IF;
   -- A multi-statement query string fires this trigger once per command;
   -- replicate the string once.
@@ -45,6 +65,9 @@ $$;
 DROP EVENT TRIGGER IF EXISTS geosync_ddl_capture;
 CREATE EVENT TRIGGER geosync_ddl_capture ON ddl_command_end
   EXECUTE FUNCTION geosync.emit_ddl();
+DROP EVENT TRIGGER IF EXISTS geosync_ddl_drop;
+CREATE EVENT TRIGGER geosync_ddl_drop ON sql_drop
+  EXECUTE FUNCTION geosync.note_drop();
 
 -- Sequence snapshots ('geosync.sequences') and heartbeats
 -- ('geosync.heartbeat') are emitted by geosyncd itself through

@@ -87,8 +87,14 @@ asio::awaitable<Status> AsyncPg::Connect(std::string conninfo, std::chrono::mill
     // The socket can change during connection (e.g. trying several hosts).
     GEOSYNC_RETURN_IF_ERROR_CO(AttachSocket());
     asio::steady_timer timer(ex_, deadline);
-    auto waited = co_await ((poll == PGRES_POLLING_READING ? WaitReadable() : WaitWritable()) ||
-                            timer.async_wait(asio::as_tuple(use_awaitable)));
+    // No conditional operator over awaitables here: GCC 12 miscompiles
+    // coroutine temporaries in ?: (it destroyed a frame twice).
+    std::variant<Status, std::tuple<boost::system::error_code>> waited;
+    if (poll == PGRES_POLLING_READING) {
+      waited = co_await (WaitReadable() || timer.async_wait(asio::as_tuple(use_awaitable)));
+    } else {
+      waited = co_await (WaitWritable() || timer.async_wait(asio::as_tuple(use_awaitable)));
+    }
     if (waited.index() == 1) {
       Close();
       co_return Status::Timeout(fmt::format("connecting to PostgreSQL ({}) took over {} ms",

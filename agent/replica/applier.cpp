@@ -201,7 +201,9 @@ Status Applier::Run() {
   }
   Disconnect();
   if (st.code() != Code::kCancelled) {
-    spdlog::error("apply stopped: {}", st.ToString());
+    // Unit errors already say "PostgreSQL error <SQLSTATE>".
+    const bool named = st.message().find("PostgreSQL error " + st.sqlstate()) != std::string::npos;
+    spdlog::error("apply stopped: {}", named ? st.message() : st.ToString());
     std::lock_guard lock(mu_);
     last_error_ = st;
   }
@@ -626,8 +628,8 @@ Status Applier::RunDdl(const std::string& content, int index) {
   GEOSYNC_RETURN_IF_ERROR(ExitPipeline());
   const std::string target = fmt::format(" running DDL [{}]", sql.substr(0, 120));
   const std::string steps[] = {
-      fmt::format("SET LOCAL search_path TO {}",
-                  search_path.empty() ? "''" : conn_.EscapeLiteral(search_path)),
+      fmt::format("SELECT pg_catalog.set_config('search_path', {}, true)",
+                  conn_.EscapeLiteral(search_path)),
       sql,
       "SET LOCAL search_path TO ''; DEALLOCATE ALL",
   };
@@ -638,7 +640,7 @@ Status Applier::RunDdl(const std::string& content, int index) {
       Status err = PgError(conn_.get(), r.get());
       if (err.retryable()) return err.WithContext("running DDL");
       batch_error_ = UnitError(index, target, err);
-      return Status::Ok();
+      return EnterPipeline();  // the caller syncs and rolls back
     }
   }
   cache_.Clear();

@@ -184,7 +184,8 @@ std::string DescribeKey(const Relation& rel, const ShapedChange& change) {
     } else if (d->kind == DatumKind::kBinary) {
       values += "<binary>";
     } else if (d->value.size() > kMaxValue) {
-      values += d->value.substr(0, kMaxValue) + "...";
+      values.append(d->value, 0, kMaxValue);
+      values.append("...");
     } else {
       values += d->value;
     }
@@ -198,10 +199,15 @@ const StatementCache::Entry& StatementCache::Get(const Relation& rel, const Stat
   std::string key;
   key += static_cast<char>(shape.op);
   key += static_cast<char>(shape.where);
-  key += rel.nspname + '\0' + rel.relname + '\0';
-  for (int i : shape.set_columns) key += rel.columns[i].name + '\0';
-  key += '\1';
-  for (int i : shape.where_columns) key += rel.columns[i].name + '\0';
+  auto add = [&key](std::string_view field) {
+    key.append(field);
+    key.push_back('\0');
+  };
+  add(rel.nspname);
+  add(rel.relname);
+  for (int i : shape.set_columns) add(rel.columns[i].name);
+  key.push_back('\1');
+  for (int i : shape.where_columns) add(rel.columns[i].name);
   auto it = entries_.find(key);
   if (it != entries_.end()) {
     *created = false;
@@ -213,7 +219,8 @@ const StatementCache::Entry& StatementCache::Get(const Relation& rel, const Stat
 
 const StatementCache::Entry& StatementCache::GetFixed(std::string_view key, std::string_view sql,
                                                       int nparams, bool* created) {
-  std::string k = "\2" + std::string(key);
+  std::string k(1, '\2');
+  k.append(key);
   auto it = entries_.find(k);
   if (it != entries_.end()) {
     *created = false;

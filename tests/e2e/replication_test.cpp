@@ -27,20 +27,25 @@ class ReplicationE2E : public PgClusterTest {
     primary_ = &NewCluster("primary");
     replica_[0] = &NewCluster("dublin");
     replica_[1] = &NewCluster("virginia");
-    auto init = RunProgram({{BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()}},
-                           30s);
+    ProcessSpec init_spec;
+    init_spec.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
+    auto init = RunProgram(init_spec, 30s);
     ASSERT_TRUE(init.ok()) << init.status().ToString();
     ASSERT_EQ(init->exit_status, 0) << init->output;
     uint16_t port = FreeTcpPort();
-    source_ = std::make_unique<GeoSite>(SiteSpec{.name = "frankfurt",
-                                                 .source = true,
-                                                 .dsn = primary_->ConnInfo(),
-                                                 .listen_port = port,
-                                                 .sites = {"dublin", "virginia"}});
+    SiteSpec source;
+    source.name = "frankfurt";
+    source.source = true;
+    source.dsn = primary_->ConnInfo();
+    source.listen_port = port;
+    source.sites = {"dublin", "virginia"};
+    source_ = std::make_unique<GeoSite>(source);
     for (int i = 0; i < 2; ++i) {
-      sites_[i] = std::make_unique<GeoSite>(SiteSpec{.name = replica_[i]->name(),
-                                                     .dsn = replica_[i]->ConnInfo(),
-                                                     .upstream_port = port});
+      SiteSpec replica;
+      replica.name = replica_[i]->name();
+      replica.dsn = replica_[i]->ConnInfo();
+      replica.upstream_port = port;
+      sites_[i] = std::make_unique<GeoSite>(replica);
     }
   }
 
@@ -54,9 +59,23 @@ class ReplicationE2E : public PgClusterTest {
     PgClusterTest::TearDown();
   }
 
+  // Starts every agent and waits until the slot exists and both sites are
+  // streaming: only writes after the slot's creation are captured (earlier
+  // data is what seeding is for).
   void StartAll() {
     ASSERT_TRUE(source_->Start().ok());
     for (auto& s : sites_) ASSERT_TRUE(s->Start().ok());
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return primary_->QueryValue("SELECT count(*) FROM pg_replication_slots WHERE "
+                                      "slot_name = 'geosync' AND active") == "1";
+        },
+        60s, "the source created and streams its slot"));
+    Lsn now = primary_->CurrentWalLsn();
+    for (auto* r : replica_) {
+      ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*r) >= now; }, 60s,
+                          r->name() + " applies heartbeats from the source"));
+    }
   }
 
   // Waits until both replicas applied everything the primary wrote so far,

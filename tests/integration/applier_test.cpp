@@ -410,6 +410,52 @@ TEST_F(ApplierTest, UpdateOfMissingRowStopsApplyWithRowNotFound) {
       << "divergence stops apply instead of being logged and ignored";
 }
 
+TEST_F(ApplierTest, FailingDdlStopsApplyNamingItsTransactionAndRollsBack) {
+  CreateAccounts(*replica_);
+  CommitEvent bad = AppendTxn(
+      743,
+      {kAccounts, Insert(16400, {T("1"), T("a"), T("1")}),
+       Message(kDdlPrefix,
+               R"({"sql": "ALTER TABLE missing ADD COLUMN x int", "search_path": "public"})")});
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitFor([&] { return RunReturned(); }, 30s, "Run() stops on the failing DDL"));
+  Status st = run_.get();
+  EXPECT_EQ(st.sqlstate(), "42P01");
+  EXPECT_NE(st.message().find(fmt::format("applying xid 743 (commit {}) running DDL [ALTER TABLE "
+                                          "missing ADD COLUMN x int]: PostgreSQL error 42P01",
+                                          bad.commit_lsn.ToString())),
+            std::string::npos)
+      << st.message();
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts"), "0")
+      << "the insert before the DDL was rolled back with it";
+}
+
+// Not a benchmark, a sanity figure: many rows per transaction, pipelined.
+TEST_F(ApplierTest, BulkTransactionsApplyAtPipelineSpeed) {
+  CreateAccounts(*replica_);
+  CommitEvent last;
+  constexpr int kTxns = 200;
+  constexpr int kRows = 250;
+  for (int t = 0; t < kTxns; ++t) {
+    std::vector<Event> body = {kAccounts};
+    for (int r = 0; r < kRows; ++r) {
+      body.push_back(Insert(16400, {T(std::to_string(t * kRows + r)), T("owner"), T("12.5")}));
+    }
+    last = AppendTxn(static_cast<uint32_t>(3000 + t), body);
+  }
+  SyncSpool();
+  const auto start = std::chrono::steady_clock::now();
+  StartApplier();
+  ASSERT_TRUE(WaitApplied(last, "50000 rows applied"));
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[ applier  ] %d rows in %d transactions in %.3f s (%.0f rows/s), %llu groups\n",
+              kTxns * kRows, kTxns, secs, kTxns * kRows / secs,
+              static_cast<unsigned long long>(applier_->stats().groups));
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts"), std::to_string(kTxns * kRows));
+}
+
 TEST_F(ApplierTest, ThousandOneRowTransactionsApplyInFewReplicaTransactions) {
   CreateAccounts(*replica_);
   CommitEvent last;

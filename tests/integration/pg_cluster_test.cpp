@@ -100,7 +100,7 @@ TEST_F(PgClusterTest, TemplateCopiesStartQuickly) {
   auto t1 = std::chrono::steady_clock::now();
   PgCluster& b = NewCluster("tmpl_b", options);
   auto t2 = std::chrono::steady_clock::now();
-  std::cerr << "first template cluster (initdb + copy + start): "
+  std::cerr << "first template cluster (template build if uncached + copy + start): "
             << std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count()
             << " ms, second (copy + start): "
             << std::chrono::duration_cast<std::chrono::milliseconds>(t2 - t1).count() << " ms\n";

@@ -23,6 +23,8 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/test_env.h"
+
 namespace geosync::testing {
 namespace {
 
@@ -151,28 +153,44 @@ Status InitDb(const std::string& bindir, const std::string& data_dir, const std:
                    /*append=*/true);
 }
 
-// One initdb per process and bindir, copied by clusters that opt in.
+// Template data dirs, cached in the build tree so that every test process
+// (ctest runs one per case) copies instead of running initdb. Published with
+// a rename, so concurrent test processes never see a half-built template.
 class TemplateStore {
  public:
-  ~TemplateStore() {
-    std::error_code ec;
-    for (const auto& [bindir, dir] : dirs_) fs::remove_all(dir, ec);
-  }
   Result<std::string> DataDir(const std::string& bindir) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = dirs_.find(bindir); it != dirs_.end()) return it->second + "/data";
-    GEOSYNC_ASSIGN_OR_RETURN(std::string dir, MakeTempDir("pg-template"));
-    Status st = InitDb(bindir, dir + "/data", dir);
-    if (!st.ok()) {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-      return st;
+    // Bump the version when InitDb() changes what it writes.
+    std::string final_dir =
+        fmt::format("{}/pg-template-v1-{:016x}", BinaryDir(), std::hash<std::string>{}(bindir));
+    if (!fs::exists(final_dir + "/data/PG_VERSION")) {
+      GEOSYNC_RETURN_IF_ERROR(Build(bindir, final_dir));
     }
-    dirs_[bindir] = dir;
-    return dir + "/data";
+    dirs_[bindir] = final_dir;
+    return final_dir + "/data";
   }
 
  private:
+  static Status Build(const std::string& bindir, const std::string& final_dir) {
+    GEOSYNC_ASSIGN_OR_RETURN(std::string scratch, MakeTempDir("pg-template"));
+    std::string staging = fmt::format("{}.tmp-{}", final_dir, getpid());
+    std::error_code ec;
+    Status st = InitDb(bindir, scratch + "/data", scratch);
+    if (st.ok()) {
+      fs::create_directories(staging, ec);
+      if (!ec) fs::copy(scratch + "/data", staging + "/data", fs::copy_options::recursive, ec);
+      if (ec) st = Status::Io(fmt::format("copy template to {}: {}", staging, ec.message()));
+    }
+    fs::remove_all(scratch, ec);
+    if (st.ok() && rename(staging.c_str(), final_dir.c_str()) != 0 &&
+        !fs::exists(final_dir + "/data/PG_VERSION")) {
+      st = Status::Io(fmt::format("rename {}: {}", staging, std::strerror(errno)));
+    }
+    fs::remove_all(staging, ec);  // left over when another process published first
+    return st;
+  }
+
   std::mutex mu_;
   std::map<std::string, std::string> dirs_;
 };

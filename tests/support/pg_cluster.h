@@ -24,10 +24,10 @@ namespace geosync::testing {
 struct PgClusterOptions {
   // Used in the temp dir name and in log headers.
   std::string name = "pg";
-  // Copy a data dir initdb'ed once per process instead of running initdb
-  // (about 0.1 s instead of 1 s). Off by default: copies share the template's
-  // system identifier, which a test of site identity must not see. The env
-  // var GEOSYNC_PG_TEMPLATE=1 turns it on for every cluster.
+  // Copy a data dir initdb'ed once (cached in the build tree) instead of
+  // running initdb: about 0.1 s instead of 1-3 s. Off by default: copies share
+  // the template's system identifier, which a test of site identity must not
+  // see. The env var GEOSYNC_PG_TEMPLATE=1 turns it on for every cluster.
   bool from_template = false;
 };
 

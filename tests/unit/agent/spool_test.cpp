@@ -738,8 +738,9 @@ class SpoolRandomTest : public SpoolTest {
     Position tail = units_.back().back().pos;
     auto payload = Payload(rng_(), Pick(500));
     auto h = EncodeRecordHeader(tail.epoch, tail.lsn, kFirstInUnit, payload);
-    std::vector<uint8_t> rec(h.begin(), h.end());
-    rec.insert(rec.end(), payload.begin(), payload.end());
+    std::vector<uint8_t> rec(kRecordHeaderSize + payload.size());
+    std::copy(h.begin(), h.end(), rec.begin());
+    std::copy(payload.begin(), payload.end(), rec.begin() + kRecordHeaderSize);
     switch (Pick(4)) {
       case 0:
         break;
