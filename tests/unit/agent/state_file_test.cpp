@@ -44,7 +44,10 @@ TEST_F(StateFileTest, FirstStartCreatesEpochOneFromConfig) {
 }
 
 TEST_F(StateFileTest, StateOfAnotherSiteIsRefused) {
-  ASSERT_TRUE(WriteSiteState(dir_, SiteState{.cluster_id = "prod", .site = "dublin"}).ok());
+  SiteState dublin;
+  dublin.cluster_id = "prod";
+  dublin.site = "dublin";
+  ASSERT_TRUE(WriteSiteState(dir_, dublin).ok());
   Config c;
   c.cluster_id = "prod";
   c.site = "virginia";

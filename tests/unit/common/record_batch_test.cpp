@@ -20,7 +20,10 @@ std::span<const uint8_t> Bytes(const std::string& s) {
 }
 
 Relation Accounts(int columns) {
-  Relation r{.oid = 16384, .nspname = "public", .relname = "accounts", .replica_identity = 'd'};
+  Relation r;
+  r.oid = 16384;
+  r.nspname = "public";
+  r.relname = "accounts";
   for (int i = 0; i < columns; ++i) r.columns.push_back({"c" + std::to_string(i), 23, -1, i == 0});
   return r;
 }

@@ -1,0 +1,197 @@
+// CaptureHarness: a Capture on its own io_context thread feeding RecordingSink.
+#include "tests/support/capture_harness.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "tests/support/wait.h"
+
+namespace geosync::testing {
+namespace {
+
+template <typename T>
+std::vector<T> Filter(const std::vector<Event>& events) {
+  std::vector<T> out;
+  for (const auto& e : events) {
+    if (const auto* t = std::get_if<T>(&e)) out.push_back(*t);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<RowChange> RecordedTxn::Rows() const { return Filter<RowChange>(events); }
+std::vector<MessageEvent> RecordedTxn::Messages() const { return Filter<MessageEvent>(events); }
+std::vector<Relation> RecordedTxn::Relations() const { return Filter<Relation>(events); }
+std::vector<TruncateEvent> RecordedTxn::Truncates() const { return Filter<TruncateEvent>(events); }
+
+Status RecordingSink::OnEvent(const Event& event) {
+  std::lock_guard lock(mu_);
+  auto error = [&](const std::string& what) { errors_.push_back(what); };
+  std::visit(
+      [&](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, BeginEvent>) {
+          if (open_) error(fmt::format("Begin of xid {} inside xid {}", e.xid, open_->begin.xid));
+          open_.emplace();
+          open_->begin = e;
+          described_.clear();
+          open_rows_ = 0;
+        } else if constexpr (std::is_same_v<T, CommitEvent>) {
+          if (!open_) {
+            error(fmt::format("Commit at {} outside a transaction", e.commit_lsn.ToString()));
+            return;
+          }
+          open_->commit = e;
+          txns_.push_back(std::move(*open_));
+          open_.reset();
+          open_rows_ = 0;
+          if (options_.auto_durable && e.end_lsn.value() > durable_) durable_ = e.end_lsn.value();
+        } else if constexpr (std::is_same_v<T, MessageEvent>) {
+          if (!open_) {
+            if (e.transactional) error("transactional message outside a transaction");
+            loose_.push_back(e);
+            return;
+          }
+          if (!e.transactional) error("non-transactional message inside a transaction");
+          open_->events.push_back(e);
+        } else {
+          if (!open_) {
+            error("change or relation outside a transaction");
+            return;
+          }
+          if constexpr (std::is_same_v<T, Relation>) {
+            described_.push_back(e.oid);
+          } else if constexpr (std::is_same_v<T, RowChange>) {
+            if (std::find(described_.begin(), described_.end(), e.rel_oid) == described_.end()) {
+              error(fmt::format("row change for OID {} before its Relation", e.rel_oid));
+            }
+            ++open_->row_changes;
+            ++open_rows_;
+            if (options_.on_row) options_.on_row(e);
+            if (!options_.store_rows) return;
+          }
+          open_->events.push_back(e);
+        }
+      },
+      event);
+  return Status::Ok();
+}
+
+Status RecordingSink::OnReconnect() {
+  std::lock_guard lock(mu_);
+  if (open_) dropped_.push_back(open_->row_changes);
+  open_.reset();
+  open_rows_ = 0;
+  ++reconnects_;
+  return Status::Ok();
+}
+
+size_t RecordingSink::CommitCount() const {
+  std::lock_guard lock(mu_);
+  return txns_.size();
+}
+
+std::vector<RecordedTxn> RecordingSink::Transactions() const {
+  std::lock_guard lock(mu_);
+  return txns_;
+}
+
+std::vector<MessageEvent> RecordingSink::LooseMessages() const {
+  std::lock_guard lock(mu_);
+  return loose_;
+}
+
+std::vector<uint64_t> RecordingSink::DroppedPartialRows() const {
+  std::lock_guard lock(mu_);
+  return dropped_;
+}
+
+std::vector<std::string> RecordingSink::GrammarErrors() const {
+  std::lock_guard lock(mu_);
+  return errors_;
+}
+
+CaptureHarness::CaptureHarness(CaptureOptions options, RecordingSinkOptions sink_options)
+    : options_(std::move(options)), sink_(std::move(sink_options)) {
+  capture_ = std::make_unique<Capture>(io_.get_executor(), options_, sink_);
+}
+
+CaptureHarness::~CaptureHarness() { Stop(); }
+
+void CaptureHarness::Start() {
+  boost::asio::co_spawn(io_, capture_->Run(), [this](std::exception_ptr e, Status st) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        st = Status::Io(fmt::format("capture threw: {}", ex.what()));
+      }
+    }
+    std::lock_guard lock(mu_);
+    result_ = st;
+  });
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+Status CaptureHarness::Stop() {
+  if (thread_.joinable()) {
+    boost::asio::post(io_, [this] { capture_->Stop(); });
+    thread_.join();
+  }
+  std::lock_guard lock(mu_);
+  return result_.value_or(Status::Cancelled("capture never ran"));
+}
+
+std::optional<Status> CaptureHarness::Finished() const {
+  std::lock_guard lock(mu_);
+  return result_;
+}
+
+bool CaptureHarness::WaitForCommits(size_t n, std::chrono::milliseconds deadline,
+                                    std::source_location where) {
+  Status st = Poll(
+      [&] {
+        if (auto r = Finished()) throw std::runtime_error("capture ended: " + r->ToString());
+        return sink_.CommitCount() >= n;
+      },
+      deadline, fmt::format("{} transactions at the capture sink", n));
+  if (!st.ok()) {
+    ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line()))
+        << st.message() << "; have " << sink_.CommitCount();
+  }
+  return st.ok();
+}
+
+bool CaptureHarness::WaitForMarker(const std::string& prefix, const std::string& content,
+                                   std::chrono::milliseconds deadline,
+                                   std::source_location where) {
+  size_t checked = 0;
+  Status st = Poll(
+      [&] {
+        if (auto r = Finished()) throw std::runtime_error("capture ended: " + r->ToString());
+        if (sink_.CommitCount() == checked) return false;
+        auto txns = sink_.Transactions();
+        for (; checked < txns.size(); ++checked) {
+          for (const auto& m : txns[checked].Messages()) {
+            if (m.prefix == prefix && m.content == content) return true;
+          }
+        }
+        return false;
+      },
+      deadline, fmt::format("a transaction with message {}:{} at the capture sink", prefix, content));
+  if (!st.ok()) ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line())) << st.message();
+  return st.ok();
+}
+
+std::string ConfirmedFlushQuery(const std::string& slot) {
+  return fmt::format("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+                     slot);
+}
+
+}  // namespace geosync::testing
