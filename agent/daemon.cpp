@@ -10,12 +10,17 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <charconv>
+#include <condition_variable>
 #include <cstdlib>
 #include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/admin/admin_server.h"
+#include "agent/admin/slot_poller.h"
+#include "agent/admin/status_model.h"
 #include "agent/pg/pg_conn.h"
 #include "agent/replica/applier.h"
 #include "agent/replica/receiver.h"
@@ -99,10 +104,128 @@ void EnforceRetention(const Config& config, Spool& spool, SiteRegistry& registry
   }
 }
 
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+admin::SiteIdentity IdentityOf(const Config& config, uint64_t epoch,
+                               std::chrono::steady_clock::time_point started) {
+  admin::SiteIdentity id;
+  id.site = config.site;
+  id.cluster_id = config.cluster_id;
+  id.epoch = epoch;
+  id.version = GEOSYNC_VERSION;
+  id.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return id;
+}
+
+// Serves the admin API when `admin.listen` is configured; nullptr otherwise.
+Result<std::unique_ptr<admin::AdminServer>> StartAdmin(asio::io_context& io, const Config& config,
+                                                       admin::AdminHandlers handlers) {
+  if (!config.admin.listen) return std::unique_ptr<admin::AdminServer>();
+  admin::AdminServerOptions o;
+  o.listen = *config.admin.listen;
+  if (!config.admin.token_file.empty()) {
+    GEOSYNC_ASSIGN_OR_RETURN(o.token, admin::ReadTokenFile(config.admin.token_file));
+  }
+  auto server = std::make_unique<admin::AdminServer>(io, o, std::move(handlers));
+  GEOSYNC_RETURN_IF_ERROR(server->Listen());
+  asio::co_spawn(io, server->AcceptLoop(), asio::detached);
+  return server;
+}
+
+// Calls `tick` now and then every `period` on `io` until the timer dies.
+void Every(asio::steady_timer& timer, std::chrono::milliseconds period,
+           std::function<void()> tick) {
+  tick();
+  timer.expires_after(period);
+  timer.async_wait([&timer, period, tick = std::move(tick)](auto ec) {
+    if (!ec) Every(timer, period, tick);
+  });
+}
+
+// Figures for the source's /status and /metrics, read on the event loop.
+struct SourceView {
+  const Config& config;
+  const SiteState& state;
+  std::chrono::steady_clock::time_point started;
+  const std::atomic<bool>& fenced;
+  const std::unique_ptr<Capture>& capture;
+  Spool& spool;
+  SiteRegistry& registry;
+  admin::SlotPoller& poller;
+  admin::LagTracker& tracker;  // (spool durable, time) samples
+  std::chrono::milliseconds sample_period;
+
+  admin::LagFigures Lag(Position pos, Lsn wal, int64_t now) const {
+    admin::LagFigures f;
+    if (wal.valid() && pos.lsn.valid()) f.bytes = wal.BytesAfter(pos.lsn);
+    if (pos.lsn.valid()) {
+      f.seconds = tracker.LagSeconds(pos, now, sample_period.count() * 1000);
+    }
+    return f;
+  }
+
+  admin::SourceSnapshot Snapshot() const {
+    admin::SourceSnapshot s;
+    s.id = IdentityOf(config, state.epoch, started);
+    s.fenced = fenced;
+    s.slot_name = config.postgres.slot;
+    admin::SlotSample slot = poller.sample();
+    s.slot_polled = slot.polled;
+    s.slot_active = slot.active;
+    s.slot_confirmed_flush = slot.confirmed_flush;
+    s.slot_restart_lsn = slot.restart_lsn;
+    s.current_wal_lsn = slot.current_wal_lsn;
+    s.slot_retained_wal_bytes = slot.retained_wal_bytes;
+    s.slot_error = slot.error;
+    if (capture) {
+      const CaptureStats& cs = capture->stats();
+      s.server_wal_end = Lsn(cs.server_wal_end.load());
+      s.confirmed_flush_sent = Lsn(cs.confirmed_flush.load());
+      s.captured_txns = cs.transactions.load();
+      s.captured_bytes = cs.bytes.load();
+      s.messages = cs.messages.load();
+      s.capture_reconnects = cs.reconnects.load();
+    }
+    s.spool_bytes = spool.size_bytes();
+    s.spool_durable = spool.durable();
+    s.spool_oldest = spool.oldest();
+    Lsn wal = std::max(s.current_wal_lsn, s.server_wal_end);
+    int64_t now = NowUs();
+    for (const SiteProgress& p : registry.Snapshot()) {
+      admin::SourceSiteSnapshot x;
+      x.site = p.site;
+      x.connected = p.connected;
+      x.remote = p.remote;
+      x.received = p.received;
+      x.durable = p.durable;
+      x.applied = p.applied;
+      x.received_lag = Lag(p.received, wal, now);
+      x.durable_lag = Lag(p.durable, wal, now);
+      x.applied_lag = Lag(p.applied, wal, now);
+      x.dropped = p.dropped;
+      x.last_error = p.last_error;
+      if (p.last_seen_unix_us > 0) x.last_seen_age_s = (now - p.last_seen_unix_us) / 1e6;
+      x.raw_bytes_out = p.raw_bytes_out;
+      x.wire_bytes_out = p.wire_bytes_out;
+      s.sites.push_back(std::move(x));
+    }
+    return s;
+  }
+};
+
 Status RunSource(const Config& config, SiteState state) {
+  const auto started = std::chrono::steady_clock::now();
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, true));
   SiteRegistry registry(config.sites);
+  // Slot state and pg_current_wal_lsn() for the admin API and heartbeats, on
+  // its own thread and connection.
+  admin::SlotPoller poller(config.postgres.dsn, config.postgres.slot);
+  poller.Start();
   asio::io_context io;
   asio::io_context capture_io;
   std::unique_ptr<Capture> capture;
@@ -120,7 +243,12 @@ Status RunSource(const Config& config, SiteState state) {
   so.bandwidth_bytes_per_sec = config.bandwidth_bytes_per_sec;
   StreamServer server(
       io, so, spool.get(), &registry,
-      [&] { return capture ? Lsn(capture->stats().server_wal_end.load()) : Lsn(); },
+      [&] {
+        // The primary's WAL position for heartbeats: the slot poller's
+        // pg_current_wal_lsn() (1 s old at most) or what capture saw, if newer.
+        Lsn seen = capture ? Lsn(capture->stats().server_wal_end.load()) : Lsn();
+        return std::max(seen, poller.sample().current_wal_lsn);
+      },
       [&](uint64_t epoch, const std::string& site) {
         spdlog::critical(
             "site {} reports epoch {} > this source's {}: another site was promoted; this "
@@ -183,8 +311,27 @@ Status RunSource(const Config& config, SiteState state) {
     });
   };
   retention_tick();
+
+  admin::LagTracker tracker;
+  const auto sample_period = std::chrono::milliseconds(100);
+  SourceView view{config, state,    started, fenced,  capture,
+                  *spool, registry, poller,  tracker, sample_period};
+  asio::steady_timer sampler(io);
+  Every(sampler, sample_period, [&] { tracker.Observe(spool->durable(), NowUs()); });
+  admin::AdminHandlers handlers;
+  handlers.ready = [&] { return admin::SourceReadiness(view.Snapshot()); };
+  handlers.status = [&] { return admin::StatusJson(view.Snapshot()); };
+  handlers.metrics = [&] { return admin::MetricsText(view.Snapshot()); };
+  auto admin_server = StartAdmin(io, config, std::move(handlers));
+  if (!admin_server.ok()) {
+    emitter.Stop();
+    asio::post(capture_io, [&] { capture->Stop(); });
+    capture_thread.join();
+    return admin_server.status();
+  }
   RunUntilSignal(io, stop_all);
 
+  poller.Stop();
   emitter.Stop();
   asio::post(capture_io, [&] { capture->Stop(); });
   capture_thread.join();
@@ -195,7 +342,147 @@ Status RunSource(const Config& config, SiteState state) {
   return capture_status;
 }
 
+// The replica's apply thread: Applier::Run() again after a fatal error, with
+// a backoff that POST /admin/apply/resume cuts short. Records the error
+// while apply makes no progress past it.
+struct ApplyControl {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool wake = false;
+  bool waiting = false;  // in the backoff after an error
+  std::string error;
+  Position error_at;  // applied() when the error happened
+  uint64_t failures = 0;
+
+  void Stop(std::atomic<bool>& stopping) {
+    {
+      std::lock_guard lock(mu);
+      stopping = true;
+    }
+    cv.notify_all();
+  }
+};
+
+void RunApplyLoop(Applier& applier, ApplyControl& control, std::atomic<bool>& stopping) {
+  auto backoff = std::chrono::seconds(1);
+  while (!stopping) {
+    Status st = applier.Run();
+    if (stopping) break;
+    spdlog::error(
+        "apply stopped: {}; receiving into the spool continues; retrying in {} s (or on POST "
+        "/admin/apply/resume)",
+        st.ToString(), backoff.count());
+    std::unique_lock lock(control.mu);
+    control.error = st.ToString();
+    control.error_at = applier.applied();
+    control.failures++;
+    control.waiting = true;
+    control.cv.wait_for(lock, backoff, [&] { return stopping || control.wake; });
+    control.waiting = false;
+    const bool woken = control.wake;
+    control.wake = false;
+    backoff = woken ? std::chrono::seconds(1) : std::min(backoff * 2, std::chrono::seconds(60));
+  }
+}
+
+admin::HttpReply SkipAction(Applier& applier, const admin::QueryParams& q) {
+  auto it = q.find("xid");
+  uint32_t xid = 0;
+  const char* end = nullptr;
+  if (it != q.end()) {
+    end = it->second.data() + it->second.size();
+    auto [p, ec] = std::from_chars(it->second.data(), end, xid);
+    if (ec != std::errc() || p != end || xid == 0) end = nullptr;
+  }
+  if (!end) return {400, "text/plain; charset=utf-8", "expected ?xid=N, a transaction id > 0\n"};
+  applier.SkipXid(xid);
+  return {200, "text/plain; charset=utf-8",
+          fmt::format("xid {} will be skipped once when it is next to apply; POST "
+                      "/admin/apply/resume to retry now\n",
+                      xid)};
+}
+
+admin::HttpReply ResumeAction(ApplyControl& control) {
+  {
+    std::lock_guard lock(control.mu);
+    if (!control.waiting) {
+      return {409, "text/plain; charset=utf-8", "apply is running: nothing to resume\n"};
+    }
+    control.wake = true;
+  }
+  control.cv.notify_all();
+  spdlog::info("apply: resumed on DBA request");
+  return {200, "text/plain; charset=utf-8", "apply resumes now\n"};
+}
+
+// Figures for the replica's /status and /metrics, read on the event loop.
+struct ReplicaView {
+  const Config& config;
+  Receiver& receiver;
+  Applier& applier;
+  Spool& spool;
+  ApplyControl& control;
+  admin::LagTracker& tracker;
+  admin::RateMeter& rate;
+  std::chrono::steady_clock::time_point started;
+
+  admin::ReplicaSnapshot Snapshot() const {
+    admin::ReplicaSnapshot s;
+    s.id = IdentityOf(config, receiver.epoch(), started);
+    ReceiverStatus rs = receiver.status();
+    s.connected = rs.connected;
+    s.source_site = rs.source_site;
+    s.upstream = fmt::format("{}:{}", config.upstream->host, config.upstream->port);
+    s.durable = std::max(rs.durable, spool.durable());
+    s.received = std::max(rs.received, s.durable);
+    s.applied = applier.applied();
+    s.primary_wal_lsn = rs.primary_wal_lsn;
+    const int64_t now = NowUs();
+    if (rs.local_time_us > 0) s.heartbeat_age_s = (now - rs.local_time_us) / 1e6;
+    // The source's clock now, as carried by its last heartbeat: no clock skew.
+    const int64_t source_now = rs.source_time_us + (now - rs.local_time_us);
+    const int64_t grace = int64_t{config.heartbeat_ms} * 1000;
+    auto lag = [&](Position pos) {
+      admin::LagFigures f;
+      if (rs.primary_wal_lsn.valid() && pos.lsn.valid()) {
+        f.bytes = rs.primary_wal_lsn.BytesAfter(pos.lsn);
+      }
+      f.seconds = tracker.LagSeconds(pos, source_now, grace);
+      return f;
+    };
+    s.received_lag = lag(s.received);
+    s.durable_lag = lag(s.durable);
+    s.applied_lag = lag(s.applied);
+    s.spool_bytes = spool.size_bytes();
+    s.spool_oldest = spool.oldest();
+    s.receiver_error = rs.last_error;
+    {
+      std::lock_guard lock(control.mu);
+      // An error stays current until apply gets past the point where it stopped.
+      if (!control.error.empty() && s.applied == control.error_at) s.apply_error = control.error;
+      s.apply_running = !control.waiting;
+      s.apply_failures = control.failures;
+    }
+    s.raw_bytes_in = rs.raw_bytes_in;
+    s.wire_bytes_in = rs.wire_bytes_in;
+    s.frames = rs.frames;
+    s.records = rs.records;
+    s.receiver_reconnects = rs.reconnects;
+    Applier::Stats as = applier.stats();
+    s.txns = as.txns;
+    s.changes = as.changes;
+    s.groups = as.groups;
+    s.apply_bytes = as.bytes;
+    s.skipped = as.skipped;
+    s.apply_reconnects = as.reconnects;
+    s.batch_retries = as.batch_retries;
+    s.apply_rate = rate.PerSecond();
+    return s;
+  }
+};
+
 Status RunReplica(const Config& config, SiteState state) {
+  const auto started = std::chrono::steady_clock::now();
   if (!config.upstream) {
     return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config.path));
   }
@@ -209,21 +496,8 @@ Status RunReplica(const Config& config, SiteState state) {
   ao.batch = config.apply;
   Applier applier(ao, spool.get());
   std::atomic<bool> stopping{false};
-  std::thread apply_thread([&] {
-    auto backoff = std::chrono::seconds(1);
-    while (!stopping) {
-      Status st = applier.Run();
-      if (stopping) break;
-      spdlog::error("apply stopped: {}; receiving into the spool continues; retrying in {} s",
-                    st.ToString(), backoff.count());
-      std::mutex m;
-      std::unique_lock lock(m);
-      for (int i = 0; i < backoff.count() * 10 && !stopping; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      backoff = std::min(backoff * 2, std::chrono::seconds(60));
-    }
-  });
+  ApplyControl control;
+  std::thread apply_thread([&] { RunApplyLoop(applier, control, stopping); });
 
   ReceiverOptions ro;
   ro.cluster_id = config.cluster_id;
@@ -239,6 +513,39 @@ Status RunReplica(const Config& config, SiteState state) {
         state.epoch = epoch;
         return WriteSiteState(config.state_dir, state);
       });
+  admin::LagTracker tracker;  // (source_commit, source time) from heartbeats
+  admin::RateMeter apply_rate;
+  ReplicaView view{config, receiver, applier, *spool, control, tracker, apply_rate, started};
+  asio::steady_timer sampler(io);
+  int64_t last_heartbeat_us = 0;
+  Every(sampler, std::chrono::milliseconds(100), [&] {
+    ReceiverStatus rs = receiver.status();
+    if (rs.local_time_us != last_heartbeat_us) {
+      last_heartbeat_us = rs.local_time_us;
+      tracker.Observe(rs.source_commit, rs.source_time_us);
+    }
+    apply_rate.Observe(applier.stats().txns, NowUs());
+  });
+  admin::AdminHandlers handlers;
+  handlers.ready = [&] {
+    return admin::ReplicaReadiness(view.Snapshot(), config.admin.ready_max_lag_s);
+  };
+  handlers.status = [&] { return admin::StatusJson(view.Snapshot()); };
+  handlers.metrics = [&] { return admin::MetricsText(view.Snapshot()); };
+  handlers.actions["apply/skip"] = [&](const admin::QueryParams& q) {
+    return SkipAction(applier, q);
+  };
+  handlers.actions["apply/resume"] = [&](const admin::QueryParams&) {
+    return ResumeAction(control);
+  };
+  auto admin_server = StartAdmin(io, config, std::move(handlers));
+  if (!admin_server.ok()) {
+    control.Stop(stopping);
+    applier.Stop();
+    apply_thread.join();
+    return admin_server.status();
+  }
+
   Status receiver_status;
   asio::co_spawn(io, receiver.Run(), [&](std::exception_ptr e, Status st) {
     if (e) std::rethrow_exception(e);
@@ -250,7 +557,7 @@ Status RunReplica(const Config& config, SiteState state) {
     receiver.Stop();
     io.stop();
   });
-  stopping = true;
+  control.Stop(stopping);
   applier.Stop();
   apply_thread.join();
   if (receiver_status.code() == Code::kCancelled || receiver_status.ok()) return Status::Ok();

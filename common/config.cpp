@@ -108,6 +108,9 @@ void ReadAdmin(JsonReader& root, AdminConfig* admin) {
   JsonReader r = root.Child(*obj, "admin");
   ReadEndpoint(r, "listen", &admin->listen);
   r.String("token_file", &admin->token_file);
+  int64_t max_lag = admin->ready_max_lag_s;
+  r.Int("ready_max_lag_s", 1, 86400, &max_lag);
+  admin->ready_max_lag_s = static_cast<int>(max_lag);
   r.CheckNoUnknownKeys();
 }
 

@@ -59,6 +59,7 @@ struct ApplyConfig {
 struct AdminConfig {
   std::optional<Endpoint> listen;  // HTTP /metrics /status /healthz /readyz
   std::string token_file;          // bearer token for state-changing calls
+  int ready_max_lag_s = 60;        // replica /readyz: apply lag must be under this
 };
 
 struct Config {

@@ -91,6 +91,12 @@ done
 echo "  $CERTS: ca.crt, frankfurt/dublin/virginia .crt/.key"
 
 STREAM_PORT=$(free_port)
+declare -A ADMIN_PORT
+for site in frankfurt dublin virginia; do ADMIN_PORT[$site]=$(free_port); done
+head -c 24 /dev/urandom | base64 > "$WORK/admin.token"
+admin() {
+  echo "\"admin\": {\"listen\": {\"host\": \"127.0.0.1\", \"port\": ${ADMIN_PORT[$1]}}, \"token_file\": \"$WORK/admin.token\"}"
+}
 tls() {
   echo "\"tls\": {\"enabled\": true, \"ca_file\": \"$CERTS/ca.crt\", \"cert_file\": \"$CERTS/$1.crt\", \"key_file\": \"$CERTS/$1.key\"}"
 }
@@ -103,6 +109,7 @@ cat > "$WORK/frankfurt.json" <<JSON
   "listen": {"host": "127.0.0.1", "port": $STREAM_PORT},
   "sites": ["dublin", "virginia"],
   $(tls frankfurt),
+  $(admin frankfurt),
   "heartbeat_ms": 500
 }
 JSON
@@ -115,10 +122,22 @@ for site in dublin virginia; do
   "spool": {"dir": "$WORK/$site-agent/spool"},
   "upstream": {"host": "127.0.0.1", "port": $STREAM_PORT},
   $(tls $site),
+  $(admin $site),
   "heartbeat_ms": 500
 }
 JSON
 done
+
+cat > "$WORK/topology.json" <<JSON
+{
+  "cluster_id": "demo",
+  "sites": [
+    {"name": "frankfurt", "admin": "http://127.0.0.1:${ADMIN_PORT[frankfurt]}"},
+    {"name": "dublin", "admin": "http://127.0.0.1:${ADMIN_PORT[dublin]}"},
+    {"name": "virginia", "admin": "http://127.0.0.1:${ADMIN_PORT[virginia]}"}
+  ]
+}
+JSON
 
 say "installing DDL capture on the primary (geosyncctl init)"
 "$GEOSYNCCTL" init --dsn "$(dsn primary)"
@@ -183,5 +202,8 @@ for table in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; 
     printf '  %-17s %-9s %s\n' "$table" "$site" "$verdict"
   done
 done
+
+say "the deployment as geosyncctl sees it (geosyncctl status --topology $WORK/topology.json)"
+"$GEOSYNCCTL" status --topology "$WORK/topology.json" || true
 echo
 echo "logs were in $WORK (removed on exit)"

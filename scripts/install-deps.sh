@@ -10,7 +10,7 @@ PACKAGES=(
   libboost1.81-dev libzstd-dev zstd nlohmann-json3-dev libssl-dev openssl
   libgtest-dev libgmock-dev googletest
   libcli11-dev libfmt-dev libspdlog-dev
-  python3 python3-jsonschema
+  python3 python3-jsonschema prometheus
   iproute2 procps util-linux
 )
 

@@ -10,6 +10,7 @@ namespace geosync::ctl {
 void RegisterAll(CLI::App& app, int* exit_code) {
   RegisterConfigCommands(app, exit_code);
   RegisterCaptureCommands(app, exit_code);
+  RegisterStatusCommands(app, exit_code);
 }
 
 int Fail(const Status& status) {

@@ -65,6 +65,11 @@ asio::awaitable<Status> PeerStream::Handshake(bool server, std::chrono::millisec
       timer.async_wait(asio::as_tuple(use_awaitable)));
   if (r.index() == 1) co_return Status::Timeout(fmt::format("TLS handshake with {} timed out", remote_));
   auto [ec] = std::get<0>(r);
+  if (ec && (ec.category() != asio::error::get_ssl_category() ||
+             ec == asio::ssl::error::stream_truncated)) {
+    // The link broke during the handshake: a network fault, retried.
+    co_return Status::Io(fmt::format("TLS handshake with {} interrupted: {}", remote_, ec.message()));
+  }
   if (ec) {
     co_return Status::Fenced(
         fmt::format("TLS handshake with {} failed: {} (is the peer's certificate signed by "

@@ -55,7 +55,8 @@ asio::awaitable<Status> AsyncPg::WaitWritable() {
 }
 
 asio::awaitable<Status> AsyncPg::Connect(std::string conninfo, std::chrono::milliseconds timeout,
-                                         bool replication, std::string options) {
+                                         bool replication, std::string options,
+                                         std::string application_name) {
   Close();
   // Later keywords override what the expanded conninfo says.
   std::vector<const char*> keys = {"dbname"}, values = {conninfo.c_str()};
@@ -66,6 +67,10 @@ asio::awaitable<Status> AsyncPg::Connect(std::string conninfo, std::chrono::mill
   if (!options.empty()) {
     keys.push_back("options");
     values.push_back(options.c_str());
+  }
+  if (!application_name.empty()) {
+    keys.push_back("application_name");
+    values.push_back(application_name.c_str());
   }
   keys.push_back(nullptr);
   values.push_back(nullptr);

@@ -30,7 +30,8 @@ class AsyncPg {
   // a keyword string or a URI; with `replication`, replication=database is
   // added (a walsender connection that also accepts SQL).
   asio::awaitable<Status> Connect(std::string conninfo, std::chrono::milliseconds timeout,
-                                  bool replication = false, std::string options = "");
+                                  bool replication = false, std::string options = "",
+                                  std::string application_name = "");
   // Runs one statement; returns its last result (or the error, with SQLSTATE).
   asio::awaitable<Result<PgResult>> Query(std::string sql);
   // Starts a command that enters COPY BOTH/OUT (START_REPLICATION).

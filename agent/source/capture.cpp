@@ -21,7 +21,10 @@ constexpr uint64_t kIdleEveryMessages = 2048;
 
 // Text output that is the same on every site: the applier sets the same.
 constexpr const char* kSessionOptions =
-    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3";
+    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 "
+    // Set-up commits (CREATE PUBLICATION) must not wait for a synchronous
+    // standby: under policy sync that standby is this very connection.
+    "-c synchronous_commit=local";
 
 std::string QuoteIdent(std::string_view s) {
   std::string out = "\"";
@@ -91,7 +94,8 @@ asio::awaitable<Status> Capture::RunOnce() {
   relations_.Clear();
   pg_ = std::make_unique<AsyncPg>(ex_);
   GEOSYNC_RETURN_IF_ERROR_CO(
-      co_await pg_->Connect(options_.conninfo, options_.connect_timeout, true, kSessionOptions));
+      co_await pg_->Connect(options_.conninfo, options_.connect_timeout, true, kSessionOptions,
+                            options_.slot));
   GEOSYNC_RETURN_IF_ERROR_CO(co_await Setup());
   Status st = co_await Stream();
   pg_->Close();
@@ -163,10 +167,14 @@ asio::awaitable<Status> Capture::Setup() {
           "replication slot \"{}\" belongs to another database", options_.slot));
     }
   }
+  // Start where the sink is durable, as PostgreSQL's subscriber starts at its
+  // origin's LSN: PostgreSQL 15 keeps confirmed_flush in memory and may come
+  // back from a restart with an older one, which would resend transactions
+  // the sink already has. It starts at the later of this and confirmed_flush.
   std::string start = fmt::format(
-      "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {}, "
+      "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}, "
       "messages 'true'{})",
-      QuoteIdent(options_.slot), QuoteLiteral(QuoteIdent(pub)),
+      QuoteIdent(options_.slot), sink_.DurableLsn().ToString(), QuoteLiteral(QuoteIdent(pub)),
       options_.binary ? ", binary 'true'" : "");
   GEOSYNC_RETURN_IF_ERROR_CO(co_await pg_->StartCopy(start));
   spdlog::info("capture: streaming slot \"{}\" of system {}", options_.slot, system_id_);
@@ -261,6 +269,10 @@ Status Capture::HandleMessage(PgOutputMessage message) {
           return sink_.OnEvent(m);
         } else if constexpr (std::is_same_v<T, Relation>) {
           // A schema change inside a transaction re-sends the descriptor.
+          // pgoutput also repeats an unchanged one (publish_via_partition_root
+          // describes the root again for each partition): send that once.
+          const Relation* cached = relations_.Lookup(m.oid);
+          if (cached && *cached == m) return Status::Ok();
           std::erase(relations_in_txn_, m.oid);
           relations_.Update(std::move(m));
           return Status::Ok();

@@ -24,6 +24,8 @@ namespace geosync {
 
 struct CaptureOptions {
   std::string conninfo;  // the primary's database; replication=database is added
+  // Also the replication connection's application_name: name it in the
+  // primary's synchronous_standby_names for zero-loss commits (policy sync).
   std::string slot = "geosync";
   std::string publication = "geosync";
   std::vector<std::string> tables;  // empty: FOR ALL TABLES

@@ -25,6 +25,9 @@ constexpr const char* kSequencesSql =
     "FROM pg_catalog.pg_sequences WHERE last_value IS NOT NULL";
 
 Status EmitWith(PgConn& conn, const ControlEmitterOptions& o, bool sequences) {
+  // Heartbeats must not wait for synchronous standbys (policy sync with every
+  // site down would block this thread, and shutdown with it).
+  GEOSYNC_RETURN_IF_ERROR(conn.Exec("SET synchronous_commit = local").status());
   GEOSYNC_RETURN_IF_ERROR(conn.Exec(HeartbeatSql(o, conn)).status());
   if (sequences) GEOSYNC_RETURN_IF_ERROR(conn.Exec(kSequencesSql).status());
   return Status::Ok();

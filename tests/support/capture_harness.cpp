@@ -1,15 +1,37 @@
 // CaptureHarness: a Capture on its own io_context thread feeding RecordingSink.
 #include "tests/support/capture_harness.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <gtest/gtest.h>
 
 #include <algorithm>
 
 #include <fmt/format.h>
 
 #include "tests/support/wait.h"
+
+namespace geosync {
+
+void PrintTo(const Datum& d, std::ostream* os) {
+  switch (d.kind) {
+    case DatumKind::kNull:
+      *os << "NULL";
+      return;
+    case DatumKind::kUnchangedToast:
+      *os << "<unchanged toast>";
+      return;
+    case DatumKind::kText:
+      *os << "'" << (d.value.size() > 200 ? d.value.substr(0, 200) + "..." : d.value) << "'";
+      return;
+    case DatumKind::kBinary:
+      *os << "<" << d.value.size() << " binary bytes>";
+      return;
+  }
+}
+
+}  // namespace geosync
 
 namespace geosync::testing {
 namespace {
@@ -122,7 +144,7 @@ CaptureHarness::CaptureHarness(CaptureOptions options, RecordingSinkOptions sink
   capture_ = std::make_unique<Capture>(io_.get_executor(), options_, sink_);
 }
 
-CaptureHarness::~CaptureHarness() { Stop(); }
+CaptureHarness::~CaptureHarness() { (void)Stop(); }
 
 void CaptureHarness::Start() {
   boost::asio::co_spawn(io_, capture_->Run(), [this](std::exception_ptr e, Status st) {
@@ -169,8 +191,7 @@ bool CaptureHarness::WaitForCommits(size_t n, std::chrono::milliseconds deadline
 }
 
 bool CaptureHarness::WaitForMarker(const std::string& prefix, const std::string& content,
-                                   std::chrono::milliseconds deadline,
-                                   std::source_location where) {
+                                   std::chrono::milliseconds deadline, std::source_location where) {
   size_t checked = 0;
   Status st = Poll(
       [&] {
@@ -184,7 +205,8 @@ bool CaptureHarness::WaitForMarker(const std::string& prefix, const std::string&
         }
         return false;
       },
-      deadline, fmt::format("a transaction with message {}:{} at the capture sink", prefix, content));
+      deadline,
+      fmt::format("a transaction with message {}:{} at the capture sink", prefix, content));
   if (!st.ok()) ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line())) << st.message();
   return st.ok();
 }
@@ -192,6 +214,77 @@ bool CaptureHarness::WaitForMarker(const std::string& prefix, const std::string&
 std::string ConfirmedFlushQuery(const std::string& slot) {
   return fmt::format("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
                      slot);
+}
+
+void CaptureClusterTest::SetUp() {
+  PgClusterOptions o;
+  o.from_template = true;  // capture tests do not look at system identifiers
+  pg_ = &NewCluster("primary", o);
+}
+
+void CaptureClusterTest::TearDown() {
+  for (auto& c : captures_) {
+    Status st = c->Stop();
+    if (st.code() != Code::kCancelled) {
+      ADD_FAILURE() << "capture of slot " << c->options().slot
+                    << " ended with an error: " << st.ToString();
+    }
+    EXPECT_THAT(c->sink().GrammarErrors(), ::testing::IsEmpty())
+        << "the stream of slot " << c->options().slot << " kept Begin..Commit grammar";
+  }
+  captures_.clear();
+  PgClusterTest::TearDown();
+}
+
+CaptureOptions CaptureClusterTest::Options(const std::string& slot) const {
+  CaptureOptions o;
+  o.conninfo = pg_->ConnInfo();
+  o.slot = slot;
+  o.status_interval = std::chrono::milliseconds(200);
+  o.max_backoff = std::chrono::milliseconds(500);
+  return o;
+}
+
+CaptureHarness& CaptureClusterTest::StartCapture(CaptureOptions options,
+                                                 RecordingSinkOptions sink_options) {
+  const std::string slot = options.slot;
+  captures_.push_back(
+      std::make_unique<CaptureHarness>(std::move(options), std::move(sink_options)));
+  CaptureHarness& c = *captures_.back();
+  c.Start();
+  Status st = Poll(
+      [&] {
+        if (auto r = c.Finished()) throw std::runtime_error("capture ended: " + r->ToString());
+        return pg_->QueryValue(fmt::format(
+                   "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND active",
+                   slot)) == "1";
+      },
+      std::chrono::seconds(30), fmt::format("capture streams slot {}", slot));
+  if (!st.ok()) throw std::runtime_error(st.ToString());
+  return c;
+}
+
+std::vector<RecordedTxn> CaptureClusterTest::Collect(CaptureHarness& capture,
+                                                     std::source_location where) {
+  const std::string content = std::to_string(++markers_);
+  pg_->Exec(fmt::format("SELECT pg_logical_emit_message(true, 'test.marker', '{}')", content));
+  if (!capture.WaitForMarker("test.marker", content, std::chrono::seconds(30), where)) return {};
+  auto txns = capture.sink().Transactions();
+  size_t& from = collected_[&capture];
+  std::vector<RecordedTxn> out;
+  for (size_t i = from; i < txns.size(); ++i) {
+    auto m = txns[i].Messages();
+    bool is_marker = txns[i].row_changes == 0 && m.size() == 1 && m[0].prefix == "test.marker";
+    if (!is_marker) out.push_back(txns[i]);
+  }
+  from = txns.size();
+  return out;
+}
+
+std::string CaptureClusterTest::ExecError(const std::string& sql) {
+  PgConn conn = pg_->Connect();
+  auto r = conn.Exec(sql);
+  return r.ok() ? "" : r.status().sqlstate();
 }
 
 }  // namespace geosync::testing

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <source_location>
 #include <string>
 #include <thread>
@@ -21,8 +22,18 @@
 #include "agent/source/capture.h"
 #include "common/change.h"
 #include "common/status.h"
+#include "tests/support/pg_cluster.h"
+
+namespace geosync {
+// Readable gtest output for datums: t'text', n, u, b'..'.
+void PrintTo(const Datum& d, std::ostream* os);
+}  // namespace geosync
 
 namespace geosync::testing {
+
+// A text datum and a NULL, for expected tuples.
+inline Datum Text(std::string value) { return Datum{DatumKind::kText, std::move(value)}; }
+inline Datum Null() { return Datum{}; }
 
 // One committed transaction as the sink saw it. `events` holds everything
 // between Begin and Commit (Relations, changes, truncates, messages); row
@@ -127,5 +138,31 @@ class CaptureHarness {
 
 // The slot's confirmed_flush_lsn query for WaitForLsn.
 std::string ConfirmedFlushQuery(const std::string& slot);
+
+// Fixture: one primary (copied from the template data dir) and captures on it.
+class CaptureClusterTest : public PgClusterTest {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Options for a capture of the primary's postgres database with a short
+  // status interval and backoff, so that feedback and reconnects are quick.
+  CaptureOptions Options(const std::string& slot = "geosync") const;
+  // Starts a capture and waits until its slot streams: only writes after
+  // that are captured (the slot is created with SNAPSHOT 'nothing').
+  CaptureHarness& StartCapture(CaptureOptions options, RecordingSinkOptions sink_options = {});
+  // Emits a transactional marker, waits for it, and returns the transactions
+  // the capture committed since the previous Collect() (the marker's own
+  // transaction left out).
+  std::vector<RecordedTxn> Collect(CaptureHarness& capture,
+                                   std::source_location where = std::source_location::current());
+  // Runs `sql` and returns the SQLSTATE it failed with ("" when it succeeded).
+  std::string ExecError(const std::string& sql);
+
+  PgCluster* pg_ = nullptr;
+  std::vector<std::unique_ptr<CaptureHarness>> captures_;
+  std::map<CaptureHarness*, size_t> collected_;
+  int markers_ = 0;
+};
 
 }  // namespace geosync::testing

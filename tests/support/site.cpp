@@ -71,6 +71,10 @@ GeoSite::~GeoSite() {
 Status GeoSite::Start() { return process_->Start(); }
 Status GeoSite::Kill9() { return process_->Kill9(); }
 bool GeoSite::IsRunning() { return process_->IsRunning(); }
+pid_t GeoSite::Pid() const { return process_->Pid(); }
+Result<ExitStatus> GeoSite::WaitExit(std::chrono::milliseconds deadline) {
+  return process_->Wait(deadline);
+}
 
 Status GeoSite::Stop() {
   GEOSYNC_RETURN_IF_ERROR(process_->Kill(SIGTERM));

@@ -37,6 +37,9 @@ class GeoSite {
   Status Kill9();
   Status Stop();  // SIGTERM, then wait
   bool IsRunning();
+  pid_t Pid() const;
+  // Waits for the daemon to exit by itself; its exit status.
+  Result<ExitStatus> WaitExit(std::chrono::milliseconds deadline);
   const std::string& config_path() const { return config_path_; }
   const std::string& dir() const { return dir_; }
   const SiteSpec& spec() const { return spec_; }

@@ -1,0 +1,99 @@
+// SlotPoller: one small query a second on a private connection.
+#include "agent/admin/slot_poller.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/pg/pg_conn.h"
+
+namespace geosync::admin {
+
+SlotPoller::SlotPoller(std::string conninfo, std::string slot, std::chrono::milliseconds interval)
+    : conninfo_(std::move(conninfo)), slot_(std::move(slot)), interval_(interval) {}
+
+SlotPoller::~SlotPoller() { Stop(); }
+
+void SlotPoller::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void SlotPoller::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+SlotSample SlotPoller::sample() const {
+  std::lock_guard lock(mu_);
+  return sample_;
+}
+
+void SlotPoller::Loop() {
+  std::string last_logged;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    SlotSample s;
+    Status st = PollOnce(&s);
+    lock.lock();
+    if (st.ok()) {
+      sample_ = s;
+    } else {
+      // Keep the last good figures; say why they are stale.
+      sample_.active = false;
+      sample_.error = "cannot read the slot: " + st.ToString();
+    }
+    if (!sample_.error.empty() && sample_.error != last_logged) {
+      // A slot not (yet) active is capture's business and capture logs it.
+      if (st.ok()) {
+        spdlog::debug("slot poller: {}", sample_.error);
+      } else {
+        spdlog::warn("slot poller: {}", sample_.error);
+      }
+    }
+    last_logged = sample_.error;
+    cv_.wait_for(lock, interval_, [&] { return stop_; });
+  }
+}
+
+Status SlotPoller::PollOnce(SlotSample* out) {
+  if (!conn_.connected()) {
+    GEOSYNC_ASSIGN_OR_RETURN(conn_, PgConn::Connect(conninfo_));
+  }
+  auto r = conn_.ExecParams(
+      "SELECT active, confirmed_flush_lsn, restart_lsn, pg_current_wal_lsn(), "
+      "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+      "FROM pg_replication_slots WHERE slot_name = $1",
+      {slot_});
+  if (!r.ok()) {
+    conn_ = PgConn();
+    return r.status();
+  }
+  out->polled = true;
+  if (r->rows() == 0) {
+    out->error = fmt::format("replication slot {} does not exist yet", slot_);
+    auto wal = conn_.QueryValue("SELECT pg_current_wal_lsn()");
+    if (wal.ok()) {
+      auto lsn = Lsn::Parse(*wal);
+      if (lsn.ok()) out->current_wal_lsn = *lsn;
+    }
+    return Status::Ok();
+  }
+  auto lsn = [&](int col) {
+    if (r->IsNull(0, col)) return Lsn();
+    auto v = Lsn::Parse(r->Get(0, col));
+    return v.ok() ? *v : Lsn();
+  };
+  out->active = r->Get(0, 0) == "t";
+  out->confirmed_flush = lsn(1);
+  out->restart_lsn = lsn(2);
+  out->current_wal_lsn = lsn(3);
+  if (!r->IsNull(0, 4)) out->retained_wal_bytes = std::stoull(r->Get(0, 4));
+  if (!out->active) out->error = fmt::format("replication slot {} is not active", slot_);
+  return Status::Ok();
+}
+
+}  // namespace geosync::admin

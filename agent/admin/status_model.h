@@ -1,0 +1,197 @@
+// The status model of the admin API and of `geosyncctl status`: plain
+// snapshots of a site in, the /status JSON, the Prometheus text, readiness and
+// the deployment table out. No I/O and no clocks read here: every function is
+// a pure function of its arguments, so each is unit-tested from literals.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/lsn.h"
+#include "common/status.h"
+
+namespace geosync::admin {
+
+// Lag in seconds on the source's clock, PostgreSQL's LagTracker turned
+// around: the source says "at time T I held everything up to P" (a heartbeat
+// on a replica, a spool sample on the source). A position trails by
+// now - T of the first observation beyond it, so an idle site that holds the
+// newest observed position shows 0, not the time since the last write.
+// Bounded: past max_samples every other old sample is dropped (coarser, not
+// longer, history).
+class LagTracker {
+ public:
+  explicit LagTracker(size_t max_samples = 4096);
+
+  // At `time_us` (source clock) the source held everything up to `pos`.
+  // Positions that do not advance only refresh the last-heard time.
+  void Observe(Position pos, int64_t time_us);
+  bool empty() const { return samples_.empty(); }
+  // Last time an observation arrived, source clock.
+  int64_t last_time_us() const { return last_time_us_; }
+
+  // How far `pos` trails the source at `now_us` (source clock). When `pos`
+  // holds the newest observation, only silence longer than `grace_us` (the
+  // expected gap between observations) counts. nullopt before any
+  // observation.
+  std::optional<double> LagSeconds(Position pos, int64_t now_us, int64_t grace_us) const;
+  size_t size() const { return samples_.size(); }
+
+ private:
+  struct Sample {
+    Position pos;
+    int64_t time_us;
+  };
+  size_t max_samples_;
+  std::deque<Sample> samples_;  // strictly increasing pos
+  int64_t last_time_us_ = 0;
+};
+
+// Events per second over a sliding window, from a monotonic counter.
+class RateMeter {
+ public:
+  explicit RateMeter(int64_t window_us = 10'000'000) : window_us_(window_us) {}
+  void Observe(uint64_t count, int64_t now_us);
+  double PerSecond() const;
+
+ private:
+  int64_t window_us_;
+  std::deque<std::pair<int64_t, uint64_t>> samples_;
+};
+
+struct LagFigures {
+  std::optional<uint64_t> bytes;  // primary WAL position minus this position
+  std::optional<double> seconds;  // LagTracker on the source clock
+};
+
+// What every site reports.
+struct SiteIdentity {
+  std::string site;
+  std::string cluster_id;
+  uint64_t epoch = 0;
+  std::string version;
+  double uptime_s = 0;
+};
+
+struct ReplicaSnapshot {
+  SiteIdentity id;
+  bool connected = false;
+  std::string source_site;
+  std::string upstream;  // "host:port"
+  Position received, durable, applied;
+  Lsn primary_wal_lsn;                    // from heartbeats, invalid before the first
+  std::optional<double> heartbeat_age_s;  // since the last heartbeat, local clock
+  LagFigures received_lag, durable_lag, applied_lag;
+  uint64_t spool_bytes = 0;
+  Position spool_oldest;
+  std::string receiver_error;  // why the link is down (while !connected)
+  std::string apply_error;     // apply stopped with this error and has not progressed since
+  bool apply_running = true;
+  // Counters.
+  uint64_t raw_bytes_in = 0, wire_bytes_in = 0, frames = 0, records = 0;
+  uint64_t receiver_reconnects = 0;
+  uint64_t txns = 0, changes = 0, groups = 0, apply_bytes = 0, skipped = 0;
+  uint64_t apply_reconnects = 0, batch_retries = 0, apply_failures = 0;
+  double apply_rate = 0;  // source transactions per second
+};
+
+struct SourceSiteSnapshot {
+  std::string site;
+  bool connected = false;
+  std::string remote;
+  Position received, durable, applied;
+  LagFigures received_lag, durable_lag, applied_lag;
+  bool dropped = false;
+  std::string last_error;
+  std::optional<double> last_seen_age_s;
+  uint64_t raw_bytes_out = 0, wire_bytes_out = 0;
+};
+
+struct SourceSnapshot {
+  SiteIdentity id;
+  bool fenced = false;
+  // From the slot poller (its own connection, once a second).
+  std::string slot_name;
+  bool slot_polled = false;
+  bool slot_active = false;
+  Lsn slot_confirmed_flush, slot_restart_lsn, current_wal_lsn;
+  std::optional<uint64_t> slot_retained_wal_bytes;
+  std::string slot_error;  // why the last poll failed or what is wrong with the slot
+  // From Capture.
+  Lsn server_wal_end, confirmed_flush_sent;
+  uint64_t captured_txns = 0, captured_bytes = 0, messages = 0, capture_reconnects = 0;
+  // From the spool.
+  uint64_t spool_bytes = 0;
+  Position spool_durable, spool_oldest;
+  std::vector<SourceSiteSnapshot> sites;
+};
+
+// "streaming", "connecting", "apply_error" (replica); "streaming",
+// "connecting", "fenced" (source).
+std::string ReplicaState(const ReplicaSnapshot& s);
+std::string SourceState(const SourceSnapshot& s);
+
+struct Readiness {
+  bool ready = false;
+  std::string reason;  // why not, or "ready"
+};
+Readiness ReplicaReadiness(const ReplicaSnapshot& s, double max_lag_s);
+Readiness SourceReadiness(const SourceSnapshot& s);
+
+// The /status document (schemas/status.schema.json).
+nlohmann::json StatusJson(const ReplicaSnapshot& s);
+nlohmann::json StatusJson(const SourceSnapshot& s);
+
+// The /metrics page, Prometheus text exposition format 0.0.4.
+std::string MetricsText(const ReplicaSnapshot& s);
+std::string MetricsText(const SourceSnapshot& s);
+
+// ---- The deployment view of `geosyncctl status` ----------------------------
+
+struct TopologySite {
+  std::string name;
+  std::string admin;  // "http://host:port"
+};
+
+struct Topology {
+  std::string cluster_id;
+  std::vector<TopologySite> sites;
+  std::vector<std::string> etcd;
+};
+
+// Parses a topology file (schemas/topology.schema.json); `path` names it in errors.
+Result<Topology> ParseTopology(std::string_view json_text, const std::string& path);
+
+// One line of the table: what one site says about itself.
+struct StatusRow {
+  std::string site;
+  std::string admin;
+  bool reachable = false;
+  std::string role;  // "source", "replica", "" when unreachable
+  std::optional<uint64_t> epoch;
+  std::string state;                                   // a site's own state, or "unreachable"
+  std::string received_lsn, durable_lsn, applied_lsn;  // "" when not applicable
+  std::optional<uint64_t> lag_bytes;
+  std::optional<double> lag_seconds;
+  std::optional<uint64_t> spool_bytes;
+  std::string last_error;
+};
+
+// Builds a row from a site's /status document; a document that breaks the
+// schema gives a row with state "invalid" naming the problem.
+StatusRow RowFromStatus(const TopologySite& site, const nlohmann::json& status);
+StatusRow UnreachableRow(const TopologySite& site, const std::string& error);
+// The --format json array (schemas/status.schema.json, array form).
+nlohmann::json RowsJson(const std::vector<StatusRow>& rows);
+// The table a DBA reads: one line per site, aligned columns, "-" for n/a.
+std::string FormatTable(const std::vector<StatusRow>& rows);
+
+// "1.5 MB", "812 kB", "0 B".
+std::string HumanBytes(uint64_t bytes);
+
+}  // namespace geosync::admin

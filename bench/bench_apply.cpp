@@ -1,0 +1,341 @@
+// bench_apply: how fast a replica drains a backlog, geosync against native
+// logical replication, on the same primary, the same backlog and the same box.
+// Prints transactions, seconds and txn/s per workload and the ratio geosync/native.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tests/support/site.h"
+#include "tests/support/test_env.h"
+#include "tests/support/wait.h"
+
+namespace geosync::bench {
+namespace {
+
+using namespace std::chrono_literals;
+using geosync::testing::GeoSite;
+using geosync::testing::PgCluster;
+using geosync::testing::PgClusterOptions;
+using geosync::testing::SiteSpec;
+using Clock = std::chrono::steady_clock;
+
+struct Flags {
+  int scale = 10;
+  int clients = 4;
+  int seconds = 20;
+  int insert_seconds = 10;
+  int deadline_seconds = 600;
+};
+
+void Check(const Status& st, const std::string& what) {
+  if (!st.ok()) throw std::runtime_error(fmt::format("{}: {}", what, st.ToString()));
+}
+
+void RequireExecutable(const std::string& path) {
+  if (::access(path.c_str(), X_OK) != 0) {
+    throw std::runtime_error(fmt::format("required program {} is missing or not executable", path));
+  }
+}
+
+// "number of transactions actually processed: 12345" from pgbench's summary.
+uint64_t PgbenchTxns(const std::string& output) {
+  const std::string key = "number of transactions actually processed: ";
+  auto pos = output.find(key);
+  if (pos == std::string::npos) {
+    throw std::runtime_error("pgbench printed no transaction count:\n" + output);
+  }
+  return std::stoull(output.substr(pos + key.size()));
+}
+
+// Peak resident set size (VmHWM) of a live process, in MiB; -1 when unknown.
+double PeakRssMib(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
+
+// The applied position of a subscriber: the newest remote_lsn among the
+// replication origins whose name matches `origin_like`. Both native logical
+// replication (origin pg_<subid>) and geosync (geosync_<cluster>_e<epoch>)
+// advance their origin in the same transaction as the applied data.
+std::string OriginLsnQuery(const std::string& origin_like) {
+  return fmt::format(
+      "SELECT coalesce(max(remote_lsn), '0/0') FROM pg_replication_origin_status s JOIN "
+      "pg_replication_origin o ON o.roident = s.local_id WHERE o.roname LIKE '{}'",
+      origin_like);
+}
+
+// Polls `query` on one connection every 20 ms until it returns an LSN >=
+// target; returns the seconds since `start`.
+double WaitApplied(PgCluster& cluster, const std::string& query, Lsn target,
+                   Clock::time_point start, std::chrono::seconds deadline,
+                   const std::string& what) {
+  PgConn conn = cluster.Connect();
+  Lsn last;
+  while (Clock::now() - start < deadline) {
+    auto v = conn.QueryValue(query);
+    if (!v.ok()) throw std::runtime_error(what + ": " + v.status().ToString());
+    auto lsn = Lsn::Parse(*v);
+    if (lsn.ok()) last = *lsn;
+    if (last >= target) return std::chrono::duration<double>(Clock::now() - start).count();
+    std::this_thread::sleep_for(20ms);
+  }
+  throw std::runtime_error(fmt::format("{}: applied position {} did not reach {} within {} s", what,
+                                       last.ToString(), target.ToString(), deadline.count()));
+}
+
+void WaitFact(const std::function<bool()>& fact, std::chrono::seconds deadline,
+              const std::string& what) {
+  Check(geosync::testing::Poll(fact, deadline, what), "waiting until " + what);
+}
+
+struct Drain {
+  std::string workload;
+  uint64_t txns = 0;
+  uint64_t wal_bytes = 0;
+  double native_s = 0;
+  double geosync_s = 0;
+};
+
+const char* kTables[] = {"pgbench_accounts", "pgbench_branches", "pgbench_tellers",
+                         "pgbench_history",  "bench_insert",     "bench_marker"};
+
+class ApplyBench {
+ public:
+  explicit ApplyBench(Flags flags) : flags_(flags) {}
+
+  ~ApplyBench() {
+    replica_.reset();
+    source_.reset();
+  }
+
+  int Run() {
+    try {
+      Setup();
+      Drain tpcb = Backlog("pgbench tpcb-like", {"-n", "-c", std::to_string(flags_.clients), "-T",
+                                                 std::to_string(flags_.seconds)});
+      Pause();
+      Drain ins = Backlog("single-row INSERT",
+                          {"-n", "-f", InsertScript(), "-c", std::to_string(flags_.clients), "-T",
+                           std::to_string(flags_.insert_seconds)});
+      Report({tpcb, ins});
+      return verified_ ? 0 : 1;
+    } catch (const std::exception& e) {
+      std::cerr << "bench_apply: FAILED: " << e.what() << "\n";
+      if (source_) source_->DumpLog();
+      if (replica_) replica_->DumpLog();
+      for (auto* c : {primary_.get(), native_.get(), geo_.get()}) {
+        if (c) std::cerr << "server log of " << c->name() << ": " << c->LogPath() << "\n";
+      }
+      return 1;
+    }
+  }
+
+ private:
+  std::unique_ptr<PgCluster> NewCluster(const std::string& name) {
+    PgClusterOptions o;
+    o.name = name;
+    auto c = std::make_unique<PgCluster>(o);
+    // The logical replication launcher starts at most one apply worker per
+    // wal_retrieve_retry_interval (5 s by default): a re-ENABLE sooner than
+    // that would wait out the rest of it inside the native drain.
+    c->SetSetting("wal_retrieve_retry_interval", "100ms");
+    Check(c->Start(), "starting cluster " + name);
+    return c;
+  }
+
+  void Setup() {
+    RequireExecutable(testing::BinaryPath("geosyncd"));
+    auto t0 = Clock::now();
+    primary_ = NewCluster("primary");
+    RequireExecutable(primary_->BinDir() + "/pgbench");
+    native_ = NewCluster("native_target");
+    geo_ = NewCluster("geosync_target");
+    // The same deterministic starting data everywhere (pgbench -i generates
+    // identical rows), so the targets can be compared row by row at the end.
+    for (auto* c : {primary_.get(), native_.get(), geo_.get()}) {
+      c->RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q"});
+      c->Exec(
+          "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, k int NOT NULL, "
+          "payload text NOT NULL, created timestamptz NOT NULL DEFAULT now())");
+      c->Exec("CREATE TABLE bench_marker (id serial PRIMARY KEY, note text)");
+    }
+    primary_->Exec(
+        fmt::format("CREATE PUBLICATION bench_native FOR TABLE {}", fmt::join(kTables, ", ")));
+    // The slot exists before the backlog; nothing streams until ENABLE.
+    native_->Exec(fmt::format(
+        "CREATE SUBSCRIPTION bench_native CONNECTION '{}' PUBLICATION bench_native WITH "
+        "(enabled = false, copy_data = false, create_slot = true, slot_name = 'bench_native')",
+        primary_->ConnInfo()));
+    uint16_t port = testing::FreeTcpPort();
+    SiteSpec s;
+    s.name = "frankfurt";
+    s.source = true;
+    s.dsn = primary_->ConnInfo();
+    s.listen_port = port;
+    s.sites = {"dublin"};
+    source_ = std::make_unique<GeoSite>(s);
+    Check(source_->Start(), "starting the source geosyncd");
+    WaitFact(
+        [&] {
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'geosync' AND active") == "1";
+        },
+        60s, "the source geosyncd created and streams its slot");
+    SiteSpec r;
+    r.name = "dublin";
+    r.dsn = geo_->ConnInfo();
+    r.upstream_port = port;
+    replica_ = std::make_unique<GeoSite>(r);  // started only to drain
+    std::cout << fmt::format("setup (3 clusters, pgbench -i -s {} each): {:.1f} s\n", flags_.scale,
+                             std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  std::string InsertScript() {
+    std::string path = source_->dir() + "/insert.sql";
+    std::ofstream(path) << "\\set k random(1, 1000000)\n"
+                           "INSERT INTO bench_insert (k, payload) VALUES (:k, "
+                           "md5(:k::text));\n";
+    std::filesystem::permissions(path, std::filesystem::perms::others_read,
+                                 std::filesystem::perm_options::add);
+    return path;
+  }
+
+  // Stops both subscribers so that the next workload becomes a backlog.
+  void Pause() {
+    native_->Exec("ALTER SUBSCRIPTION bench_native DISABLE");
+    WaitFact(
+        [&] {
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'bench_native' AND active") == "0";
+        },
+        60s, "the native subscription's walsender exited");
+    rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(replica_->Pid()));
+    Check(replica_->Stop(), "stopping the geosync replica");
+  }
+
+  // Runs the workload while both subscribers are stopped, then drains each.
+  Drain Backlog(const std::string& name, const std::vector<std::string>& pgbench_args) {
+    Drain d;
+    d.workload = name;
+    std::cout << fmt::format("[{}] building the backlog: pgbench {}\n", name,
+                             fmt::join(pgbench_args, " "));
+    Lsn before = primary_->CurrentWalLsn();
+    d.txns = PgbenchTxns(primary_->RunPgbench(pgbench_args));
+    Lsn target = primary_->CurrentWalLsn();
+    d.wal_bytes = target.BytesAfter(before);
+    // A commit after `target`: the applied origins can only pass `target`
+    // by applying a transaction, and this one makes sure there is one.
+    primary_->Exec(fmt::format("INSERT INTO bench_marker (note) VALUES ('after {}')", name));
+    // The source captures live; let it finish spooling so that its capture
+    // does not compete with either drain for the CPU.
+    WaitFact(
+        [&] {
+          auto lsn = Lsn::Parse(primary_->QueryValue(
+              "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'geosync'"));
+          return lsn.ok() && *lsn >= target;
+        },
+        std::chrono::seconds(flags_.deadline_seconds), "the source spooled the backlog");
+    std::cout << fmt::format("[{}] {} transactions, {:.1f} MB of WAL; draining native...\n", name,
+                             d.txns, d.wal_bytes / 1e6);
+    auto deadline = std::chrono::seconds(flags_.deadline_seconds);
+    auto t0 = Clock::now();
+    native_->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
+    std::string subid =
+        native_->QueryValue("SELECT oid FROM pg_subscription WHERE subname = 'bench_native'");
+    d.native_s = WaitApplied(*native_, OriginLsnQuery("pg_" + subid), target, t0, deadline,
+                             "native subscriber");
+    std::cout << fmt::format("[{}] native drained in {:.2f} s; draining geosync...\n", name,
+                             d.native_s);
+    t0 = Clock::now();
+    Check(replica_->Start(), "starting the geosync replica");
+    d.geosync_s =
+        WaitApplied(*geo_, OriginLsnQuery("geosync%"), target, t0, deadline, "geosync replica");
+    std::cout << fmt::format("[{}] geosync drained in {:.2f} s\n", name, d.geosync_s);
+    rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
+    return d;
+  }
+
+  void Report(const std::vector<Drain>& drains) {
+    rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(replica_->Pid()));
+    rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
+    std::string diff_native = testing::CompareTables(*primary_, *native_);
+    std::string diff_geo = testing::CompareTables(*primary_, *geo_);
+    verified_ = diff_native.empty() && diff_geo.empty();
+
+    std::cout << "\napply drain rate (one run; same primary, same backlog, drained one after "
+                 "the other)\n";
+    std::cout << fmt::format("{:<20} {:<8} {:>9} {:>9} {:>9} {:>10}\n", "workload", "system",
+                             "txns", "WAL MB", "seconds", "txn/s");
+    for (const auto& d : drains) {
+      for (auto [sys, s] : {std::pair{"native", d.native_s}, std::pair{"geosync", d.geosync_s}}) {
+        std::cout << fmt::format("{:<20} {:<8} {:>9} {:>9.1f} {:>9.2f} {:>10.0f}\n", d.workload,
+                                 sys, d.txns, d.wal_bytes / 1e6, s, d.txns / s);
+      }
+    }
+    std::cout << fmt::format(
+        "\npeak RSS (VmHWM): source geosyncd {:.1f} MiB, replica geosyncd "
+        "{:.1f} MiB\n",
+        rss_source_mib_, rss_replica_mib_);
+    std::cout << fmt::format("native target matches primary: {}\n",
+                             diff_native.empty() ? "yes" : "NO: " + diff_native);
+    std::cout << fmt::format("geosync target matches primary: {}\n",
+                             diff_geo.empty() ? "yes" : "NO: " + diff_geo);
+    std::string ratios;
+    for (const auto& d : drains) {
+      ratios += fmt::format("{}{} {:.2f}x", ratios.empty() ? "" : ", ", d.workload,
+                            d.native_s / d.geosync_s);
+    }
+    std::cout << "ratio: geosync/native txn/s: " << ratios << "\n";
+  }
+
+  Flags flags_;
+  std::unique_ptr<PgCluster> primary_, native_, geo_;
+  std::unique_ptr<GeoSite> source_, replica_;
+  double rss_source_mib_ = -1, rss_replica_mib_ = -1;
+  bool verified_ = false;
+};
+
+}  // namespace
+}  // namespace geosync::bench
+
+int main(int argc, char** argv) {
+  geosync::bench::Flags flags;
+  CLI::App app{"bench_apply: replica drain rate, geosync vs native logical replication"};
+  app.add_option("--scale", flags.scale, "pgbench -i scale factor")->check(CLI::PositiveNumber);
+  app.add_option("--clients", flags.clients, "pgbench clients")->check(CLI::PositiveNumber);
+  app.add_option("--seconds", flags.seconds, "pgbench tpcb-like run building the backlog")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--insert-seconds", flags.insert_seconds,
+                 "single-row INSERT run building the second backlog")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--deadline", flags.deadline_seconds, "give up on a drain after this many s")
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  auto start = std::chrono::steady_clock::now();
+  int rc = geosync::bench::ApplyBench(flags).Run();
+  std::cout << fmt::format(
+      "bench_apply ran {:.0f} s\n",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return rc;
+}
