@@ -40,6 +40,7 @@ struct Flags {
   int seconds = 20;
   int insert_seconds = 10;
   int deadline_seconds = 600;
+  int batch_max_txns = 0;  // geosync's apply.batch_max_txns; 0 keeps its default
 };
 
 void Check(const Status& st, const std::string& what) {
@@ -205,6 +206,9 @@ class ApplyBench {
     r.name = "dublin";
     r.dsn = geo_->ConnInfo();
     r.upstream_port = port;
+    if (flags_.batch_max_txns > 0) {
+      r.extra = {{"apply", {{"batch_max_txns", flags_.batch_max_txns}}}};
+    }
     replica_ = std::make_unique<GeoSite>(r);  // started only to drain
     std::cout << fmt::format("setup (3 clusters, pgbench -i -s {} each): {:.1f} s\n", flags_.scale,
                              std::chrono::duration<double>(Clock::now() - t0).count());
@@ -330,6 +334,9 @@ int main(int argc, char** argv) {
                  "single-row INSERT run building the second backlog")
       ->check(CLI::PositiveNumber);
   app.add_option("--deadline", flags.deadline_seconds, "give up on a drain after this many s")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch-max-txns", flags.batch_max_txns,
+                 "geosync replica's apply.batch_max_txns (default: geosync's own)")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   auto start = std::chrono::steady_clock::now();

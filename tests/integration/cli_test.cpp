@@ -48,13 +48,15 @@ class CliTest : public PgClusterTest {
   }
 
   nlohmann::json ValidReplica(uint16_t pg_port) {
-    return {{"cluster_id", "prod"},
-            {"site", "dublin"},
-            {"role", "replica"},
-            {"state_dir", dir_ + "/state"},
-            {"postgres", {{"dsn", fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres", pg_port)}}},
-            {"spool", {{"dir", dir_ + "/spool"}}},
-            {"upstream", {{"host", "127.0.0.1"}, {"port", 7450}}}};
+    return {
+        {"cluster_id", "prod"},
+        {"site", "dublin"},
+        {"role", "replica"},
+        {"state_dir", dir_ + "/state"},
+        {"postgres",
+         {{"dsn", fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres", pg_port)}}},
+        {"spool", {{"dir", dir_ + "/spool"}}},
+        {"upstream", {{"host", "127.0.0.1"}, {"port", 7450}}}};
   }
 
   std::string dir_;
@@ -110,12 +112,14 @@ TEST_F(CliTest, EachBadConfigExitsWithConfigErrorNamingTheKey) {
   for (const auto& c : cases) {
     std::string path = WriteConfig(c.name, c.text);
     for (std::string prog : {"geosyncd", "geosyncctl"}) {
-      std::vector<std::string> argv = prog == "geosyncd"
-                                          ? std::vector<std::string>{BinaryPath(prog), "--config", path}
-                                          : std::vector<std::string>{BinaryPath(prog), "check-config", "-c", path};
+      std::vector<std::string> argv =
+          prog == "geosyncd"
+              ? std::vector<std::string>{BinaryPath(prog), "--config", path}
+              : std::vector<std::string>{BinaryPath(prog), "check-config", "-c", path};
       auto r = Run(argv);
       EXPECT_EQ(r.exit_status, kExitConfig) << prog << " " << c.name << ": " << r.output;
-      EXPECT_NE(r.output.find(c.expect), std::string::npos) << prog << " " << c.name << ": " << r.output;
+      EXPECT_NE(r.output.find(c.expect), std::string::npos)
+          << prog << " " << c.name << ": " << r.output;
       EXPECT_NE(r.output.find(path), std::string::npos) << "the message names the file";
     }
   }
