@@ -413,7 +413,7 @@ TEST_F(CaptureReconnectTest, WalsenderTerminatedMidTransactionLosesNothing) {
       /*cut_mid_transaction=*/true);
 }
 
-TEST_F(CaptureReconnectTest, PrimaryRestartMidTransactionLosesNothing) {
+TEST_F(CaptureReconnectTest, PrimaryRestartLosesNothingAndResendsNothingTheSinkHas) {
   Run(
       [&] {
         Status st = pg_->Restart();

@@ -1,0 +1,123 @@
+// An apply conflict stops apply with a message naming the source LSN, the
+// transaction, the table and the SQLSTATE, while receiving continues; a DBA
+// skips exactly that transaction with `geosyncctl skip` (token required) and
+// apply resumes.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tests/support/site.h"
+#include "tests/support/test_env.h"
+#include "tests/support/wait.h"
+
+namespace geosync::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ApplyConflictE2E : public PgClusterTest {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) {
+      if (source_) source_->DumpLog();
+      if (site_) site_->DumpLog();
+    }
+    source_.reset();
+    site_.reset();
+    std::filesystem::remove(token_file_);
+    PgClusterTest::TearDown();
+  }
+
+  ProcessOutput Ctl(std::vector<std::string> args) {
+    ProcessSpec spec;
+    spec.argv = {BinaryPath("geosyncctl")};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    auto r = RunProgram(spec, 30s);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : ProcessOutput{-1, ""};
+  }
+
+  std::unique_ptr<GeoSite> source_, site_;
+  std::string token_file_ = "/tmp/geosync-conflict-token-" + std::to_string(getpid());
+};
+
+TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
+  PgCluster& primary = NewCluster("primary");
+  PgCluster& replica = NewCluster("replica");
+  std::ofstream(token_file_) << "s3cret-admin-token\n";
+  uint16_t port = FreeTcpPort(), admin = FreeTcpPort();
+  SiteSpec src;
+  src.name = "frankfurt";
+  src.source = true;
+  src.dsn = primary.ConnInfo();
+  src.listen_port = port;
+  src.sites = {"dublin"};
+  source_ = std::make_unique<GeoSite>(src);
+  SiteSpec rep;
+  rep.name = "dublin";
+  rep.dsn = replica.ConnInfo();
+  rep.upstream_port = port;
+  rep.extra = {{"admin", {{"listen", {{"host", "127.0.0.1"}, {"port", admin}}}, {"token_file", token_file_}}}};
+  site_ = std::make_unique<GeoSite>(rep);
+  for (PgCluster* pg : {&primary, &replica}) {
+    pg->Exec("CREATE TABLE accounts (id int PRIMARY KEY, owner text)");
+  }
+  ASSERT_TRUE(source_->Start().ok());
+  ASSERT_TRUE(site_->Start().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return primary.QueryValue("SELECT count(*) FROM pg_replication_slots WHERE "
+                                  "slot_name = 'geosync' AND active") == "1";
+      },
+      60s, "the source streams its slot"));
+
+  replica.Exec("INSERT INTO accounts VALUES (1, 'written on the replica by mistake')");
+  std::string xid = primary.QueryValue(
+      "WITH i AS (INSERT INTO accounts VALUES (1, 'primary') RETURNING 1) "
+      "SELECT pg_current_xact_id()::text FROM i");
+  std::string error_line;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::smatch m;
+        std::string log = site_->ReadLog();
+        static const std::regex kError(R"(apply stopped: [^\n]*)");
+        if (!std::regex_search(log, m, kError)) return false;
+        error_line = m.str();
+        return true;
+      },
+      60s, "apply stops on the conflict"));
+  EXPECT_NE(error_line.find("xid " + xid), std::string::npos) << error_line;
+  EXPECT_NE(error_line.find("public.accounts"), std::string::npos) << error_line;
+  EXPECT_NE(error_line.find("23505"), std::string::npos) << error_line;
+  EXPECT_TRUE(std::regex_search(error_line, std::regex(R"(commit [0-9A-F]+/[0-9A-F]+)")))
+      << "the message names the source LSN: " << error_line;
+
+  // Receiving into the spool continues while apply is stopped.
+  primary.Exec("INSERT INTO accounts VALUES (2, 'after the conflict')");
+  Lsn after = primary.CurrentWalLsn();
+  std::string url = fmt::format("http://127.0.0.1:{}", admin);
+  auto denied = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", "/dev/null"});
+  EXPECT_NE(denied.exit_status, 0) << "a skip without the admin token is refused: " << denied.output;
+  EXPECT_EQ(replica.QueryValue("SELECT count(*) FROM accounts"), "1") << "nothing applied yet";
+
+  auto skip = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", token_file_});
+  ASSERT_EQ(skip.exit_status, 0) << skip.output;
+  ASSERT_TRUE(WaitFor([&] { return AppliedLsn(replica) >= after; }, 60s,
+                      "apply resumes after the skip"));
+  EXPECT_EQ(replica.QueryValue("SELECT owner FROM accounts WHERE id = 1"),
+            "written on the replica by mistake")
+      << "the skipped transaction was not applied";
+  EXPECT_EQ(replica.QueryValue("SELECT owner FROM accounts WHERE id = 2"), "after the conflict")
+      << "the next transaction was applied";
+  EXPECT_NE(site_->ReadLog().find("skipped xid " + xid), std::string::npos)
+      << "the skip is recorded in the log";
+}
+
+}  // namespace
+}  // namespace geosync::testing
