@@ -180,6 +180,8 @@ struct SourceView {
     s.slot_restart_lsn = slot.restart_lsn;
     s.current_wal_lsn = slot.current_wal_lsn;
     s.slot_retained_wal_bytes = slot.retained_wal_bytes;
+    s.slot_wal_status = slot.wal_status;
+    s.slot_wal_keep_size_bytes = slot.wal_keep_size_bytes;
     s.slot_error = slot.error;
     if (capture) {
       const CaptureStats& cs = capture->stats();

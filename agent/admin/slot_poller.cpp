@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/admin/status_model.h"
 #include "agent/pg/pg_conn.h"
 
 namespace geosync::admin {
@@ -31,8 +32,34 @@ SlotSample SlotPoller::sample() const {
   return sample_;
 }
 
+namespace {
+
+// Logs each change of the watchdog's verdict once: an invalidated slot is
+// critical (every site needs a re-seed), retained WAL near the limit a warning.
+void LogSlotHealth(const SlotHealth& now, SlotHealth* last) {
+  if (now.invalidated != last->invalidated) {
+    if (now.invalidated) {
+      spdlog::critical("slot watchdog: {}", now.message);
+    } else {
+      spdlog::info("slot watchdog: the replication slot retains its WAL again");
+    }
+  }
+  if (now.near_limit != last->near_limit && !now.invalidated) {
+    if (now.near_limit) {
+      spdlog::warn("slot watchdog: {}", now.message);
+    } else {
+      spdlog::info("slot watchdog: retained WAL is back under {:.0f}% of max_slot_wal_keep_size",
+                   kSlotWalWarnFraction * 100);
+    }
+  }
+  *last = now;
+}
+
+}  // namespace
+
 void SlotPoller::Loop() {
   std::string last_logged;
+  SlotHealth last_health;
   std::unique_lock lock(mu_);
   while (!stop_) {
     lock.unlock();
@@ -41,6 +68,10 @@ void SlotPoller::Loop() {
     lock.lock();
     if (st.ok()) {
       sample_ = s;
+      SlotHealth health = CheckSlotWal(slot_, s.retained_wal_bytes,
+                                       s.wal_keep_size_bytes.value_or(-1), s.wal_status);
+      LogSlotHealth(health, &last_health);
+      if (health.invalidated) sample_.error = health.message;
     } else {
       // Keep the last good figures; say why they are stale.
       sample_.active = false;
@@ -65,7 +96,8 @@ Status SlotPoller::PollOnce(SlotSample* out) {
   }
   auto r = conn_.ExecParams(
       "SELECT active, confirmed_flush_lsn, restart_lsn, pg_current_wal_lsn(), "
-      "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+      "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, "
+      "(SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size') "
       "FROM pg_replication_slots WHERE slot_name = $1",
       {slot_});
   if (!r.ok()) {
@@ -92,6 +124,12 @@ Status SlotPoller::PollOnce(SlotSample* out) {
   out->restart_lsn = lsn(2);
   out->current_wal_lsn = lsn(3);
   if (!r->IsNull(0, 4)) out->retained_wal_bytes = std::stoull(r->Get(0, 4));
+  if (!r->IsNull(0, 5)) out->wal_status = r->Get(0, 5);
+  if (!r->IsNull(0, 6)) {
+    // pg_settings gives max_slot_wal_keep_size in MB.
+    int64_t mb = std::stoll(r->Get(0, 6));
+    out->wal_keep_size_bytes = mb < 0 ? -1 : mb * 1024 * 1024;
+  }
   if (!out->active) out->error = fmt::format("replication slot {} is not active", slot_);
   return Status::Ok();
 }

@@ -1,7 +1,8 @@
 // SlotPoller: the source's view of its replication slot for the admin API,
 // read once a second on its own thread and connection (the event loop never
 // waits on PostgreSQL): active, confirmed_flush_lsn, restart_lsn, and the WAL
-// the slot makes the primary keep (pg_current_wal_lsn() - restart_lsn).
+// the slot makes the primary keep (pg_current_wal_lsn() - restart_lsn), and
+// the WAL watchdog: retained WAL against max_slot_wal_keep_size, wal_status.
 #pragma once
 
 #include <chrono>
@@ -23,6 +24,8 @@ struct SlotSample {
   bool active = false;
   Lsn confirmed_flush, restart_lsn, current_wal_lsn;
   std::optional<uint64_t> retained_wal_bytes;
+  std::string wal_status;  // reserved, extended, unreserved, lost; "" when unknown
+  std::optional<int64_t> wal_keep_size_bytes;  // max_slot_wal_keep_size, -1 = unlimited
   std::string error;  // the last poll's failure, or what is wrong with the slot
 };
 

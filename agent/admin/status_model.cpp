@@ -59,6 +59,44 @@ double RateMeter::PerSecond() const {
   return static_cast<double>(c1 - c0) * 1e6 / static_cast<double>(t1 - t0);
 }
 
+// ---- The slot watchdog --------------------------------------------------------
+
+SlotHealth CheckSlotWal(const std::string& slot, std::optional<uint64_t> retained_bytes,
+                        int64_t keep_size_bytes, const std::string& wal_status) {
+  SlotHealth h;
+  if (wal_status == "lost" || wal_status == "unreserved") {
+    h.invalidated = true;
+    h.message = fmt::format(
+        "replication slot {} has wal_status '{}': PostgreSQL {} WAL it needs "
+        "(max_slot_wal_keep_size exceeded); {}",
+        slot, wal_status, wal_status == "lost" ? "removed" : "will remove at the next checkpoint",
+        wal_status == "lost" ? "capture cannot continue: re-create the slot and re-seed every site"
+                             : "capture must catch up now or every site needs a re-seed");
+  }
+  if (keep_size_bytes > 0 && retained_bytes &&
+      static_cast<double>(*retained_bytes) >=
+          kSlotWalWarnFraction * static_cast<double>(keep_size_bytes)) {
+    h.near_limit = true;
+    if (h.message.empty()) {
+      h.message = fmt::format(
+          "replication slot {} retains {} of WAL, {:.0f}% of max_slot_wal_keep_size = {}; at "
+          "100% PostgreSQL invalidates the slot",
+          slot, HumanBytes(*retained_bytes),
+          100.0 * static_cast<double>(*retained_bytes) / static_cast<double>(keep_size_bytes),
+          HumanBytes(static_cast<uint64_t>(keep_size_bytes)));
+    }
+  }
+  return h;
+}
+
+namespace {
+
+bool SlotInvalidated(const SourceSnapshot& s) {
+  return s.slot_wal_status == "lost" || s.slot_wal_status == "unreserved";
+}
+
+}  // namespace
+
 // ---- State and readiness ----------------------------------------------------
 
 std::string ReplicaState(const ReplicaSnapshot& s) {
@@ -205,6 +243,9 @@ nlohmann::json StatusJson(const SourceSnapshot& s) {
         {"confirmed_flush_lsn", LsnJson(s.slot_confirmed_flush)},
         {"restart_lsn", LsnJson(s.slot_restart_lsn)},
         {"retained_wal_bytes", Opt(s.slot_retained_wal_bytes)},
+        {"wal_status", Text(s.slot_wal_status)},
+        {"wal_keep_size_bytes", Opt(s.slot_wal_keep_size_bytes)},
+        {"invalidated", SlotInvalidated(s)},
         {"error", Text(s.slot_error)}}},
       {"current_wal_lsn", LsnJson(s.current_wal_lsn)},
       {"server_wal_end", LsnJson(s.server_wal_end)},
@@ -389,6 +430,16 @@ std::string MetricsText(const SourceSnapshot& s) {
           "pg_current_wal_lsn() minus the slot's restart_lsn: WAL the primary keeps for "
           "geosync.",
           Num(*s.slot_retained_wal_bytes), {{"slot", s.slot_name}});
+  }
+  if (s.slot_wal_keep_size_bytes) {
+    w.One("geosync_slot_wal_keep_size_bytes", "gauge",
+          "max_slot_wal_keep_size in bytes; -1 = unlimited.",
+          std::to_string(*s.slot_wal_keep_size_bytes), {{"slot", s.slot_name}});
+  }
+  if (s.slot_polled) {
+    w.One("geosync_slot_invalidated", "gauge",
+          "1 while the slot's wal_status is lost or unreserved: WAL it needs is (to be) removed.",
+          SlotInvalidated(s) ? "1" : "0", {{"slot", s.slot_name}});
   }
   w.One("geosync_captured_transactions_total", "counter", "Transactions decoded from the slot.",
         Num(s.captured_txns));

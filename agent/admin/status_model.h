@@ -121,6 +121,8 @@ struct SourceSnapshot {
   bool slot_active = false;
   Lsn slot_confirmed_flush, slot_restart_lsn, current_wal_lsn;
   std::optional<uint64_t> slot_retained_wal_bytes;
+  std::string slot_wal_status;                      // pg_replication_slots.wal_status
+  std::optional<int64_t> slot_wal_keep_size_bytes;  // max_slot_wal_keep_size, -1 = unlimited
   std::string slot_error;  // why the last poll failed or what is wrong with the slot
   // From Capture.
   Lsn server_wal_end, confirmed_flush_sent;
@@ -130,6 +132,22 @@ struct SourceSnapshot {
   Position spool_durable, spool_oldest;
   std::vector<SourceSiteSnapshot> sites;
 };
+
+// ---- The slot watchdog ---------------------------------------------------------
+
+// Retained WAL at this fraction of max_slot_wal_keep_size is worth a warning.
+inline constexpr double kSlotWalWarnFraction = 0.8;
+
+// The watchdog's verdict on one poll of the source's slot.
+struct SlotHealth {
+  bool invalidated = false;  // wal_status lost, or unreserved (lost at the next checkpoint)
+  bool near_limit = false;   // retained WAL >= kSlotWalWarnFraction of the limit
+  std::string message;       // what is wrong, "" when healthy
+};
+
+// `keep_size_bytes` is max_slot_wal_keep_size in bytes, -1 for unlimited.
+SlotHealth CheckSlotWal(const std::string& slot, std::optional<uint64_t> retained_bytes,
+                        int64_t keep_size_bytes, const std::string& wal_status);
 
 // "streaming", "connecting", "apply_error" (replica); "streaming",
 // "connecting", "fenced" (source).

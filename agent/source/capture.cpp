@@ -67,7 +67,9 @@ Capture::Capture(asio::any_io_executor ex, CaptureOptions options, CaptureSink& 
 
 void Capture::Stop() {
   stopping_ = true;
-  if (pg_) pg_->Close();
+  // From a sink callback the stream loop is mid-message: it confirms what the
+  // sink declared durable, then closes. Otherwise closing wakes it up.
+  if (pg_ && !dispatching_) pg_->Close();
 }
 
 asio::awaitable<Status> Capture::Run() {
@@ -195,7 +197,15 @@ asio::awaitable<Status> Capture::Stream() {
         co_return Status::Io("PostgreSQL ended the replication stream");
       }
       bool reply_now = false;
-      GEOSYNC_RETURN_IF_ERROR_CO(HandleCopyData(**r, &reply_now));
+      dispatching_ = true;
+      Status handled = HandleCopyData(**r, &reply_now);
+      dispatching_ = false;
+      GEOSYNC_RETURN_IF_ERROR_CO(handled);
+      if (stopping_) {
+        // Stopped by the sink (tail --limit): a last standby status update.
+        GEOSYNC_RETURN_IF_ERROR_CO(co_await SendFeedback(false));
+        co_return Status::Cancelled("capture stopped");
+      }
       if (++since_idle >= kIdleEveryMessages) {
         since_idle = 0;
         GEOSYNC_RETURN_IF_ERROR_CO(sink_.OnIdle());

@@ -72,6 +72,8 @@ class Capture {
 
   // Runs until Stop(), a fatal error, or max_attempts failed connections.
   asio::awaitable<Status> Run();
+  // Call on the capture's executor. From a sink callback, the current message
+  // finishes and the sink's DurableLsn is confirmed before the connection ends.
   void Stop();
   const CaptureStats& stats() const { return stats_; }
   // The system identifier from IDENTIFY_SYSTEM of the last connection.
@@ -93,6 +95,7 @@ class Capture {
   RelationCache relations_;
   std::vector<uint32_t> relations_in_txn_;
   bool in_txn_ = false;
+  bool dispatching_ = false;  // inside HandleCopyData, so inside sink callbacks
   uint32_t xid_ = 0;
   Lsn received_;
   std::atomic<bool> stopping_{false};

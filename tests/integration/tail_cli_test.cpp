@@ -28,9 +28,10 @@ class TailCliTest : public PgClusterTest {
     pg_->Exec("CREATE TABLE t (id int PRIMARY KEY, v text)");
   }
 
-  // Starts `geosyncctl tail` with `args` and waits until it streams `slot`.
+  // Starts `geosyncctl tail` with `args`; with `wait_streaming`, waits until
+  // it streams `slot` (a tail that has its --limit waiting exits at once).
   std::unique_ptr<ChildProcess> StartTail(const std::vector<std::string>& args,
-                                          const std::string& slot) {
+                                          const std::string& slot, bool wait_streaming = true) {
     ProcessSpec spec;
     spec.argv = {BinaryPath("geosyncctl"), "tail", "--dsn", pg_->ConnInfo(), "--slot", slot};
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
@@ -38,6 +39,7 @@ class TailCliTest : public PgClusterTest {
     auto child = std::make_unique<ChildProcess>(spec);
     Status st = child->Start();
     if (!st.ok()) throw std::runtime_error(st.ToString());
+    if (!wait_streaming) return child;
     WaitFor(
         [&] {
           return pg_->QueryValue(fmt::format("SELECT count(*) FROM pg_replication_slots WHERE "
@@ -85,7 +87,8 @@ TEST_F(TailCliTest, JsonPrintsOneLinePerTransactionAndTemporarySlotIsDropped) {
     EXPECT_TRUE(Lsn::Parse(l["commit_lsn"].get<std::string>()).ok()) << l.dump();
     EXPECT_TRUE(Lsn::Parse(l["end_lsn"].get<std::string>()).ok()) << l.dump();
     EXPECT_THAT(l["commit_time"].get<std::string>(),
-                ::testing::MatchesRegex(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00)"));
+                ::testing::MatchesRegex(
+                    R"([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00)"));
     EXPECT_GT(l["xid"].get<uint32_t>(), 0u);
   }
   EXPECT_LT(Lsn::Parse(lines[0]["end_lsn"].get<std::string>()).value(),
@@ -116,7 +119,7 @@ TEST_F(TailCliTest, JsonPrintsOneLinePerTransactionAndTemporarySlotIsDropped) {
       10s, "the temporary slot is gone after tail exits"));
 }
 
-TEST_F(TailCliTest, SlotConfirmedPositionMovesOnlyWithConfirm) {
+TEST_F(TailCliTest, WithoutConfirmTheSlotPositionDoesNotMove) {
   auto first = StartTail({"--format", "json", "--limit", "1"}, "tail_keep");
   const std::string created_at = Confirmed("tail_keep");
   pg_->Exec("INSERT INTO t VALUES (1, 'a')");
@@ -125,23 +128,28 @@ TEST_F(TailCliTest, SlotConfirmedPositionMovesOnlyWithConfirm) {
   pg_->Exec("INSERT INTO t VALUES (3, 'c')");
   EXPECT_EQ(Confirmed("tail_keep"), created_at) << "tail without --confirm confirmed nothing";
 
-  auto again = StartTail({"--format", "json", "--limit", "3"}, "tail_keep");
+  auto again = StartTail({"--format", "json", "--limit", "3"}, "tail_keep", false);
   auto lines = Finish(*again);
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0]["changes"][0]["new"]["id"], "1")
       << "the unconfirmed first transaction is delivered again";
   EXPECT_EQ(Confirmed("tail_keep"), created_at) << "still nothing confirmed";
+}
 
-  auto confirm = StartTail({"--format", "json", "--limit", "3", "--confirm"}, "tail_keep");
-  lines = Finish(*confirm);
+// Regression: with --limit, tail stopped at the last transaction before any
+// standby status update went out, so --confirm confirmed nothing.
+TEST_F(TailCliTest, ConfirmWithLimitConfirmsThePrintedTransactionsBeforeExit) {
+  auto first = StartTail({"--format", "json", "--limit", "3", "--confirm"}, "tail_keep");
+  for (int i = 1; i <= 4; ++i) pg_->Exec(fmt::format("INSERT INTO t VALUES ({}, 'x')", i));
+  auto lines = Finish(*first);
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(Confirmed("tail_keep"), lines[2]["end_lsn"].get<std::string>())
-      << "--confirm confirmed up to the end of the last printed transaction";
-  pg_->Exec("INSERT INTO t VALUES (4, 'd')");
-  auto after = StartTail({"--format", "json", "--limit", "1"}, "tail_keep");
+      << "--confirm confirmed up to the end of the last printed transaction, and no further";
+  auto after = StartTail({"--format", "json", "--limit", "1"}, "tail_keep", false);
   lines = Finish(*after);
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_EQ(lines[0]["changes"][0]["new"]["id"], "4") << "confirmed transactions are not resent";
+  EXPECT_EQ(lines[0]["changes"][0]["new"]["id"], "4")
+      << "the next tail starts after the confirmed transactions";
 }
 
 }  // namespace

@@ -134,6 +134,8 @@ SourceSnapshot Source() {
   s.current_wal_lsn = Lsn(0x3000);
   s.slot_restart_lsn = Lsn(0x1000);
   s.slot_retained_wal_bytes = 0x2000;
+  s.slot_wal_status = "reserved";
+  s.slot_wal_keep_size_bytes = -1;
   s.spool_durable = Position{3, Lsn(0x2F00)};
   SourceSiteSnapshot d;
   d.site = "dublin";
@@ -211,6 +213,61 @@ TEST(MetricsText, SourceReportsSlotRetentionAndPerSiteLag) {
       << text;
   EXPECT_NE(text.find("geosync_write_lag_bytes{site=\"dublin\"} 256\n"), std::string::npos);
   EXPECT_NE(text.find("geosync_site_dropped{site=\"virginia\"} 1\n"), std::string::npos);
+}
+
+TEST(MetricsText, SourceReportsSlotInvalidationAndKeepSize) {
+  SourceSnapshot s = Source();
+  std::string text = MetricsText(s);
+  EXPECT_NE(text.find("geosync_slot_invalidated{slot=\"geosync\"} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("geosync_slot_wal_keep_size_bytes{slot=\"geosync\"} -1\n"), std::string::npos)
+      << "unlimited max_slot_wal_keep_size is -1, as in PostgreSQL\n"
+      << text;
+  s.slot_wal_status = "lost";
+  s.slot_wal_keep_size_bytes = int64_t{1} << 30;
+  text = MetricsText(s);
+  EXPECT_NE(text.find("geosync_slot_invalidated{slot=\"geosync\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("geosync_slot_wal_keep_size_bytes{slot=\"geosync\"} 1073741824\n"),
+            std::string::npos);
+  auto doc = StatusJson(s);
+  EXPECT_EQ(doc["source"]["slot"]["invalidated"], true);
+  EXPECT_EQ(doc["source"]["slot"]["wal_status"], "lost");
+  EXPECT_EQ(doc["source"]["slot"]["wal_keep_size_bytes"], int64_t{1} << 30);
+}
+
+TEST(MetricsText, SlotInvalidatedIsAbsentBeforeTheFirstPoll) {
+  SourceSnapshot s = Source();
+  s.slot_polled = false;
+  s.slot_wal_keep_size_bytes.reset();
+  std::string text = MetricsText(s);
+  EXPECT_EQ(text.find("geosync_slot_invalidated"), std::string::npos) << text;
+  EXPECT_EQ(text.find("geosync_slot_wal_keep_size_bytes"), std::string::npos) << text;
+}
+
+TEST(SlotWatchdog, WarnsAtEightyPercentOfMaxSlotWalKeepSize) {
+  const int64_t limit = 1000 * 1024 * 1024;
+  EXPECT_FALSE(CheckSlotWal("geosync", 799 * 1024 * 1024, limit, "reserved").near_limit);
+  SlotHealth h = CheckSlotWal("geosync", 800 * 1024 * 1024, limit, "extended");
+  EXPECT_TRUE(h.near_limit);
+  EXPECT_FALSE(h.invalidated);
+  EXPECT_NE(h.message.find("80% of max_slot_wal_keep_size"), std::string::npos) << h.message;
+}
+
+TEST(SlotWatchdog, UnlimitedOrUnknownRetentionNeverWarns) {
+  EXPECT_FALSE(CheckSlotWal("geosync", uint64_t{1} << 40, -1, "reserved").near_limit);
+  EXPECT_FALSE(CheckSlotWal("geosync", std::nullopt, 1 << 20, "reserved").near_limit);
+  EXPECT_TRUE(CheckSlotWal("geosync", uint64_t{1} << 40, -1, "reserved").message.empty());
+}
+
+TEST(SlotWatchdog, LostOrUnreservedSlotIsInvalidated) {
+  SlotHealth lost = CheckSlotWal("geosync", std::nullopt, 1 << 20, "lost");
+  EXPECT_TRUE(lost.invalidated);
+  EXPECT_NE(lost.message.find("re-seed"), std::string::npos) << lost.message;
+  EXPECT_NE(lost.message.find("'lost'"), std::string::npos) << lost.message;
+  SlotHealth unreserved = CheckSlotWal("geosync", 2 << 20, 1 << 20, "unreserved");
+  EXPECT_TRUE(unreserved.invalidated);
+  EXPECT_TRUE(unreserved.near_limit);
+  EXPECT_NE(unreserved.message.find("next checkpoint"), std::string::npos) << unreserved.message;
+  EXPECT_FALSE(CheckSlotWal("geosync", 0, 1 << 20, "reserved").invalidated);
 }
 
 TEST(MetricsText, LabelValuesAreEscaped) {
