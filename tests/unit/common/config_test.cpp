@@ -113,6 +113,11 @@ TEST(ConfigTest, ReplicaWithoutUpstreamIsRejected) {
   EXPECT_NE(msg.find("needs key 'upstream'"), std::string::npos) << msg;
 }
 
+TEST(ConfigTest, UnimplementedStreamingIsRejectedNotIgnored) {
+  std::string msg = ErrorOf(Replace(kValidReplica, R"("dsn": )", R"("streaming": true, "dsn": )"));
+  EXPECT_NE(msg.find("postgres.streaming"), std::string::npos) << msg;
+}
+
 TEST(ConfigTest, SyncQuorumLargerThanSitesIsRejected) {
   std::string msg = ErrorOf(
       Replace(kValidReplica, R"("spool")",
