@@ -149,6 +149,21 @@ for site in frankfurt dublin virginia; do
   echo "  $site: geosyncd pid $! (log $WORK/$site-geosyncd.log)"
 done
 
+say "waiting for the source to create and stream its replication slot"
+# Only writes after the slot exists are shipped (earlier data is what
+# seeding is for), so the demo starts writing once the slot is active.
+for _ in $(seq 1 120); do
+  active=$(psql_at primary "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'geosync' AND active")
+  [ "$active" = 1 ] && break
+  sleep 0.5
+done
+if [ "$active" != 1 ]; then
+  echo "the source did not start streaming; see $WORK/frankfurt-geosyncd.log" >&2
+  cat "$WORK/frankfurt-geosyncd.log" >&2
+  exit 1
+fi
+echo "  slot geosync is active"
+
 say "pgbench -i on the primary: tables arrive on the replicas through DDL capture"
 "$PGBIN/pgbench" -h 127.0.0.1 -p "${PORT[primary]}" -U postgres -i -s 1 -q postgres 2>&1 | tail -1
 
