@@ -182,6 +182,7 @@ struct SourceView {
     s.slot_retained_wal_bytes = slot.retained_wal_bytes;
     s.slot_wal_status = slot.wal_status;
     s.slot_wal_keep_size_bytes = slot.wal_keep_size_bytes;
+    s.wal_disk_free_bytes = slot.wal_disk_free_bytes;
     s.slot_error = slot.error;
     if (capture) {
       const CaptureStats& cs = capture->stats();

@@ -1,6 +1,8 @@
 // SlotPoller: one small query a second on a private connection.
 #include "agent/admin/slot_poller.h"
 
+#include <sys/statvfs.h>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -71,6 +73,16 @@ void SlotPoller::Loop() {
       SlotHealth health = CheckSlotWal(slot_, s.retained_wal_bytes,
                                        s.wal_keep_size_bytes.value_or(-1), s.wal_status);
       LogSlotHealth(health, &last_health);
+      // The disk can fill before max_slot_wal_keep_size is reached.
+      bool disk_low = s.wal_disk_free_bytes && s.retained_wal_bytes &&
+                      *s.wal_disk_free_bytes < *s.retained_wal_bytes;
+      if (disk_low && !disk_warned_) {
+        spdlog::warn(
+            "slot {} retains {} bytes of WAL but only {} bytes are free on the primary's WAL "
+            "disk: a lagging site may fill it",
+            slot_, *s.retained_wal_bytes, *s.wal_disk_free_bytes);
+      }
+      disk_warned_ = disk_low;
       if (health.invalidated) sample_.error = health.message;
     } else {
       // Keep the last good figures; say why they are stale.
@@ -131,6 +143,11 @@ Status SlotPoller::PollOnce(SlotSample* out) {
     out->wal_keep_size_bytes = mb < 0 ? -1 : mb * 1024 * 1024;
   }
   if (!out->active) out->error = fmt::format("replication slot {} is not active", slot_);
+  auto dir = conn_.QueryValue("SELECT current_setting('data_directory')");
+  struct statvfs fs {};
+  if (dir.ok() && ::statvfs((*dir + "/pg_wal").c_str(), &fs) == 0) {
+    out->wal_disk_free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  }
   return Status::Ok();
 }
 

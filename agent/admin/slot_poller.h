@@ -26,6 +26,9 @@ struct SlotSample {
   std::optional<uint64_t> retained_wal_bytes;
   std::string wal_status;  // reserved, extended, unreserved, lost; "" when unknown
   std::optional<int64_t> wal_keep_size_bytes;  // max_slot_wal_keep_size, -1 = unlimited
+  // Free bytes on the filesystem of the primary's pg_wal, when geosyncd runs
+  // on the database host and can see the data directory; unknown otherwise.
+  std::optional<uint64_t> wal_disk_free_bytes;
   std::string error;  // the last poll's failure, or what is wrong with the slot
 };
 
@@ -43,6 +46,7 @@ class SlotPoller {
 
  private:
   void Loop();
+  bool disk_warned_ = false;
   Status PollOnce(SlotSample* out);
 
   std::string conninfo_;

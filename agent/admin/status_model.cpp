@@ -436,6 +436,12 @@ std::string MetricsText(const SourceSnapshot& s) {
           "max_slot_wal_keep_size in bytes; -1 = unlimited.",
           std::to_string(*s.slot_wal_keep_size_bytes), {{"slot", s.slot_name}});
   }
+  if (s.wal_disk_free_bytes) {
+    w.One("geosync_wal_disk_free_bytes", "gauge",
+          "Free bytes on the filesystem of the primary's pg_wal (when geosyncd runs on the "
+          "database host).",
+          Num(*s.wal_disk_free_bytes));
+  }
   if (s.slot_polled) {
     w.One("geosync_slot_invalidated", "gauge",
           "1 while the slot's wal_status is lost or unreserved: WAL it needs is (to be) removed.",

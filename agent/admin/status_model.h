@@ -123,6 +123,7 @@ struct SourceSnapshot {
   std::optional<uint64_t> slot_retained_wal_bytes;
   std::string slot_wal_status;                      // pg_replication_slots.wal_status
   std::optional<int64_t> slot_wal_keep_size_bytes;  // max_slot_wal_keep_size, -1 = unlimited
+  std::optional<uint64_t> wal_disk_free_bytes;      // free space of the primary's pg_wal
   std::string slot_error;  // why the last poll failed or what is wrong with the slot
   // From Capture.
   Lsn server_wal_end, confirmed_flush_sent;

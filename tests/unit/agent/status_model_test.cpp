@@ -215,6 +215,16 @@ TEST(MetricsText, SourceReportsSlotRetentionAndPerSiteLag) {
   EXPECT_NE(text.find("geosync_site_dropped{site=\"virginia\"} 1\n"), std::string::npos);
 }
 
+TEST(MetricsText, WalDiskFreeIsExportedOnlyWhenKnown) {
+  SourceSnapshot s = Source();
+  s.wal_disk_free_bytes.reset();
+  EXPECT_EQ(MetricsText(s).find("geosync_wal_disk_free_bytes"), std::string::npos)
+      << "unknown free space is absent, not zero";
+  s.wal_disk_free_bytes = 5000000;
+  EXPECT_NE(MetricsText(s).find("geosync_wal_disk_free_bytes 5000000\n"), std::string::npos)
+      << MetricsText(s);
+}
+
 TEST(MetricsText, SourceReportsSlotInvalidationAndKeepSize) {
   SourceSnapshot s = Source();
   std::string text = MetricsText(s);
