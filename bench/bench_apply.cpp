@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "bench/bench_common.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -43,26 +44,6 @@ struct Flags {
   int batch_max_txns = 0;  // geosync's apply.batch_max_txns; 0 keeps its default
 };
 
-void Check(const Status& st, const std::string& what) {
-  if (!st.ok()) throw std::runtime_error(fmt::format("{}: {}", what, st.ToString()));
-}
-
-void RequireExecutable(const std::string& path) {
-  if (::access(path.c_str(), X_OK) != 0) {
-    throw std::runtime_error(fmt::format("required program {} is missing or not executable", path));
-  }
-}
-
-// "number of transactions actually processed: 12345" from pgbench's summary.
-uint64_t PgbenchTxns(const std::string& output) {
-  const std::string key = "number of transactions actually processed: ";
-  auto pos = output.find(key);
-  if (pos == std::string::npos) {
-    throw std::runtime_error("pgbench printed no transaction count:\n" + output);
-  }
-  return std::stoull(output.substr(pos + key.size()));
-}
-
 // Peak resident set size (VmHWM) of a live process, in MiB; -1 when unknown.
 double PeakRssMib(pid_t pid) {
   std::ifstream in(fmt::format("/proc/{}/status", pid));
@@ -71,41 +52,6 @@ double PeakRssMib(pid_t pid) {
     if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
   }
   return -1;
-}
-
-// The applied position of a subscriber: the newest remote_lsn among the
-// replication origins whose name matches `origin_like`. Both native logical
-// replication (origin pg_<subid>) and geosync (geosync_<cluster>_e<epoch>)
-// advance their origin in the same transaction as the applied data.
-std::string OriginLsnQuery(const std::string& origin_like) {
-  return fmt::format(
-      "SELECT coalesce(max(remote_lsn), '0/0') FROM pg_replication_origin_status s JOIN "
-      "pg_replication_origin o ON o.roident = s.local_id WHERE o.roname LIKE '{}'",
-      origin_like);
-}
-
-// Polls `query` on one connection every 20 ms until it returns an LSN >=
-// target; returns the seconds since `start`.
-double WaitApplied(PgCluster& cluster, const std::string& query, Lsn target,
-                   Clock::time_point start, std::chrono::seconds deadline,
-                   const std::string& what) {
-  PgConn conn = cluster.Connect();
-  Lsn last;
-  while (Clock::now() - start < deadline) {
-    auto v = conn.QueryValue(query);
-    if (!v.ok()) throw std::runtime_error(what + ": " + v.status().ToString());
-    auto lsn = Lsn::Parse(*v);
-    if (lsn.ok()) last = *lsn;
-    if (last >= target) return std::chrono::duration<double>(Clock::now() - start).count();
-    std::this_thread::sleep_for(20ms);
-  }
-  throw std::runtime_error(fmt::format("{}: applied position {} did not reach {} within {} s", what,
-                                       last.ToString(), target.ToString(), deadline.count()));
-}
-
-void WaitFact(const std::function<bool()>& fact, std::chrono::seconds deadline,
-              const std::string& what) {
-  Check(geosync::testing::Poll(fact, deadline, what), "waiting until " + what);
 }
 
 struct Drain {
@@ -267,14 +213,14 @@ class ApplyBench {
     native_->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
     std::string subid =
         native_->QueryValue("SELECT oid FROM pg_subscription WHERE subname = 'bench_native'");
-    d.native_s = WaitApplied(*native_, OriginLsnQuery("pg_" + subid), target, t0, deadline,
-                             "native subscriber");
+    d.native_s = WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + subid), target, t0,
+                             deadline, "native subscriber");
     std::cout << fmt::format("[{}] native drained in {:.2f} s; draining geosync...\n", name,
                              d.native_s);
     t0 = Clock::now();
     Check(replica_->Start(), "starting the geosync replica");
-    d.geosync_s =
-        WaitApplied(*geo_, OriginLsnQuery("geosync%"), target, t0, deadline, "geosync replica");
+    d.geosync_s = WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), target, t0, deadline,
+                              "geosync replica");
     std::cout << fmt::format("[{}] geosync drained in {:.2f} s\n", name, d.geosync_s);
     rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
     return d;

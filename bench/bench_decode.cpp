@@ -26,6 +26,7 @@
 #include "agent/source/capture.h"
 #include "agent/source/spool_sink.h"
 #include "agent/spool/spool.h"
+#include "bench/bench_common.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/wait.h"
 
@@ -44,25 +45,6 @@ struct Flags {
   int rounds = 2;
   int deadline_seconds = 600;
 };
-
-void Check(const Status& st, const std::string& what) {
-  if (!st.ok()) throw std::runtime_error(fmt::format("{}: {}", what, st.ToString()));
-}
-
-void RequireExecutable(const std::string& path) {
-  if (::access(path.c_str(), X_OK) != 0) {
-    throw std::runtime_error(fmt::format("required program {} is missing or not executable", path));
-  }
-}
-
-uint64_t PgbenchTxns(const std::string& output) {
-  const std::string key = "number of transactions actually processed: ";
-  auto pos = output.find(key);
-  if (pos == std::string::npos) {
-    throw std::runtime_error("pgbench printed no transaction count:\n" + output);
-  }
-  return std::stoull(output.substr(pos + key.size()));
-}
 
 double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();

@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_common.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/site.h"
@@ -46,30 +47,6 @@ struct Flags {
   int deadline_seconds = 600;
 };
 
-void Check(const Status& st, const std::string& what) {
-  if (!st.ok()) throw std::runtime_error(fmt::format("{}: {}", what, st.ToString()));
-}
-
-void RequireExecutable(const std::string& path) {
-  if (::access(path.c_str(), X_OK) != 0) {
-    throw std::runtime_error(fmt::format("required program {} is missing or not executable", path));
-  }
-}
-
-uint64_t PgbenchTxns(const std::string& output) {
-  const std::string key = "number of transactions actually processed: ";
-  auto pos = output.find(key);
-  if (pos == std::string::npos) {
-    throw std::runtime_error("pgbench printed no transaction count:\n" + output);
-  }
-  return std::stoull(output.substr(pos + key.size()));
-}
-
-void WaitFact(const std::function<bool()>& fact, std::chrono::seconds deadline,
-              const std::string& what) {
-  Check(geosync::testing::Poll(fact, deadline, what), "waiting until " + what);
-}
-
 bool PortAccepts(uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -79,31 +56,6 @@ bool PortAccepts(uint16_t port) {
   bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
-}
-
-std::string OriginLsnQuery(const std::string& origin_like) {
-  return fmt::format(
-      "SELECT coalesce(max(remote_lsn), '0/0') FROM pg_replication_origin_status s JOIN "
-      "pg_replication_origin o ON o.roident = s.local_id WHERE o.roname LIKE '{}'",
-      origin_like);
-}
-
-// Polls on one connection every 20 ms; seconds since `start` once >= target.
-double WaitApplied(PgCluster& cluster, const std::string& dbname, const std::string& query,
-                   Lsn target, Clock::time_point start, std::chrono::seconds deadline,
-                   const std::string& what) {
-  PgConn conn = cluster.Connect(dbname);
-  Lsn last;
-  while (Clock::now() - start < deadline) {
-    auto v = conn.QueryValue(query);
-    if (!v.ok()) throw std::runtime_error(what + ": " + v.status().ToString());
-    auto lsn = Lsn::Parse(*v);
-    if (lsn.ok()) last = *lsn;
-    if (last >= target) return std::chrono::duration<double>(Clock::now() - start).count();
-    std::this_thread::sleep_for(20ms);
-  }
-  throw std::runtime_error(fmt::format("{}: applied position {} did not reach {} within {} s", what,
-                                       last.ToString(), target.ToString(), deadline.count()));
 }
 
 const char* kTables[] = {"pgbench_accounts", "pgbench_branches", "pgbench_tellers",

@@ -2,6 +2,8 @@
 // decides, one coroutine per connection with a deadline on every request.
 #include "agent/admin/admin_server.h"
 
+#include "agent/net/peer_stream.h"
+
 #include <openssl/crypto.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -145,21 +147,7 @@ AdminServer::AdminServer(asio::io_context& io, AdminServerOptions options, Admin
 AdminServer::~AdminServer() = default;
 
 Status AdminServer::Listen() {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(options_.listen.host, ec);
-  if (ec) {
-    return Status::Config(fmt::format("admin.listen.host \"{}\" is not an IP address: {}",
-                                      options_.listen.host, ec.message()));
-  }
-  tcp::endpoint ep(addr, options_.listen.port);
-  acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(ep, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Status::Io(fmt::format("admin API cannot listen on {}:{}: {}", options_.listen.host,
-                                  options_.listen.port, ec.message()));
-  }
+  GEOSYNC_RETURN_IF_ERROR(OpenAcceptor(acceptor_, options_.listen, "admin API (admin.listen)"));
   port_ = acceptor_.local_endpoint().port();
   spdlog::info("admin API on http://{}:{} (/healthz /readyz /status /metrics{})",
                options_.listen.host, port_,

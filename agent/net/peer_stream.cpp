@@ -16,6 +16,25 @@ namespace geosync {
 using asio::use_awaitable;
 using namespace asio::experimental::awaitable_operators;
 
+Status OpenAcceptor(tcp::acceptor& acceptor, const Endpoint& listen, std::string_view what) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(listen.host, ec);
+  if (ec) {
+    return Status::Config(fmt::format("{}: listen host \"{}\" is not an IP address: {}", what,
+                                      listen.host, ec.message()));
+  }
+  tcp::endpoint ep(addr, listen.port);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Io(
+        fmt::format("{} cannot listen on {}:{}: {}", what, listen.host, listen.port, ec.message()));
+  }
+  return Status::Ok();
+}
+
 Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const TlsConfig& tls, bool server) {
   auto ctx = std::make_shared<asio::ssl::context>(server ? asio::ssl::context::tls_server
                                                          : asio::ssl::context::tls_client);
@@ -59,16 +78,18 @@ PeerStream::PeerStream(tcp::socket socket, std::shared_ptr<asio::ssl::context> t
 asio::awaitable<Status> PeerStream::Handshake(bool server, std::chrono::milliseconds timeout) {
   if (!tls_) co_return Status::Ok();
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto r = co_await (
-      stream_.async_handshake(server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
-                              asio::as_tuple(use_awaitable)) ||
-      timer.async_wait(asio::as_tuple(use_awaitable)));
-  if (r.index() == 1) co_return Status::Timeout(fmt::format("TLS handshake with {} timed out", remote_));
+  auto r = co_await (stream_.async_handshake(
+                         server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+                         asio::as_tuple(use_awaitable)) ||
+                     timer.async_wait(asio::as_tuple(use_awaitable)));
+  if (r.index() == 1)
+    co_return Status::Timeout(fmt::format("TLS handshake with {} timed out", remote_));
   auto [ec] = std::get<0>(r);
   if (ec && (ec.category() != asio::error::get_ssl_category() ||
              ec == asio::ssl::error::stream_truncated)) {
     // The link broke during the handshake: a network fault, retried.
-    co_return Status::Io(fmt::format("TLS handshake with {} interrupted: {}", remote_, ec.message()));
+    co_return Status::Io(
+        fmt::format("TLS handshake with {} interrupted: {}", remote_, ec.message()));
   }
   if (ec) {
     co_return Status::Fenced(
@@ -124,7 +145,9 @@ asio::awaitable<Result<DecodedFrame>> PeerStream::ReadFrame(std::chrono::millise
     }
     asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
     auto read = [&]() -> asio::awaitable<std::tuple<boost::system::error_code, size_t>> {
-      if (tls_) co_return co_await stream_.async_read_some(asio::buffer(in_), asio::as_tuple(use_awaitable));
+      if (tls_)
+        co_return co_await stream_.async_read_some(asio::buffer(in_),
+                                                   asio::as_tuple(use_awaitable));
       co_return co_await stream_.next_layer().async_read_some(asio::buffer(in_),
                                                               asio::as_tuple(use_awaitable));
     };
@@ -134,7 +157,8 @@ asio::awaitable<Result<DecodedFrame>> PeerStream::ReadFrame(std::chrono::millise
           fmt::format("no frame from {} for {} ms", remote_, timeout.count()));
     }
     auto [ec, n] = std::get<0>(r);
-    if (ec == asio::error::eof) co_return Status::Io(fmt::format("{} closed the connection", remote_));
+    if (ec == asio::error::eof)
+      co_return Status::Io(fmt::format("{} closed the connection", remote_));
     if (ec) co_return Status::Io(fmt::format("reading from {}: {}", remote_, ec.message()));
     counters_.wire_in += n;
     decoder_.Feed(std::span<const uint8_t>(in_.data(), n));

@@ -22,6 +22,10 @@ namespace geosync {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+// Opens, binds and listens `acceptor` on `listen` (host must be an IP
+// address). `what` names the listener in errors: "admin API", "stream server".
+Status OpenAcceptor(tcp::acceptor& acceptor, const Endpoint& listen, std::string_view what);
+
 // Builds the TLS context for a site: its certificate and key, the deployment
 // CA, peer verification required both ways. Errors name the file at fault.
 Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const TlsConfig& tls, bool server);

@@ -54,21 +54,7 @@ StreamServer::StreamServer(asio::io_context& io, StreamServerOptions options, Sp
 StreamServer::~StreamServer() = default;
 
 Status StreamServer::Listen() {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(options_.listen.host, ec);
-  if (ec) {
-    return Status::Config(fmt::format("listen.host \"{}\" is not an IP address: {}",
-                                      options_.listen.host, ec.message()));
-  }
-  tcp::endpoint ep(addr, options_.listen.port);
-  acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(ep, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Status::Io(fmt::format("cannot listen on {}:{}: {}", options_.listen.host,
-                                  options_.listen.port, ec.message()));
-  }
+  GEOSYNC_RETURN_IF_ERROR(OpenAcceptor(acceptor_, options_.listen, "stream server (listen)"));
   port_ = acceptor_.local_endpoint().port();
   if (!options_.tls) {
     spdlog::warn("stream server on {}:{} uses plain TCP without TLS: for loopback tests only",
