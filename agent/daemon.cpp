@@ -22,6 +22,11 @@
 #include "agent/admin/slot_poller.h"
 #include "agent/admin/status_model.h"
 #include "agent/pg/pg_conn.h"
+#include "agent/promote/divergence.h"
+#include "agent/promote/peer_watch.h"
+#include "agent/promote/site_control.h"
+#include "agent/promote/site_ops.h"
+#include "agent/promote/transitions.h"
 #include "agent/replica/applier.h"
 #include "agent/replica/receiver.h"
 #include "agent/source/capture.h"
@@ -43,10 +48,10 @@ Status CheckPostgres(const Config& config) {
   if (config.role == Role::kSource) {
     GEOSYNC_ASSIGN_OR_RETURN(std::string level, conn->QueryValue("SHOW wal_level"));
     if (level != "logical") {
-      return Status::Config(fmt::format(
-          "PostgreSQL of source site {} has wal_level = {}: set wal_level = logical in "
-          "postgresql.conf and restart it",
-          config.site, level));
+      return Status::Config(
+          fmt::format("PostgreSQL of source site {} has wal_level = {}: set wal_level = logical in "
+                      "postgresql.conf and restart it",
+                      config.site, level));
     }
   }
   return Status::Ok();
@@ -146,6 +151,73 @@ void Every(asio::steady_timer& timer, std::chrono::milliseconds period,
   });
 }
 
+admin::HttpReply Reply(unsigned code, std::string text) {
+  return {code, "text/plain; charset=utf-8", std::move(text) + "\n"};
+}
+
+// A required query parameter, or a 400 reply naming it.
+const std::string* Param(const admin::QueryParams& q, const std::string& key,
+                         admin::HttpReply* error) {
+  auto it = q.find(key);
+  if (it == q.end() || it->second.empty()) {
+    *error = Reply(400, fmt::format("missing query parameter '{}'", key));
+    return nullptr;
+  }
+  return &it->second;
+}
+
+bool UintParam(const admin::QueryParams& q, const std::string& key, uint64_t* out,
+               admin::HttpReply* error) {
+  const std::string* v = Param(q, key, error);
+  if (!v) return false;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), *out);
+  if (ec != std::errc() || p != v->data() + v->size()) {
+    *error = Reply(400, fmt::format("query parameter '{}' must be a number, got \"{}\"", key, *v));
+    return false;
+  }
+  return true;
+}
+
+// ?site=B&host=H&port=P: the new source and where its stream listens.
+bool SourceParams(const admin::QueryParams& q, std::string* site, Endpoint* upstream,
+                  admin::HttpReply* error) {
+  const std::string* s = Param(q, "site", error);
+  const std::string* h = Param(q, "host", error);
+  uint64_t port = 0;
+  if (!s || !h || !UintParam(q, "port", &port, error)) return false;
+  if (port == 0 || port > 65535) {
+    *error = Reply(400, "query parameter 'port' must be 1-65535");
+    return false;
+  }
+  *site = *s;
+  upstream->host = *h;
+  upstream->port = static_cast<uint16_t>(port);
+  return true;
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Sites a source accepts: the config's, plus the peers a promotion named.
+std::vector<std::string> AllowedSites(const Config& config, const SiteState& state) {
+  std::vector<std::string> sites = config.sites;
+  for (const std::string& p : state.peers) {
+    if (p != config.site && std::find(sites.begin(), sites.end(), p) == sites.end()) {
+      sites.push_back(p);
+    }
+  }
+  return sites;
+}
+
 // Figures for the source's /status and /metrics, read on the event loop.
 struct SourceView {
   const Config& config;
@@ -220,11 +292,136 @@ struct SourceView {
   }
 };
 
-Status RunSource(const Config& config, SiteState state) {
+// The status document with the site's promotion state added.
+nlohmann::json WithPromotion(nlohmann::json doc, const SiteControl& control) {
+  doc["promotion"] = admin::PromotionJson(PromotionOf(control));
+  return doc;
+}
+
+// Switchover, source side, on its own thread while the source keeps
+// serving: no more heartbeats, the database fenced, the final marker, and
+// the spool holding it. Then promotion_final is the source's last position.
+void RunFence(SiteControl& control, Spool& spool, ControlEmitter& emitter, std::string target,
+              uint64_t epoch) {
+  emitter.Stop();
+  auto marker = FenceForSwitchover(control.config(), target, epoch);
+  Status st = marker.status();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (st.ok() && spool.durable().lsn < *marker) {
+    if (std::chrono::steady_clock::now() > until) {
+      st = Status::Timeout(
+          fmt::format("the spool did not reach the final marker at {} within 60 s (it holds {})",
+                      marker->ToString(), spool.durable().ToString()));
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (st.ok()) {
+    const Position final_pos = spool.durable();
+    st = control.Update([&](SiteState& s) { s.promotion_final = final_pos; });
+    if (st.ok()) {
+      spdlog::warn("switchover to {}: fenced; final position {}", target, final_pos.ToString());
+      control.SetStep("fenced");
+      return;
+    }
+  }
+  spdlog::error("switchover to {}: fencing failed: {}", target, st.ToString());
+  (void)control.Update([&](SiteState& s) { s.promotion_error = st.ToString(); });
+  control.SetStep("fence failed");
+}
+
+// POST /admin/promotion/{fence,unfence,demote} on the source.
+void AddSourceActions(admin::AdminHandlers& handlers, SiteControl& control, Spool& spool,
+                      ControlEmitter& emitter, std::thread& fence_thread,
+                      std::function<void()> stop) {
+  handlers.actions["promotion/fence"] = [&control, &spool, &emitter,
+                                         &fence_thread](const admin::QueryParams& q) {
+    admin::HttpReply error;
+    const std::string* target = Param(q, "target", &error);
+    uint64_t epoch = 0;
+    if (!target || !UintParam(q, "epoch", &epoch, &error)) return error;
+    const SiteState s = control.state();
+    const bool same = s.promotion_target == *target && s.promotion_epoch == epoch;
+    if (!s.promotion_target.empty() && !same) {
+      return Reply(409, fmt::format("a promotion of {} to epoch {} is already under way here",
+                                    s.promotion_target, s.promotion_epoch));
+    }
+    if (same && s.promotion_final.lsn.valid()) {
+      return Reply(200, "fenced; final position " + s.promotion_final.ToString());
+    }
+    if (control.step() == "fencing") return Reply(202, "fencing");
+    if (epoch <= s.epoch) {
+      return Reply(409, fmt::format("epoch {} is not above this site's epoch {}", epoch, s.epoch));
+    }
+    Status st = control.Update([&](SiteState& x) {
+      x.promotion_target = *target;
+      x.promotion_epoch = epoch;
+      x.promotion_error.clear();
+      x.db_fenced = true;  // from here on a restart emits nothing
+    });
+    if (!st.ok()) return Reply(500, st.ToString());
+    if (fence_thread.joinable()) fence_thread.join();
+    control.SetStep("fencing");
+    fence_thread = std::thread([&control, &spool, &emitter, t = *target, epoch] {
+      RunFence(control, spool, emitter, t, epoch);
+    });
+    return Reply(202, fmt::format("fencing for a switchover to {} at epoch {}", *target, epoch));
+  };
+  handlers.actions["promotion/unfence"] = [&control, stop](const admin::QueryParams&) {
+    const SiteState s = control.state();
+    if (s.promotion_target.empty() && !s.db_fenced) return Reply(200, "not fenced");
+    if (control.step() == "fencing") return Reply(409, "the fence is being set up; retry");
+    NextRole next;
+    next.kind = NextRole::kUnfence;
+    Status st = control.Request(next);
+    if (!st.ok()) return Reply(409, st.message());
+    stop();
+    return Reply(202, "lifting the fence; this site stays the source");
+  };
+  handlers.actions["promotion/demote"] = [&control, stop](const admin::QueryParams& q) {
+    admin::HttpReply error;
+    NextRole next;
+    next.kind = NextRole::kDemote;
+    if (!SourceParams(q, &next.source_site, &next.upstream, &error)) return error;
+    const SiteState s = control.state();
+    if (!s.promotion_final.lsn.valid()) {
+      return Reply(409, "this source is not fenced for a switchover: POST promotion/fence first");
+    }
+    Status st = control.Request(next);
+    if (!st.ok()) return Reply(409, st.message());
+    stop();
+    return Reply(202, fmt::format("demoting: this site becomes a replica of {} ({}:{})",
+                                  next.source_site, next.upstream.host, next.upstream.port));
+  };
+}
+
+Status RunSource(SiteControl& control) {
+  const Config& config = control.config();
+  const SiteState state = control.state();
+  if (!config.listen) {
+    return Status::Config(
+        fmt::format("config {}: site {} is the source (state {}/state.json) but has no 'listen'",
+                    config.path, config.site, config.state_dir));
+  }
+  std::optional<admin::Topology> topology;
+  if (!config.topology.empty()) {
+    GEOSYNC_ASSIGN_OR_RETURN(topology, admin::LoadTopology(config.topology));
+    // An old primary coming back after a failover stops before it ships.
+    if (auto higher = FindHigherEpoch(*topology, config.site, state.epoch)) {
+      NextRole next;
+      next.kind = NextRole::kFence;
+      next.reason = fmt::format(
+          "site {} is at epoch {} > this source's {}: another site was "
+          "promoted while this one was away",
+          higher->site, higher->epoch, state.epoch);
+      GEOSYNC_RETURN_IF_ERROR(control.Request(std::move(next)));
+      return Status::Ok();
+    }
+  }
   const auto started = std::chrono::steady_clock::now();
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, true));
-  SiteRegistry registry(config.sites);
+  SiteRegistry registry(AllowedSites(config, state));
   // Slot state and pg_current_wal_lsn() for the admin API and heartbeats, on
   // its own thread and connection.
   admin::SlotPoller poller(config.postgres.dsn, config.postgres.slot);
@@ -233,6 +430,7 @@ Status RunSource(const Config& config, SiteState state) {
   asio::io_context capture_io;
   std::unique_ptr<Capture> capture;
   std::atomic<bool> fenced{false};
+  std::function<void()> stop_all;
 
   StreamServerOptions so;
   so.cluster_id = config.cluster_id;
@@ -244,6 +442,25 @@ Status RunSource(const Config& config, SiteState state) {
   so.heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
   so.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
   so.bandwidth_bytes_per_sec = config.bandwidth_bytes_per_sec;
+  so.epoch_ends = state.history;
+  auto on_higher_epoch = [&](uint64_t epoch, const std::string& site) {
+    const SiteState now = control.state();
+    if (now.promotion_target == site && now.promotion_epoch == epoch &&
+        now.promotion_final.lsn.valid()) {
+      return;  // the switchover this site fenced itself for: demote follows
+    }
+    spdlog::critical(
+        "site {} reports epoch {} > this source's {}: another site was promoted; this "
+        "source stops shipping",
+        site, epoch, state.epoch);
+    if (fenced.exchange(true)) return;
+    NextRole next;
+    next.kind = NextRole::kFence;
+    next.reason =
+        fmt::format("site {} reports epoch {} > this source's {}", site, epoch, state.epoch);
+    (void)control.Request(std::move(next));
+    asio::post(io, [&] { stop_all(); });
+  };
   StreamServer server(
       io, so, spool.get(), &registry,
       [&] {
@@ -252,14 +469,7 @@ Status RunSource(const Config& config, SiteState state) {
         Lsn seen = capture ? Lsn(capture->stats().server_wal_end.load()) : Lsn();
         return std::max(seen, poller.sample().current_wal_lsn);
       },
-      [&](uint64_t epoch, const std::string& site) {
-        spdlog::critical(
-            "site {} reports epoch {} > this source's {}: another site was promoted; this "
-            "source stops shipping",
-            site, epoch, state.epoch);
-        fenced = true;
-        if (capture) asio::post(capture_io, [&] { capture->Stop(); });
-      });
+      on_higher_epoch);
   GEOSYNC_RETURN_IF_ERROR(server.Listen());
 
   SpoolSink sink(spool.get(), state.epoch, [&](Position) { server.NotifyDurable(); });
@@ -270,8 +480,7 @@ Status RunSource(const Config& config, SiteState state) {
   co.tables = config.postgres.tables;
   co.binary = config.postgres.binary;
   if (config.commit.policy == CommitPolicy::kSync) {
-    sink.SetSyncQuorum(
-        [&] { return registry.Quorum(config.commit.sites, config.commit.quorum); });
+    sink.SetSyncQuorum([&] { return registry.Quorum(config.commit.sites, config.commit.quorum); });
     co.status_interval = std::chrono::milliseconds(10);
   }
   capture = std::make_unique<Capture>(capture_io.get_executor(), co, sink);
@@ -284,7 +493,7 @@ Status RunSource(const Config& config, SiteState state) {
   ControlEmitter emitter(eo);
 
   Status capture_status;
-  auto stop_all = [&] {
+  stop_all = [&] {
     server.Stop();
     asio::post(capture_io, [&] { capture->Stop(); });
     io.stop();
@@ -302,7 +511,9 @@ Status RunSource(const Config& config, SiteState state) {
     asio::post(io, [&] { stop_all(); });
   });
   std::thread capture_thread([&] { capture_io.run(); });
-  emitter.Start();
+  // A fenced source (switchover under way) emits nothing more: its spool
+  // must end at the final marker.
+  if (!state.db_fenced) emitter.Start();
 
   asio::co_spawn(io, server.AcceptLoop(), asio::detached);
   asio::steady_timer retention(io);
@@ -323,8 +534,11 @@ Status RunSource(const Config& config, SiteState state) {
   Every(sampler, sample_period, [&] { tracker.Observe(spool->durable(), NowUs()); });
   admin::AdminHandlers handlers;
   handlers.ready = [&] { return admin::SourceReadiness(view.Snapshot()); };
-  handlers.status = [&] { return admin::StatusJson(view.Snapshot()); };
+  handlers.status = [&] { return WithPromotion(admin::StatusJson(view.Snapshot()), control); };
   handlers.metrics = [&] { return admin::MetricsText(view.Snapshot()); };
+  std::thread fence_thread;
+  AddSourceActions(handlers, control, *spool, emitter, fence_thread,
+                   [&] { asio::post(io, [&] { stop_all(); }); });
   auto admin_server = StartAdmin(io, config, std::move(handlers));
   if (!admin_server.ok()) {
     emitter.Stop();
@@ -332,15 +546,25 @@ Status RunSource(const Config& config, SiteState state) {
     capture_thread.join();
     return admin_server.status();
   }
+  std::unique_ptr<PeerWatch> watch;
+  if (topology) {
+    watch =
+        std::make_unique<PeerWatch>(*topology, config.site, state.epoch, [&](const HigherEpoch& h) {
+          asio::post(io, [&, h] { on_higher_epoch(h.epoch, h.site); });
+        });
+    watch->Start();
+  }
   RunUntilSignal(io, stop_all);
 
+  if (watch) watch->Stop();
+  if (fence_thread.joinable()) fence_thread.join();
   poller.Stop();
   emitter.Stop();
   asio::post(capture_io, [&] { capture->Stop(); });
   capture_thread.join();
   Status synced = spool->Sync();
   if (!synced.ok()) spdlog::error("final spool sync: {}", synced.ToString());
-  if (fenced) return Status::Fenced("a site with a higher epoch exists; this source stopped");
+  if (control.next().kind != NextRole::kExit) return Status::Ok();
   if (capture_status.code() == Code::kCancelled) return Status::Ok();
   return capture_status;
 }
@@ -418,9 +642,91 @@ admin::HttpReply ResumeAction(ApplyControl& control) {
   return {200, "text/plain; charset=utf-8", "apply resumes now\n"};
 }
 
+// Waits until the applier has applied everything the spool holds durably;
+// an apply error or the deadline ends the wait with that error.
+Status WaitAllApplied(Applier& applier, Spool& spool, ApplyControl& apply,
+                      std::chrono::seconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (true) {
+    const Position durable = spool.durable(), applied = applier.applied();
+    if (applied >= durable) return Status::Ok();
+    {
+      std::lock_guard lock(apply.mu);
+      if (apply.waiting) {
+        return Status::InvalidArgument(fmt::format("apply stopped at {} of {} received: {}",
+                                                   applied.ToString(), durable.ToString(),
+                                                   apply.error));
+      }
+    }
+    if (std::chrono::steady_clock::now() > until) {
+      return Status::Timeout(fmt::format("apply reached {} of {} received in {} s",
+                                         applied.ToString(), durable.ToString(), deadline.count()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// POST /admin/promotion/{promote,follow} on a replica. `stop_receiver` ends
+// the role (the receiver's end stops the event loop).
+void AddReplicaActions(admin::AdminHandlers& handlers, SiteControl& control,
+                       std::function<void()> stop_receiver) {
+  handlers.actions["promotion/promote"] = [&control, stop_receiver](const admin::QueryParams& q) {
+    admin::HttpReply error;
+    NextRole next;
+    next.kind = NextRole::kPromote;
+    if (!UintParam(q, "epoch", &next.epoch, &error)) return error;
+    uint64_t gap = 0;
+    if (q.count("sequence_gap") && !UintParam(q, "sequence_gap", &gap, &error)) return error;
+    next.sequence_gap = static_cast<int64_t>(gap);
+    if (auto it = q.find("peers"); it != q.end()) next.peers = SplitList(it->second);
+    auto reason = q.find("reason");
+    next.reason = reason == q.end() ? "promotion" : reason->second;
+    const SiteState s = control.state();
+    if (next.epoch <= s.epoch) {
+      return Reply(409,
+                   fmt::format("epoch {} is not above this site's epoch {}", next.epoch, s.epoch));
+    }
+    if (!control.config().listen) {
+      return Reply(409, fmt::format("config {} has no 'listen': this site cannot serve as the "
+                                    "source; add listen (host, port) and restart it",
+                                    control.config().path));
+    }
+    Status st = control.Request(next);
+    if (!st.ok()) return Reply(409, st.message());
+    (void)control.Update([&](SiteState& x) { x.promotion_error.clear(); });
+    control.SetStep("applying what was received");
+    stop_receiver();
+    return Reply(202, fmt::format("promoting to source at epoch {}", next.epoch));
+  };
+  handlers.actions["promotion/follow"] = [&control, stop_receiver](const admin::QueryParams& q) {
+    admin::HttpReply error;
+    std::string site;
+    Endpoint up;
+    if (!SourceParams(q, &site, &up, &error)) return error;
+    const SiteState s = control.state();
+    if (s.source_site == site && s.upstream && s.upstream->host == up.host &&
+        s.upstream->port == up.port) {
+      return Reply(200, fmt::format("already following {}", site));
+    }
+    NextRole next;
+    next.kind = NextRole::kRerun;
+    Status st = control.Request(next);
+    if (!st.ok()) return Reply(409, st.message());
+    st = control.Update([&](SiteState& x) {
+      x.source_site = site;
+      x.upstream = up;
+    });
+    if (!st.ok()) return Reply(500, st.ToString());
+    spdlog::warn("following {} at {}:{} from now on", site, up.host, up.port);
+    stop_receiver();
+    return Reply(202, fmt::format("now following {} ({}:{})", site, up.host, up.port));
+  };
+}
+
 // Figures for the replica's /status and /metrics, read on the event loop.
 struct ReplicaView {
   const Config& config;
+  const Endpoint& upstream;
   Receiver& receiver;
   Applier& applier;
   Spool& spool;
@@ -435,7 +741,7 @@ struct ReplicaView {
     ReceiverStatus rs = receiver.status();
     s.connected = rs.connected;
     s.source_site = rs.source_site;
-    s.upstream = fmt::format("{}:{}", config.upstream->host, config.upstream->port);
+    s.upstream = fmt::format("{}:{}", upstream.host, upstream.port);
     s.durable = std::max(rs.durable, spool.durable());
     s.received = std::max(rs.received, s.durable);
     s.applied = applier.applied();
@@ -484,11 +790,14 @@ struct ReplicaView {
   }
 };
 
-Status RunReplica(const Config& config, SiteState state) {
+Status RunReplica(SiteControl& control) {
+  const Config& config = control.config();
+  const SiteState state = control.state();
   const auto started = std::chrono::steady_clock::now();
-  if (!config.upstream) {
+  if (!state.upstream && !config.upstream) {
     return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config.path));
   }
+  const Endpoint upstream = state.upstream ? *state.upstream : *config.upstream;
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, false));
   asio::io_context io;
@@ -499,26 +808,24 @@ Status RunReplica(const Config& config, SiteState state) {
   ao.batch = config.apply;
   Applier applier(ao, spool.get());
   std::atomic<bool> stopping{false};
-  ApplyControl control;
-  std::thread apply_thread([&] { RunApplyLoop(applier, control, stopping); });
+  ApplyControl apply_control;
+  std::thread apply_thread([&] { RunApplyLoop(applier, apply_control, stopping); });
 
   ReceiverOptions ro;
   ro.cluster_id = config.cluster_id;
   ro.site = config.site;
-  ro.upstream = *config.upstream;
+  ro.upstream = upstream;
   ro.tls = tls;
   ro.heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
   ro.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
   Receiver receiver(
       io.get_executor(), ro, spool.get(), state.epoch, [&] { return applier.applied(); },
       [&] { return applier.applied_commit_time(); }, [&] { applier.NotifyDurable(); },
-      [&](uint64_t epoch) {
-        state.epoch = epoch;
-        return WriteSiteState(config.state_dir, state);
-      });
+      [&](uint64_t epoch) { return control.Update([&](SiteState& s) { s.epoch = epoch; }); });
   admin::LagTracker tracker;  // (source_commit, source time) from heartbeats
   admin::RateMeter apply_rate;
-  ReplicaView view{config, receiver, applier, *spool, control, tracker, apply_rate, started};
+  ReplicaView view{config,        upstream, receiver,   applier, *spool,
+                   apply_control, tracker,  apply_rate, started};
   asio::steady_timer sampler(io);
   int64_t last_heartbeat_us = 0;
   Every(sampler, std::chrono::milliseconds(100), [&] {
@@ -533,17 +840,18 @@ Status RunReplica(const Config& config, SiteState state) {
   handlers.ready = [&] {
     return admin::ReplicaReadiness(view.Snapshot(), config.admin.ready_max_lag_s);
   };
-  handlers.status = [&] { return admin::StatusJson(view.Snapshot()); };
+  handlers.status = [&] { return WithPromotion(admin::StatusJson(view.Snapshot()), control); };
   handlers.metrics = [&] { return admin::MetricsText(view.Snapshot()); };
   handlers.actions["apply/skip"] = [&](const admin::QueryParams& q) {
     return SkipAction(applier, q);
   };
   handlers.actions["apply/resume"] = [&](const admin::QueryParams&) {
-    return ResumeAction(control);
+    return ResumeAction(apply_control);
   };
+  AddReplicaActions(handlers, control, [&] { receiver.Stop(); });
   auto admin_server = StartAdmin(io, config, std::move(handlers));
   if (!admin_server.ok()) {
-    control.Stop(stopping);
+    apply_control.Stop(stopping);
     applier.Stop();
     apply_thread.join();
     return admin_server.status();
@@ -560,27 +868,188 @@ Status RunReplica(const Config& config, SiteState state) {
     receiver.Stop();
     io.stop();
   });
-  control.Stop(stopping);
+  if (control.next().kind == NextRole::kPromote) {
+    // Everything received must be applied before this site takes writes.
+    Status caught = WaitAllApplied(applier, *spool, apply_control, std::chrono::seconds(120));
+    if (!caught.ok()) {
+      spdlog::error("promotion refused: {}", caught.ToString());
+      control.ClearNext();
+      (void)control.Update([&](SiteState& s) { s.promotion_error = caught.ToString(); });
+      NextRole rerun;
+      rerun.kind = NextRole::kRerun;
+      (void)control.Request(rerun);
+    }
+  }
+  apply_control.Stop(stopping);
   applier.Stop();
   apply_thread.join();
   if (receiver_status.code() == Code::kCancelled || receiver_status.ok()) return Status::Ok();
   return receiver_status;
 }
 
+// ?after=E@X/Y: where this site's epoch ended on the new source.
+bool AfterParam(const admin::QueryParams& q, Position* after, admin::HttpReply* error) {
+  const std::string* v = Param(q, "after", error);
+  if (!v) return false;
+  auto pos = Position::Parse(*v);
+  if (!pos.ok()) {
+    *error = Reply(400, "query parameter 'after': " + pos.status().message());
+    return false;
+  }
+  *after = *pos;
+  return true;
+}
+
+// POST /admin/rejoin/{export,follow} on a fenced old primary.
+void AddRejoinActions(admin::AdminHandlers& handlers, SiteControl& control, Spool& spool,
+                      std::function<void()> stop) {
+  // Blocks the event loop while it reads the spool and the slot: the site
+  // does nothing else while fenced.
+  handlers.actions["rejoin/export"] = [&control, &spool](const admin::QueryParams& q) {
+    admin::HttpReply error;
+    Position after;
+    if (!AfterParam(q, &after, &error)) return error;
+    const Config& config = control.config();
+    auto report = ExportDivergent(config, spool, after, config.state_dir + "/rejoin");
+    if (!report.ok()) return Reply(500, report.status().ToString());
+    nlohmann::json doc = {{"site", config.site},
+                          {"after", after.ToString()},
+                          {"transactions", report->transactions},
+                          {"changes", report->changes},
+                          {"json", report->json_path},
+                          {"sql", report->sql_path}};
+    return admin::HttpReply{200, "application/json", doc.dump() + "\n"};
+  };
+  handlers.actions["rejoin/follow"] = [&control, &spool, stop](const admin::QueryParams& q) {
+    admin::HttpReply error;
+    NextRole next;
+    next.kind = NextRole::kDemote;
+    Position after;
+    if (!SourceParams(q, &next.source_site, &next.upstream, &error) ||
+        !AfterParam(q, &after, &error)) {
+      return error;
+    }
+    // Only a site with nothing beyond `after` can follow without a re-seed.
+    auto report =
+        ExportDivergent(control.config(), spool, after, control.config().state_dir + "/rejoin");
+    if (!report.ok()) return Reply(500, report.status().ToString());
+    if (report->transactions > 0) {
+      return Reply(409, fmt::format("{} divergent transaction(s) after {} (exported to {}): the "
+                                    "site must be re-seeded from {}",
+                                    report->transactions, after.ToString(), report->sql_path,
+                                    next.source_site));
+    }
+    Status st = control.Request(next);
+    if (!st.ok()) return Reply(409, st.message());
+    stop();
+    return Reply(202, fmt::format("no divergence after {}: this site becomes a replica of {}",
+                                  after.ToString(), next.source_site));
+  };
+}
+
+// A site fenced because a higher epoch exists: it keeps its database
+// read-only (retrying until PostgreSQL answers), ships and applies nothing,
+// and serves the admin API so that status shows why and rejoin can run.
+Status RunFenced(SiteControl& control) {
+  const Config& config = control.config();
+  const auto started = std::chrono::steady_clock::now();
+  GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
+  asio::io_context io;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread fencer([&] {
+    std::unique_lock lock(mu);
+    while (!stopping && !control.state().db_fenced) {
+      lock.unlock();
+      auto conn = promote::ConnectAdmin(config.postgres.dsn);
+      Status st = conn.status();
+      if (st.ok()) st = promote::FenceDatabase(*conn).status();
+      if (st.ok()) st = control.Update([](SiteState& s) { s.db_fenced = true; });
+      if (!st.ok()) spdlog::warn("fenced site: cannot fence the database yet: {}", st.ToString());
+      lock.lock();
+      cv.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; });
+    }
+  });
+  auto snapshot = [&] {
+    const SiteState s = control.state();
+    admin::FencedSnapshot f;
+    f.id = IdentityOf(config, s.epoch, started);
+    f.reason = s.fence_reason;
+    f.spool_bytes = spool->size_bytes();
+    f.spool_oldest = spool->oldest();
+    f.spool_durable = spool->durable();
+    return f;
+  };
+  admin::AdminHandlers handlers;
+  handlers.ready = [&] {
+    return admin::Readiness{false, "fenced: " + control.state().fence_reason};
+  };
+  handlers.status = [&] { return WithPromotion(admin::StatusJson(snapshot()), control); };
+  handlers.metrics = [&] { return admin::MetricsText(snapshot()); };
+  AddRejoinActions(handlers, control, *spool, [&] { asio::post(io, [&] { io.stop(); }); });
+  auto admin_server = StartAdmin(io, config, std::move(handlers));
+  Status result = admin_server.status();
+  if (result.ok()) RunUntilSignal(io, [&] { io.stop(); });
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  fencer.join();
+  return result;
+}
+
+Status ChangeRole(SiteControl& control, const NextRole& next) {
+  switch (next.kind) {
+    case NextRole::kExit:
+    case NextRole::kRerun:
+      return Status::Ok();
+    case NextRole::kPromote:
+      return Promote(control, next);
+    case NextRole::kDemote:
+      return Demote(control, next);
+    case NextRole::kFence:
+      return FenceStale(control, next.reason);
+    case NextRole::kUnfence:
+      return Unfence(control);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status RunDaemon(const Config& config) {
-  GEOSYNC_ASSIGN_OR_RETURN(SiteState state, LoadOrInitSiteState(config));
-  if (state.fenced) {
-    return Status::Fenced(fmt::format(
-        "site {} is fenced ({}): it will not ship or apply until `geosyncctl rejoin --site {}`",
-        config.site, state.fence_reason, config.site));
+  GEOSYNC_ASSIGN_OR_RETURN(SiteState initial, LoadOrInitSiteState(config));
+  SiteControl control(config, std::move(initial));
+  while (true) {
+    const SiteState state = control.state();
+    spdlog::info("geosyncd {} site {} of cluster {}: role {}, epoch {}", GEOSYNC_VERSION,
+                 config.site, config.cluster_id,
+                 state.fenced ? "fenced" : (state.role == Role::kSource ? "source" : "replica"),
+                 state.epoch);
+    Status st;
+    if (state.fenced) {
+      st = RunFenced(control);
+    } else if (state.role == Role::kSource) {
+      st = RunSource(control);
+    } else {
+      st = RunReplica(control);
+    }
+    const NextRole next = control.next();
+    control.ClearNext();
+    if (next.kind == NextRole::kExit) return st;
+    if (!st.ok()) spdlog::warn("role ended with {} before the role change", st.ToString());
+    Status changed = ChangeRole(control, next);
+    control.SetStep("");
+    if (!changed.ok()) {
+      spdlog::error("role change failed: {}; the site keeps its role (run the command again)",
+                    changed.ToString());
+      (void)control.Update([&](SiteState& s) { s.promotion_error = changed.ToString(); });
+      // Do not spin on a failure that will recur at once.
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
   }
-  spdlog::info("geosyncd {} site {} of cluster {}: role {}, epoch {}", GEOSYNC_VERSION,
-               config.site, config.cluster_id, state.role == Role::kSource ? "source" : "replica",
-               state.epoch);
-  if (state.role == Role::kSource) return RunSource(config, state);
-  return RunReplica(config, state);
 }
 
 }  // namespace geosync

@@ -173,6 +173,7 @@ Result<Config> ParseConfig(std::string_view json_text, const std::string& path) 
   ReadEndpoint(r, "listen", &c.listen);
   ReadEndpoint(r, "upstream", &c.upstream);
   r.StringList("sites", &c.sites);
+  r.String("topology", &c.topology);
   ReadTls(r, &c.tls);
   r.Int("compression_level", 0, 19, &level);
   r.Int("bandwidth_bytes_per_sec", 0, int64_t{1} << 40, &bw);

@@ -34,6 +34,8 @@ struct SpoolConfig {
 struct Endpoint {
   std::string host;
   uint16_t port = 0;
+
+  bool operator==(const Endpoint&) const = default;
 };
 
 struct TlsConfig {
@@ -73,6 +75,9 @@ struct Config {
   std::optional<Endpoint> listen;    // source: where replicas connect
   std::optional<Endpoint> upstream;  // replica: the source to connect to
   std::vector<std::string> sites;    // source: replica site names allowed to connect
+  // The deployment's topology file (every site's admin URL): a source asks
+  // the others for their epoch and fences itself when one is higher.
+  std::string topology;
   TlsConfig tls;
   int compression_level = 3;  // zstd level; 0 = uncompressed
   uint64_t bandwidth_bytes_per_sec = 0;  // per-site cap, 0 = none

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -209,6 +213,37 @@ nlohmann::json StatusJson(const ReplicaSnapshot& s) {
   if (last_error.empty() && !s.connected) last_error = s.receiver_error;
   doc["last_error"] = Text(last_error);
   return doc;
+}
+
+nlohmann::json StatusJson(const FencedSnapshot& s) {
+  json doc = IdentityJson(s.id, "fenced", "fenced");
+  doc["spool"] = {{"bytes", s.spool_bytes},
+                  {"oldest", PositionJson(s.spool_oldest)},
+                  {"durable", PositionJson(s.spool_durable)}};
+  doc["last_error"] = Text(s.reason);
+  return doc;
+}
+
+std::string MetricsText(const FencedSnapshot& s) {
+  return fmt::format(
+      "# HELP geosync_fenced 1 when this site is fenced: it ships and applies nothing.\n"
+      "# TYPE geosync_fenced gauge\n"
+      "geosync_fenced{{site=\"{}\"}} 1\n"
+      "# HELP geosync_epoch The promotion epoch this site knows.\n"
+      "# TYPE geosync_epoch gauge\n"
+      "geosync_epoch{{site=\"{}\"}} {}\n",
+      s.id.site, s.id.site, s.id.epoch);
+}
+
+nlohmann::json PromotionJson(const PromotionStatus& p) {
+  return {{"in_progress", p.in_progress},
+          {"target", Text(p.target)},
+          {"epoch", p.epoch ? json(p.epoch) : json(nullptr)},
+          {"step", Text(p.step)},
+          {"final", Text(p.final_position)},
+          {"error", Text(p.error)},
+          {"db_fenced", p.db_fenced},
+          {"history", p.history}};
 }
 
 nlohmann::json StatusJson(const SourceSnapshot& s) {
@@ -475,6 +510,17 @@ std::string MetricsText(const SourceSnapshot& s) {
 
 // ---- Topology and the deployment table --------------------------------------
 
+Result<Topology> LoadTopology(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::Config(
+        fmt::format("topology {}: cannot open file: {}", path, std::strerror(errno)));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ParseTopology(ss.str(), path);
+}
+
 Result<Topology> ParseTopology(std::string_view json_text, const std::string& path) {
   nlohmann::json doc;
   try {
@@ -507,6 +553,15 @@ Result<Topology> ParseTopology(std::string_view json_text, const std::string& pa
       TopologySite site;
       s.String("name", &site.name, true);
       s.String("admin", &site.admin, true);
+      s.String("stream", &site.stream);
+      if (!site.stream.empty()) {
+        auto colon = site.stream.rfind(':');
+        int port = colon == std::string::npos ? 0 : std::atoi(site.stream.c_str() + colon + 1);
+        if (colon == 0 || port <= 0 || port > 65535) {
+          s.AddError(fmt::format("key '{}.stream' must be host:port, found \"{}\"", key,
+                                 site.stream));
+        }
+      }
       if (!site.admin.empty() && site.admin.rfind("http://", 0) != 0) {
         s.AddError(
             fmt::format("key '{}.admin' must be an http:// URL, found \"{}\"", key, site.admin));
@@ -564,7 +619,7 @@ StatusRow RowFromStatus(const TopologySite& site, const nlohmann::json& status) 
       const auto& lag = r.at("lag").at("applied");
       if (lag.at("bytes").is_number()) row.lag_bytes = lag.at("bytes").get<uint64_t>();
       if (lag.at("seconds").is_number()) row.lag_seconds = lag.at("seconds").get<double>();
-    } else {
+    } else if (row.role == "source") {
       const auto& s = status.at("source");
       if (s.at("server_wal_end").is_string()) row.received_lsn = s.at("server_wal_end");
       row.durable_lsn = LsnOf(spool.at("durable"));

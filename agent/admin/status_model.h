@@ -166,6 +166,31 @@ Readiness SourceReadiness(const SourceSnapshot& s);
 nlohmann::json StatusJson(const ReplicaSnapshot& s);
 nlohmann::json StatusJson(const SourceSnapshot& s);
 
+// A fenced site (a higher epoch exists elsewhere): identity, spool and why.
+struct FencedSnapshot {
+  SiteIdentity id;
+  std::string reason;
+  uint64_t spool_bytes = 0;
+  Position spool_oldest;
+  Position spool_durable;
+};
+nlohmann::json StatusJson(const FencedSnapshot& s);
+std::string MetricsText(const FencedSnapshot& s);
+
+// The "promotion" object every /status carries: a promotion this site takes
+// part in, its fence, and where earlier epochs ended in its lineage.
+struct PromotionStatus {
+  bool in_progress = false;
+  std::string target;
+  uint64_t epoch = 0;
+  std::string step;
+  std::string final_position;
+  std::string error;
+  bool db_fenced = false;
+  std::vector<std::string> history;
+};
+nlohmann::json PromotionJson(const PromotionStatus& p);
+
 // The /metrics page, Prometheus text exposition format 0.0.4.
 std::string MetricsText(const ReplicaSnapshot& s);
 std::string MetricsText(const SourceSnapshot& s);
@@ -174,7 +199,8 @@ std::string MetricsText(const SourceSnapshot& s);
 
 struct TopologySite {
   std::string name;
-  std::string admin;  // "http://host:port"
+  std::string admin;   // "http://host:port"
+  std::string stream;  // "host:port" where its stream server listens as the source; "" unknown
 };
 
 struct Topology {
@@ -185,6 +211,8 @@ struct Topology {
 
 // Parses a topology file (schemas/topology.schema.json); `path` names it in errors.
 Result<Topology> ParseTopology(std::string_view json_text, const std::string& path);
+// Reads and parses a topology file.
+Result<Topology> LoadTopology(const std::string& path);
 
 // One line of the table: what one site says about itself.
 struct StatusRow {

@@ -34,17 +34,6 @@ struct StatusArgs {
   int timeout_ms = 2000;
 };
 
-Result<admin::Topology> LoadTopology(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::Config(
-        fmt::format("topology {}: cannot open file: {}", path, std::strerror(errno)));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return admin::ParseTopology(ss.str(), path);
-}
-
 admin::StatusRow RowFor(const admin::Topology& topology, const admin::TopologySite& site,
                         const Result<admin::HttpAnswer>& answer) {
   if (!answer.ok()) return admin::UnreachableRow(site, answer.status().message());
@@ -117,7 +106,7 @@ void RegisterStatus(CLI::App& app, int* exit_code) {
   cmd->add_option("--timeout-ms", args->timeout_ms, "deadline per site (default 2000)")
       ->check(CLI::Range(50, 60000));
   cmd->callback([args, exit_code] {
-    auto topology = LoadTopology(args->topology);
+    auto topology = admin::LoadTopology(args->topology);
     if (!topology.ok()) {
       *exit_code = Fail(topology.status());
       return;

@@ -260,11 +260,13 @@ Status Applier::SetUpSession() {
   // applied DDL is not captured again). Text values round-trip exactly under
   // the capture session's TimeZone, DateStyle and extra_float_digits. An empty
   // search_path, as PostgreSQL's own apply worker uses: every name we send is
-  // schema-qualified.
+  // schema-qualified. Writable even where geosync fenced the database
+  // read-only for applications (an old primary that now follows).
   std::string sql = fmt::format(
       "SET session_replication_role = replica; SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; "
       "SET extra_float_digits = 3; SET search_path = ''; SET statement_timeout = 0; "
       "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; "
+      "SET default_transaction_read_only = off; "
       "SET application_name = 'geosync_applier'; SET synchronous_commit = {}",
       options_.batch.synchronous_commit ? "on" : "off");
   auto r = conn_.Exec(sql);

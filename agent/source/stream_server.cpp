@@ -122,6 +122,15 @@ Status StreamServer::CheckHello(const Hello& hello, PeerStream& stream) const {
         "source is stale and stops shipping",
         hello.site_name, hello.epoch, options_.epoch));
   }
+  for (const Position& end : options_.epoch_ends) {
+    if (hello.durable.epoch == end.epoch && hello.durable.lsn > end.lsn) {
+      return Status::Fenced(fmt::format(
+          "site {} holds epoch {} up to {}, but epoch {} ended at {} on this source: it has "
+          "transactions this source never received; run `geosyncctl rejoin --site {}`",
+          hello.site_name, end.epoch, hello.durable.lsn.ToString(), end.epoch, end.lsn.ToString(),
+          hello.site_name));
+    }
+  }
   return Status::Ok();
 }
 

@@ -16,6 +16,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "agent/net/peer_stream.h"
 #include "agent/source/site_registry.h"
@@ -35,6 +36,9 @@ struct StreamServerOptions {
   std::chrono::milliseconds peer_timeout{10000};
   uint64_t bandwidth_bytes_per_sec = 0;  // per site; 0 = unlimited
   size_t max_batch_bytes = 256 * 1024;
+  // Where each earlier epoch ended in this source's lineage: a site holding
+  // more of such an epoch than that has diverged and is refused.
+  std::vector<Position> epoch_ends;
 };
 
 class StreamServer {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -44,7 +45,8 @@ Result<SiteState> ReadSiteState(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(fmt::format("state file {} is not valid JSON: {}", path, e.what()));
   }
-  if (!doc.is_object()) return Status::Corruption(fmt::format("state file {} is not an object", path));
+  if (!doc.is_object())
+    return Status::Corruption(fmt::format("state file {} is not an object", path));
   JsonReader r(doc, path);
   SiteState s;
   int64_t version = 0, epoch = 0;
@@ -57,8 +59,45 @@ Result<SiteState> ReadSiteState(const std::string& dir) {
   r.String("source_site", &s.source_site);
   r.Bool("fenced", &s.fenced);
   r.String("fence_reason", &s.fence_reason);
+  std::string upstream, final_pos;
+  std::vector<std::string> history;
+  int64_t promotion_epoch = 0;
+  r.String("upstream", &upstream);
+  r.StringList("peers", &s.peers);
+  r.StringList("history", &history);
+  r.Bool("db_fenced", &s.db_fenced);
+  r.String("promotion_target", &s.promotion_target);
+  r.Int("promotion_epoch", 0, INT64_MAX, &promotion_epoch);
+  r.String("promotion_final", &final_pos);
+  r.String("promotion_error", &s.promotion_error);
   r.CheckNoUnknownKeys();
   if (!r.status().ok()) return Status::Corruption(r.status().message());
+  s.promotion_epoch = static_cast<uint64_t>(promotion_epoch);
+  if (!upstream.empty()) {
+    auto colon = upstream.rfind(':');
+    int port = colon == std::string::npos ? 0 : std::atoi(upstream.c_str() + colon + 1);
+    if (port <= 0 || port > 65535) {
+      return Status::Corruption(
+          fmt::format("state file {}: upstream \"{}\" is not host:port", path, upstream));
+    }
+    s.upstream = Endpoint{upstream.substr(0, colon), static_cast<uint16_t>(port)};
+  }
+  for (const std::string& h : history) {
+    auto pos = Position::Parse(h);
+    if (!pos.ok()) {
+      return Status::Corruption(
+          fmt::format("state file {}: history: {}", path, pos.status().message()));
+    }
+    s.history.push_back(*pos);
+  }
+  if (!final_pos.empty()) {
+    auto pos = Position::Parse(final_pos);
+    if (!pos.ok()) {
+      return Status::Corruption(
+          fmt::format("state file {}: promotion_final: {}", path, pos.status().message()));
+    }
+    s.promotion_final = *pos;
+  }
   s.epoch = static_cast<uint64_t>(epoch);
   s.role = role == "source" ? Role::kSource : Role::kReplica;
   return s;
@@ -75,7 +114,17 @@ Status WriteSiteState(const std::string& dir, const SiteState& s) {
                         {"role", s.role == Role::kSource ? "source" : "replica"},
                         {"source_site", s.source_site},
                         {"fenced", s.fenced},
-                        {"fence_reason", s.fence_reason}};
+                        {"fence_reason", s.fence_reason},
+                        {"peers", s.peers},
+                        {"db_fenced", s.db_fenced},
+                        {"promotion_target", s.promotion_target},
+                        {"promotion_epoch", s.promotion_epoch},
+                        {"promotion_error", s.promotion_error}};
+  if (s.upstream) doc["upstream"] = fmt::format("{}:{}", s.upstream->host, s.upstream->port);
+  nlohmann::json history = nlohmann::json::array();
+  for (const Position& p : s.history) history.push_back(p.ToString());
+  doc["history"] = std::move(history);
+  if (s.promotion_final.lsn.valid()) doc["promotion_final"] = s.promotion_final.ToString();
   std::string path = StatePath(dir);
   std::string tmp = path + ".tmp";
   std::string text = doc.dump(2) + "\n";
@@ -92,6 +141,13 @@ Status WriteSiteState(const std::string& dir, const SiteState& s) {
     return Status::Io(fmt::format("rename {} to {}: {}", tmp, path, std::strerror(errno)));
   }
   return FsyncPath(dir, true);
+}
+
+std::optional<Lsn> SiteState::EpochEnd(uint64_t e) const {
+  for (const Position& p : history) {
+    if (p.epoch == e) return p.lsn;
+  }
+  return std::nullopt;
 }
 
 Result<SiteState> LoadOrInitSiteState(const Config& config) {

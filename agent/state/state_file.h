@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
+#include "common/lsn.h"
 #include "common/status.h"
 
 namespace geosync {
@@ -21,6 +23,28 @@ struct SiteState {
   std::string source_site;  // the site this one follows (replica) or itself (source)
   bool fenced = false;      // this site must not ship its stream or take writes
   std::string fence_reason;
+  // Replica: the source to follow, set by a promotion; overrides the config's
+  // upstream. Unset: use the config's.
+  std::optional<Endpoint> upstream;
+  // Source: sites allowed to connect besides the config's "sites" (the
+  // promotion that made this site the source names its peers).
+  std::vector<std::string> peers;
+  // The last position of each earlier epoch in this site's lineage
+  // (epoch -> position of its last unit): a site holding more of an old
+  // epoch than that has diverged and must rejoin, like a PostgreSQL timeline.
+  std::vector<Position> history;
+  // The database carries geosync's read-only fence (site_ops.h FenceDatabase).
+  bool db_fenced = false;
+  // A promotion this site takes part in: the site being promoted and the new
+  // epoch. On the old source, `promotion_final` is its last position once
+  // fenced. Cleared when the site has taken its new role.
+  std::string promotion_target;
+  uint64_t promotion_epoch = 0;
+  Position promotion_final;
+  std::string promotion_error;  // why the last promotion step failed here
+
+  // The end of `epoch` in this lineage, if recorded.
+  std::optional<Lsn> EpochEnd(uint64_t epoch) const;
 
   bool operator==(const SiteState&) const = default;
 };

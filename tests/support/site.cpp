@@ -97,6 +97,15 @@ Lsn AppliedLsn(PgCluster& replica) {
   return lsn.ok() ? *lsn : Lsn();
 }
 
+Lsn AppliedLsnAt(PgCluster& replica, uint64_t epoch) {
+  std::string v = replica.QueryValue(fmt::format(
+      "SELECT coalesce(max(remote_lsn), '0/0') FROM pg_replication_origin_status s "
+      "JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname ~ '^geosync.*_e{}$'",
+      epoch));
+  auto lsn = Lsn::Parse(v);
+  return lsn.ok() ? *lsn : Lsn();
+}
+
 std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbname) {
   PgResult r = cluster.Exec(
       "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON "

@@ -56,6 +56,10 @@ class GeoSite {
 // The applied position of a replica database: the highest origin progress
 // of geosync's replication origins, or an invalid Lsn.
 Lsn AppliedLsn(PgCluster& replica);
+// The applied position within one epoch: the progress of origin
+// geosync_<cluster>_e<epoch>, or an invalid Lsn. LSNs of different epochs
+// come from different primaries and must not be compared.
+Lsn AppliedLsnAt(PgCluster& replica, uint64_t epoch);
 
 // Every user table (schema-qualified) in `dbname`, sorted.
 std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbname = "postgres");

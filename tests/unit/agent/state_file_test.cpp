@@ -21,13 +21,59 @@ class StateFileTest : public ::testing::Test {
 };
 
 TEST_F(StateFileTest, WriteThenReadReturnsTheSameState) {
-  SiteState s{.cluster_id = "prod", .site = "dublin", .epoch = 4, .role = Role::kSource,
-              .source_site = "dublin", .fenced = true, .fence_reason = "old primary"};
+  SiteState s;
+  s.cluster_id = "prod";
+  s.site = "dublin";
+  s.epoch = 4;
+  s.role = Role::kSource;
+  s.source_site = "dublin";
+  s.fenced = true;
+  s.fence_reason = "old primary";
   ASSERT_TRUE(WriteSiteState(dir_, s).ok());
   auto back = ReadSiteState(dir_);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, s);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/state.json.tmp")) << "temp file renamed away";
+}
+
+TEST_F(StateFileTest, PromotionFieldsRoundTrip) {
+  SiteState s;
+  s.cluster_id = "prod";
+  s.site = "frankfurt";
+  s.epoch = 3;
+  s.role = Role::kReplica;
+  s.source_site = "dublin";
+  s.upstream = Endpoint{"10.1.2.3", 7450};
+  s.peers = {"dublin", "virginia"};
+  s.history = {Position{1, Lsn(0x3000060)}, Position{2, Lsn(0x5000128)}};
+  s.db_fenced = true;
+  s.promotion_target = "virginia";
+  s.promotion_epoch = 4;
+  s.promotion_final = Position{3, Lsn(0x7000010)};
+  s.promotion_error = "timed out";
+  ASSERT_TRUE(WriteSiteState(dir_, s).ok());
+  auto back = ReadSiteState(dir_);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, s);
+  EXPECT_EQ(back->EpochEnd(2), Lsn(0x5000128));
+  EXPECT_FALSE(back->EpochEnd(3).has_value()) << "epoch 3 has not ended";
+}
+
+TEST_F(StateFileTest, BadUpstreamOrHistoryIsCorruptionNamingTheFile) {
+  std::ofstream(dir_ + "/state.json")
+      << R"({"version":1,"cluster_id":"c","site":"s","epoch":2,"role":"replica",)"
+      << R"("upstream":"no-port"})";
+  auto r = ReadSiteState(dir_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption);
+  EXPECT_NE(r.status().message().find("upstream"), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().message().find(dir_ + "/state.json"), std::string::npos);
+  std::ofstream(dir_ + "/state.json")
+      << R"({"version":1,"cluster_id":"c","site":"s","epoch":2,"role":"replica",)"
+      << R"("history":["2@nonsense"]})";
+  r = ReadSiteState(dir_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("history"), std::string::npos) << r.status().ToString();
 }
 
 TEST_F(StateFileTest, FirstStartCreatesEpochOneFromConfig) {

@@ -305,8 +305,8 @@ TEST(Topology, ParsesSitesAndRejectsUnknownKeys) {
 }
 
 TEST(Table, UnreachableSiteIsARowWithItsError) {
-  TopologySite f{"frankfurt", "http://127.0.0.1:1"};
-  TopologySite d{"dublin", "http://127.0.0.1:2"};
+  TopologySite f{"frankfurt", "http://127.0.0.1:1", ""};
+  TopologySite d{"dublin", "http://127.0.0.1:2", ""};
   std::vector<StatusRow> rows = {RowFromStatus(d, StatusJson(Replica())),
                                  UnreachableRow(f, "connect: Connection refused")};
   std::string table = FormatTable(rows);
@@ -323,7 +323,7 @@ TEST(Table, UnreachableSiteIsARowWithItsError) {
 }
 
 TEST(Table, MalformedStatusIsShownNotThrown) {
-  TopologySite d{"dublin", "http://127.0.0.1:2"};
+  TopologySite d{"dublin", "http://127.0.0.1:2", ""};
   StatusRow row = RowFromStatus(d, nlohmann::json{{"role", 5}});
   EXPECT_EQ(row.state, "invalid");
 }

@@ -1,0 +1,546 @@
+// geosyncctl switchover / failover / rejoin: moving the source role to another site
+// through every site's admin API. Each command is a small state machine
+// (one table of steps below); every step is idempotent on the sites, and the
+// first step works out from the sites' own state where an interrupted run
+// stopped, so running the same command again finishes it.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "agent/admin/admin_client.h"
+#include "agent/admin/admin_server.h"
+#include "agent/admin/status_model.h"
+#include "agent/ctl/commands.h"
+#include "agent/ctl/promote_plan.h"
+#include "agent/exit_codes.h"
+
+namespace geosync::ctl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct PromoteArgs {
+  std::string topology;
+  std::string to;
+  std::string token_file;
+  bool yes = false;
+  bool dry_run = false;
+  bool force = false;         // failover: even though the primary answers
+  bool allow_behind = false;  // failover: target is not the most advanced
+  double max_lag_s = -1;      // failover: refuse above this potential loss
+  bool accept_loss = false;   // failover: even above --max-lag
+  int64_t sequence_gap = -1;  // -1: 0 for switchover, 1000 for failover
+  int timeout_s = 120;
+  bool abort = false;  // switchover: call off an interrupted one
+};
+
+// Everything a run needs, shared by its steps.
+struct Run {
+  explicit Run(const PromoteArgs& a) : args(a) {}
+  const PromoteArgs& args;
+  admin::Topology topology;
+  std::string token;
+  bool failover = false;
+  std::vector<SiteReport> sites;
+  std::string old_source;  // "" when unknown
+  uint64_t epoch = 0;      // the current (highest) epoch
+  uint64_t new_epoch = 0;
+  Position final_pos;  // switchover: the fenced primary's last position
+  Clock::time_point fenced_at{};
+  double unavailable_s = 0;
+  std::vector<std::string> absent;  // unreachable when the run began
+  const SiteReport* Find(const std::string& name) const {
+    for (const auto& s : sites) {
+      if (s.name == name) return &s;
+    }
+    return nullptr;
+  }
+  const admin::TopologySite* Topo(const std::string& name) const {
+    for (const auto& s : topology.sites) {
+      if (s.name == name) return &s;
+    }
+    return nullptr;
+  }
+};
+
+// A step's failure: exit code and what to tell the DBA.
+struct StepError {
+  int code = kExitFailure;
+  std::string message;
+};
+using StepResult = std::optional<StepError>;
+
+StepResult FromStatus(const Status& st) {
+  if (st.ok()) return std::nullopt;
+  return StepError{ExitCodeFor(st), st.ToString()};
+}
+
+// POST /admin/<action>?<query> on `site`; 200 and 202 are success.
+StepResult Post(const Run& run, const std::string& site, const std::string& action,
+                const std::string& query) {
+  const admin::TopologySite* t = run.Topo(site);
+  if (!t) return StepError{kExitConfig, fmt::format("site {} is not in the topology", site)};
+  admin::HttpCall call;
+  call.method = "POST";
+  call.base_url = t->admin;
+  call.target = "/admin/" + action + (query.empty() ? "" : "?" + query);
+  call.bearer = run.token;
+  call.timeout = std::chrono::seconds(10);
+  auto answer = admin::Http(call);
+  if (!answer.ok()) return FromStatus(answer.status().WithContext("site " + site));
+  std::string body = answer->body;
+  while (!body.empty() && body.back() == '\n') body.pop_back();
+  if (answer->status == 200 || answer->status == 202) {
+    std::cout << fmt::format("    {}: {}\n", site, body);
+    return std::nullopt;
+  }
+  int code = answer->status == 401 || answer->status == 409 ? kExitRefused : kExitPeer;
+  return StepError{code, fmt::format("site {}: POST {} answered HTTP {}: {}", site, call.target,
+                                     answer->status, body)};
+}
+
+// Polls every site until `done` holds, or the deadline.
+StepResult WaitUntil(Run& run, const std::string& what,
+                     const std::function<bool(const Run&)>& done) {
+  const auto until = Clock::now() + std::chrono::seconds(run.args.timeout_s);
+  while (true) {
+    run.sites = Survey(run.topology);
+    if (done(run)) return std::nullopt;
+    if (Clock::now() > until) {
+      return StepError{
+          kExitPeer, fmt::format("timed out after {} s waiting for {}", run.args.timeout_s, what)};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+std::string StreamQuery(const Run& run, const std::string& site, StepResult* error) {
+  const admin::TopologySite* t = run.Topo(site);
+  if (!t || t->stream.empty()) {
+    *error = StepError{kExitConfig,
+                       fmt::format("topology {}: site {} has no \"stream\" (host:port where its "
+                                   "stream server listens); add it",
+                                   run.args.topology, site)};
+    return "";
+  }
+  auto colon = t->stream.rfind(':');
+  return fmt::format("site={}&host={}&port={}", site, t->stream.substr(0, colon),
+                     t->stream.substr(colon + 1));
+}
+
+// --- the steps ------------------------------------------------------------
+
+StepResult Fence(Run& run) {
+  run.fenced_at = Clock::now();
+  if (auto e = Post(run, run.old_source, "promotion/fence",
+                    fmt::format("target={}&epoch={}", run.args.to, run.new_epoch))) {
+    return e;
+  }
+  auto e = WaitUntil(run, "the primary to fence itself", [&](const Run& r) {
+    const SiteReport* s = r.Find(r.old_source);
+    return s && (s->final_pos.lsn.valid() || !s->promotion_error.empty());
+  });
+  if (e) return e;
+  const SiteReport* s = run.Find(run.old_source);
+  if (!s->promotion_error.empty()) {
+    return StepError{kExitFailure,
+                     fmt::format("{} could not fence: {}", run.old_source, s->promotion_error)};
+  }
+  run.final_pos = s->final_pos;
+  std::cout << fmt::format("    {} is read-only; its final position is {}\n", run.old_source,
+                           run.final_pos.ToString());
+  return std::nullopt;
+}
+
+StepResult CatchUp(Run& run) {
+  auto e =
+      WaitUntil(run, fmt::format("{} to apply up to {}", run.args.to, run.final_pos.ToString()),
+                [&](const Run& r) {
+                  const SiteReport* t = r.Find(r.args.to);
+                  return t && t->applied >= r.final_pos;
+                });
+  if (!e) return std::nullopt;
+  // Roll back: the primary takes writes again, nothing else changed.
+  std::cout << fmt::format("    {} did not catch up; lifting the fence on {}\n", run.args.to,
+                           run.old_source);
+  if (auto u = Post(run, run.old_source, "promotion/unfence", "")) {
+    e->message += "; lifting the fence failed too: " + u->message;
+  } else {
+    e->message += "; the switchover was rolled back and " + run.old_source + " takes writes again";
+  }
+  return e;
+}
+
+StepResult PromoteTarget(Run& run) {
+  std::string peers;
+  for (const auto& s : run.topology.sites) {
+    if (s.name == run.args.to) continue;
+    peers += (peers.empty() ? "" : ",") + s.name;
+  }
+  int64_t gap = run.args.sequence_gap >= 0 ? run.args.sequence_gap : (run.failover ? 1000 : 0);
+  if (auto e = Post(run, run.args.to, "promotion/promote",
+                    fmt::format("epoch={}&peers={}&sequence_gap={}&reason={}", run.new_epoch, peers,
+                                gap, run.failover ? "failover" : "switchover"))) {
+    return e;
+  }
+  auto e =
+      WaitUntil(run, fmt::format("{} to become the source at epoch {}", run.args.to, run.new_epoch),
+                [&](const Run& r) {
+                  const SiteReport* t = r.Find(r.args.to);
+                  if (t && t->role == "replica" && !t->promotion_error.empty()) return true;
+                  return t && t->role == "source" && t->epoch == r.new_epoch;
+                });
+  if (e) return e;
+  const SiteReport* t = run.Find(run.args.to);
+  if (t->role != "source") {
+    return StepError{kExitFailure,
+                     fmt::format("{} refused the promotion: {}", run.args.to, t->promotion_error)};
+  }
+  if (run.fenced_at != Clock::time_point{}) {
+    run.unavailable_s = std::chrono::duration<double>(Clock::now() - run.fenced_at).count();
+  }
+  return std::nullopt;
+}
+
+// Other replicas follow the new source; they catch up from its spool.
+StepResult Repoint(Run& run) {
+  StepResult error;
+  std::string query = StreamQuery(run, run.args.to, &error);
+  if (error) return error;
+  for (const SiteReport& s : run.sites) {
+    if (s.name == run.args.to || s.name == run.old_source || !s.reachable) continue;
+    if (s.role != "replica") continue;
+    if (auto e = Post(run, s.name, "promotion/follow", query)) return e;
+  }
+  return std::nullopt;
+}
+
+StepResult DemoteOld(Run& run) {
+  StepResult error;
+  std::string query = StreamQuery(run, run.args.to, &error);
+  if (error) return error;
+  const SiteReport* old = run.Find(run.old_source);
+  if (old && old->role == "replica") return std::nullopt;  // done by an earlier run
+  return Post(run, run.old_source, "promotion/demote", query);
+}
+
+// Every reachable site other than the new source streams from it.
+StepResult Settle(Run& run) {
+  return WaitUntil(run, "every reachable site to stream from " + run.args.to, [&](const Run& r) {
+    for (const SiteReport& s : r.sites) {
+      if (s.name == r.args.to) {
+        if (s.role != "source") return false;
+        continue;
+      }
+      if (std::find(r.absent.begin(), r.absent.end(), s.name) != r.absent.end()) {
+        continue;  // lost before the run: it fences itself on return
+      }
+      if (!s.reachable) return false;  // restarting in its new role
+      if (s.role == "fenced") continue;
+      if (s.role != "replica" || !s.connected || s.source_site != r.args.to) {
+        return false;
+      }
+    }
+    return true;
+  });
+}
+
+struct Step {
+  const char* name;
+  StepResult (*run)(Run&);
+};
+
+// The two state machines: steps in order; a run starts at the step that
+// FirstStep() finds and logs each transition.
+constexpr Step kSwitchover[] = {
+    {"fence the primary and take its final position", Fence},
+    {"wait until the target has applied the final position", CatchUp},
+    {"promote the target at the new epoch", PromoteTarget},
+    {"re-point the other replicas to the new source", Repoint},
+    {"make the old primary a replica of the new source", DemoteOld},
+    {"wait until every site streams from the new source", Settle},
+};
+constexpr Step kFailover[] = {
+    {"promote the target at the new epoch", PromoteTarget},
+    {"re-point the other replicas to the new source", Repoint},
+    {"wait until every reachable site streams from the new source", Settle},
+};
+
+int Execute(Run& run, std::span<const Step> steps, size_t first) {
+  for (size_t i = first; i < steps.size(); ++i) {
+    std::cout << fmt::format("[{}/{}] {}\n", i + 1, steps.size(), steps[i].name);
+    const auto t0 = Clock::now();
+    if (StepResult e = steps[i].run(run)) {
+      std::cerr << fmt::format("geosyncctl: step {} ({}) failed: {}\n", i + 1, steps[i].name,
+                               e->message);
+      return e->code;
+    }
+    std::cout << fmt::format("      done in {:.2f} s\n",
+                             std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return kExitOk;
+}
+
+bool Confirm(const PromoteArgs& args, const std::string& question) {
+  if (args.yes) return true;
+  std::cout << question << " [y/N] " << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "y" || answer == "Y" || answer == "yes";
+}
+
+int Prepare(Run& run, const PromoteArgs& args) {
+  auto topology = admin::LoadTopology(args.topology);
+  if (!topology.ok()) return Fail(topology.status());
+  run.topology = *topology;
+  auto token = admin::ReadTokenFile(args.token_file);
+  if (!token.ok()) return Fail(token.status());
+  run.token = *token;
+  if (!run.Topo(args.to)) {
+    return Fail(
+        Status::Config(fmt::format("topology {}: no site named \"{}\"", args.topology, args.to)));
+  }
+  if (!run.topology.etcd.empty()) {
+    return Fail(Status::Config(
+        fmt::format("topology {} names an etcd cluster, but this geosyncctl does not take the etcd "
+                    "promotion lock yet; remove \"etcd\" to promote with the per-site epoch checks",
+                    args.topology)));
+  }
+  run.sites = Survey(run.topology);
+  for (const SiteReport& s : run.sites) {
+    if (!s.reachable) run.absent.push_back(s.name);
+  }
+  return -1;
+}
+
+int RunSwitchover(const PromoteArgs& args) {
+  Run run{args};
+  if (int rc = Prepare(run, args); rc >= 0) return rc;
+  std::cout << FormatSurvey(run.sites);
+  Plan plan = PlanSwitchover(run.sites, args.to);
+  if (!plan.refusal.empty()) {
+    std::cerr << "geosyncctl: switchover refused: " << plan.refusal << "\n";
+    return kExitRefused;
+  }
+  run.old_source = plan.old_source;
+  run.epoch = plan.epoch;
+  run.new_epoch = plan.new_epoch;
+  run.final_pos = plan.final_pos;
+  if (args.abort) {
+    if (plan.first_step >= 2) {
+      std::cerr << "geosyncctl: too late to abort: " << args.to << " is already promoted\n";
+      return kExitRefused;
+    }
+    if (auto e = Post(run, run.old_source, "promotion/unfence", "")) {
+      std::cerr << "geosyncctl: " << e->message << "\n";
+      return e->code;
+    }
+    std::cout << "switchover called off; " << run.old_source << " stays the source\n";
+    return kExitOk;
+  }
+  std::cout << fmt::format(
+      "\nplan: switchover from {} to {} at epoch {} -> {}{}\n", run.old_source, args.to, run.epoch,
+      run.new_epoch,
+      plan.first_step > 0 ? fmt::format(" (resuming at step {})", plan.first_step + 1) : "");
+  for (size_t i = plan.first_step; i < std::size(kSwitchover); ++i) {
+    std::cout << fmt::format("  {}. {}\n", i + 1, kSwitchover[i].name);
+  }
+  std::cout << fmt::format("  writes on {} are refused from step 1 until step 3 ends\n",
+                           run.old_source);
+  if (args.dry_run) {
+    std::cout << "dry run: nothing changed\n";
+    return kExitOk;
+  }
+  if (!Confirm(args, "proceed?")) {
+    std::cout << "nothing changed\n";
+    return kExitRefused;
+  }
+  int rc = Execute(run, kSwitchover, plan.first_step);
+  if (rc != kExitOk) return rc;
+  std::cout << "\n" << FormatSurvey(run.sites);
+  std::cout << fmt::format(
+      "switchover complete: {} is the source at epoch {}; writes were unavailable for {:.2f} s\n",
+      args.to, run.new_epoch, run.unavailable_s);
+  return kExitOk;
+}
+
+int RunFailover(const PromoteArgs& args) {
+  Run run{args};
+  run.failover = true;
+  if (int rc = Prepare(run, args); rc >= 0) return rc;
+  std::cout << FormatSurvey(run.sites);
+  FailoverChecks checks;
+  checks.force = args.force;
+  checks.allow_behind = args.allow_behind;
+  checks.max_lag_s = args.max_lag_s;
+  checks.accept_loss = args.accept_loss;
+  Plan plan = PlanFailover(run.sites, args.to, checks);
+  std::cout << plan.loss_report;
+  if (!plan.refusal.empty()) {
+    std::cerr << "geosyncctl: failover refused: " << plan.refusal << "\n";
+    return kExitRefused;
+  }
+  run.old_source = plan.old_source;
+  run.epoch = plan.epoch;
+  run.new_epoch = plan.new_epoch;
+  std::cout << fmt::format("\nplan: failover from {} to {} at epoch {} -> {}\n",
+                           run.old_source.empty() ? "(unknown)" : run.old_source, args.to,
+                           run.epoch, run.new_epoch);
+  for (size_t i = plan.first_step; i < std::size(kFailover); ++i) {
+    std::cout << fmt::format("  {}. {}\n", i + 1, kFailover[i].name);
+  }
+  if (args.dry_run) {
+    std::cout << "dry run: nothing changed\n";
+    return kExitOk;
+  }
+  if (!Confirm(args, "proceed?")) {
+    std::cout << "nothing changed\n";
+    return kExitRefused;
+  }
+  int rc = Execute(run, kFailover, plan.first_step);
+  if (rc != kExitOk) return rc;
+  std::cout << "\n" << FormatSurvey(run.sites);
+  std::cout << fmt::format(
+      "failover complete: {} is the source at epoch {}. When {} returns it fences itself; "
+      "`geosyncctl rejoin --site {}` then exports what it committed that {} never received.\n",
+      args.to, run.new_epoch, run.old_source.empty() ? "the old primary" : run.old_source,
+      run.old_source.empty() ? "OLD" : run.old_source, args.to);
+  return kExitOk;
+}
+
+// geosyncctl rejoin: a returning old primary (fenced) becomes a replica of
+// the new source, after its divergent transactions are exported.
+int RunRejoin(const PromoteArgs& args) {
+  Run run(args);
+  if (int rc = Prepare(run, args); rc >= 0) return rc;
+  std::cout << FormatSurvey(run.sites);
+  const SiteReport* old = run.Find(args.to);
+  if (!old || !old->reachable) {
+    std::cerr << fmt::format("geosyncctl: rejoin refused: {} does not answer\n", args.to);
+    return kExitRefused;
+  }
+  uint64_t max_epoch = 0;
+  const SiteReport* source = nullptr;
+  for (const SiteReport& s : run.sites) {
+    if (s.reachable && s.role == "source" && s.epoch > max_epoch) {
+      max_epoch = s.epoch;
+      source = &s;
+    }
+  }
+  if (!source || source->name == old->name || source->epoch <= old->epoch) {
+    std::cerr << fmt::format(
+        "geosyncctl: rejoin refused: no reachable source with an epoch above {}'s {}\n", args.to,
+        old->epoch);
+    return kExitRefused;
+  }
+  if (old->role != "fenced") {
+    std::cerr << fmt::format(
+        "geosyncctl: rejoin refused: {} is a {} at epoch {}, not fenced; a returning old "
+        "primary fences itself when its config names the topology\n",
+        args.to, old->role, old->epoch);
+    return kExitRefused;
+  }
+  std::optional<Position> end;
+  for (const Position& h : source->history) {
+    if (h.epoch == old->epoch) end = h;
+  }
+  if (!end) {
+    std::cerr << fmt::format(
+        "geosyncctl: rejoin refused: {} has no record of where epoch {} ended; re-seed {}\n",
+        source->name, old->epoch, args.to);
+    return kExitRefused;
+  }
+  std::cout << fmt::format(
+      "\nplan: rejoin {} as a replica of {} (epoch {})\n"
+      "  1. export what {} committed after {} (where epoch {} ended on {})\n"
+      "  2. if nothing diverged, follow {} from there; otherwise stop for a re-seed\n",
+      args.to, source->name, source->epoch, args.to, end->ToString(), old->epoch, source->name,
+      source->name);
+  if (args.dry_run) {
+    std::cout << "dry run: nothing changed\n";
+    return kExitOk;
+  }
+  if (!Confirm(args, "proceed?")) return kExitRefused;
+  std::cout << "[1/2] export divergent transactions\n";
+  if (auto e = Post(run, args.to, "rejoin/export", "after=" + end->ToString())) {
+    std::cerr << "geosyncctl: " << e->message << "\n";
+    return e->code;
+  }
+  std::cout << "[2/2] follow the new source\n";
+  StepResult error;
+  std::string query = StreamQuery(run, source->name, &error);
+  if (error) {
+    std::cerr << "geosyncctl: " << error->message << "\n";
+    return error->code;
+  }
+  const std::string new_source = source->name;
+  if (auto e = Post(run, args.to, "rejoin/follow", query + "&after=" + end->ToString())) {
+    std::cerr << "geosyncctl: " << e->message << "\n";
+    return e->code;
+  }
+  if (auto e = WaitUntil(run, args.to + " to stream from " + new_source, [&](const Run& r) {
+        const SiteReport* s = r.Find(args.to);
+        return s && s->role == "replica" && s->connected && s->source_site == new_source;
+      })) {
+    std::cerr << "geosyncctl: " << e->message << "\n";
+    return e->code;
+  }
+  std::cout << "\n" << FormatSurvey(run.sites);
+  std::cout << fmt::format("rejoin complete: {} is a replica of {}\n", args.to, new_source);
+  return kExitOk;
+}
+
+void AddCommon(CLI::App* cmd, PromoteArgs& a) {
+  cmd->add_option("--topology", a.topology, "topology file (schemas/topology.schema.json)")
+      ->required();
+  cmd->add_option("--token-file", a.token_file, "file holding the sites' admin bearer token")
+      ->required();
+  cmd->add_flag("--yes,-y", a.yes, "do not ask for confirmation");
+  cmd->add_flag("--dry-run", a.dry_run, "show the plan and change nothing");
+  cmd->add_option("--timeout", a.timeout_s, "seconds each step may wait (default 120)")
+      ->check(CLI::Range(1, 86400));
+  cmd->add_option("--sequence-gap", a.sequence_gap,
+                  "increments each sequence is raised beyond the highest value seen "
+                  "(default 0 for switchover, 1000 for failover)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace
+
+void RegisterPromoteCommands(CLI::App& app, int* exit_code) {
+  auto sw = std::make_shared<PromoteArgs>();
+  auto* s = app.add_subcommand("switchover", "planned move of the source role, no data lost");
+  s->add_option("--to", sw->to, "the site to promote")->required();
+  AddCommon(s, *sw);
+  s->add_flag("--abort", sw->abort,
+              "call off an interrupted switchover before the target was promoted");
+  s->callback([sw, exit_code] { *exit_code = RunSwitchover(*sw); });
+
+  auto fo = std::make_shared<PromoteArgs>();
+  auto* f = app.add_subcommand("failover", "promote a site because the primary is lost");
+  f->add_option("--to", fo->to, "the site to promote")->required();
+  AddCommon(f, *fo);
+  f->add_flag("--force", fo->force, "fail over even though the primary still answers");
+  f->add_flag("--allow-behind", fo->allow_behind,
+              "promote the target even though another reachable site holds more");
+  f->add_option("--max-lag", fo->max_lag_s,
+                "refuse when the potential loss exceeds this many seconds");
+  f->add_flag("--accept-data-loss", fo->accept_loss, "fail over even above --max-lag");
+  f->callback([fo, exit_code] { *exit_code = RunFailover(*fo); });
+
+  auto rj = std::make_shared<PromoteArgs>();
+  auto* r = app.add_subcommand(
+      "rejoin",
+      "make a returning old primary a replica of the new source, after exporting "
+      "what it committed that the new source never received");
+  r->add_option("--site", rj->to, "the returning old primary")->required();
+  AddCommon(r, *rj);
+  r->callback([rj, exit_code] { *exit_code = RunRejoin(*rj); });
+}
+
+}  // namespace geosync::ctl

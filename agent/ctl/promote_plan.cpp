@@ -1,0 +1,335 @@
+// Survey and planning for switchover / failover; see promote_plan.h.
+#include "agent/ctl/promote_plan.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "agent/admin/admin_client.h"
+
+namespace geosync::ctl {
+namespace {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+Position PositionOf(const json& j) {
+  if (!j.is_object() || !j.contains("position")) return Position{};
+  auto p = Position::Parse(j.at("position").get<std::string>());
+  return p.ok() ? *p : Position{};
+}
+
+std::string TextOf(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j.at(key).is_string()) return "";
+  return j.at(key).get<std::string>();
+}
+
+std::optional<double> NumberOf(const json& j) {
+  if (!j.is_number()) return std::nullopt;
+  return j.get<double>();
+}
+
+const SiteReport* Find(const std::vector<SiteReport>& sites, const std::string& name) {
+  for (const auto& s : sites) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+uint64_t MaxEpoch(const std::vector<SiteReport>& sites) {
+  uint64_t e = 0;
+  for (const auto& s : sites) {
+    if (s.reachable) e = std::max(e, s.epoch);
+  }
+  return e;
+}
+
+// The one site that is the source at `epoch`, or a refusal.
+std::string SourceAt(const std::vector<SiteReport>& sites, uint64_t epoch, std::string* refusal) {
+  std::string found;
+  for (const auto& s : sites) {
+    if (!s.reachable || s.role != "source" || s.epoch != epoch) continue;
+    if (!found.empty()) {
+      *refusal =
+          fmt::format("both {} and {} claim to be the source at epoch {}", found, s.name, epoch);
+      return "";
+    }
+    found = s.name;
+  }
+  return found;
+}
+
+// A site (other than `except`) in the middle of a promotion to another target.
+std::string OtherPromotion(const std::vector<SiteReport>& sites, const std::string& target) {
+  for (const auto& s : sites) {
+    if (s.reachable && !s.promotion_target.empty() && s.promotion_target != target) {
+      return fmt::format(
+          "site {} reports a promotion of {} to epoch {} in progress; finish it "
+          "or call it off first",
+          s.name, s.promotion_target, s.promotion_epoch);
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+SiteReport ReportFromStatus(const std::string& name, const json& status) {
+  SiteReport r;
+  r.name = name;
+  r.reachable = true;
+  try {
+    r.role = status.at("role").get<std::string>();
+    r.state = status.at("state").get<std::string>();
+    r.epoch = status.at("epoch").get<uint64_t>();
+    if (status.at("site").get<std::string>() != name) {
+      r.reachable = false;
+      r.error = fmt::format("answers as site {}", status.at("site").get<std::string>());
+      return r;
+    }
+    const json& spool = status.at("spool");
+    if (r.role == "replica") {
+      const json& rep = status.at("replica");
+      r.connected = rep.at("connected").get<bool>();
+      r.source_site = TextOf(rep, "source_site");
+      r.durable = PositionOf(rep.at("durable"));
+      r.applied = PositionOf(rep.at("applied"));
+      if (auto w = TextOf(rep, "primary_wal_lsn"); !w.empty()) {
+        auto l = Lsn::Parse(w);
+        if (l.ok()) r.primary_wal_lsn = *l;
+      }
+      r.durable_lag_s = NumberOf(rep.at("lag").at("durable").at("seconds"));
+      r.heartbeat_age_s = NumberOf(rep.at("heartbeat_age_seconds"));
+      r.apply_error = TextOf(rep.at("apply"), "error");
+    } else {
+      r.durable = PositionOf(spool.value("durable", json()));
+    }
+    if (status.contains("promotion")) {
+      const json& p = status.at("promotion");
+      r.promotion_target = TextOf(p, "target");
+      if (p.at("epoch").is_number()) r.promotion_epoch = p.at("epoch").get<uint64_t>();
+      if (auto f = TextOf(p, "final"); !f.empty()) {
+        auto pos = Position::Parse(f);
+        if (pos.ok()) r.final_pos = *pos;
+      }
+      r.promotion_error = TextOf(p, "error");
+      r.db_fenced = p.at("db_fenced").get<bool>();
+      for (const auto& h : p.at("history")) {
+        auto pos = Position::Parse(h.get<std::string>());
+        if (pos.ok()) r.history.push_back(*pos);
+      }
+    }
+  } catch (const json::exception& e) {
+    r.reachable = false;
+    r.error = fmt::format("/status does not follow status.schema.json: {}", e.what());
+  }
+  return r;
+}
+
+std::vector<SiteReport> Survey(const admin::Topology& topology) {
+  asio::io_context io;
+  std::vector<SiteReport> out(topology.sites.size());
+  for (size_t i = 0; i < topology.sites.size(); ++i) {
+    asio::co_spawn(
+        io,
+        [&, i]() -> asio::awaitable<void> {
+          admin::HttpCall call;
+          call.base_url = topology.sites[i].admin;
+          call.target = "/status";
+          call.timeout = std::chrono::milliseconds(2000);
+          auto answer = co_await admin::AsyncHttp(std::move(call));
+          SiteReport r;
+          r.name = topology.sites[i].name;
+          if (!answer.ok()) {
+            r.error = answer.status().message();
+          } else if (answer->status != 200) {
+            r.error = fmt::format("GET /status answered HTTP {}", answer->status);
+          } else {
+            json doc = json::parse(answer->body, nullptr, false);
+            if (doc.is_discarded() || !doc.is_object()) {
+              r.error = "GET /status did not return a JSON object";
+            } else if (doc.value("cluster_id", "") != topology.cluster_id) {
+              r.error = fmt::format("belongs to cluster {}, not {}", doc.value("cluster_id", ""),
+                                    topology.cluster_id);
+            } else {
+              r = ReportFromStatus(topology.sites[i].name, doc);
+            }
+          }
+          out[i] = std::move(r);
+        },
+        asio::detached);
+  }
+  io.run();
+  return out;
+}
+
+std::string FormatSurvey(const std::vector<SiteReport>& sites) {
+  std::string out =
+      fmt::format("{:<12} {:<8} {:>5} {:<12} {:<12} {:<16} {:<16} {}\n", "SITE", "ROLE", "EPOCH",
+                  "STATE", "FOLLOWS", "DURABLE", "APPLIED", "PROMOTION");
+  for (const auto& s : sites) {
+    if (!s.reachable) {
+      out +=
+          fmt::format("{:<12} {:<8} {:>5} {:<12} {}\n", s.name, "-", "-", "unreachable", s.error);
+      continue;
+    }
+    std::string promotion = "-";
+    if (!s.promotion_target.empty()) {
+      promotion =
+          fmt::format("to {} epoch {}{}", s.promotion_target, s.promotion_epoch,
+                      s.final_pos.lsn.valid() ? " fenced at " + s.final_pos.ToString() : "");
+    }
+    if (!s.promotion_error.empty()) promotion += " error: " + s.promotion_error;
+    out += fmt::format("{:<12} {:<8} {:>5} {:<12} {:<12} {:<16} {:<16} {}\n", s.name, s.role,
+                       s.epoch, s.state, s.source_site.empty() ? "-" : s.source_site,
+                       s.durable.lsn.valid() ? s.durable.ToString() : "-",
+                       s.applied.lsn.valid() ? s.applied.ToString() : "-", promotion);
+  }
+  return out;
+}
+
+Plan PlanSwitchover(const std::vector<SiteReport>& sites, const std::string& target) {
+  Plan plan;
+  const SiteReport* t = Find(sites, target);
+  if (!t || !t->reachable) {
+    plan.refusal = fmt::format("target {} does not answer{}", target, t ? ": " + t->error : "");
+    return plan;
+  }
+  if (std::string other = OtherPromotion(sites, target); !other.empty()) {
+    plan.refusal = other;
+    return plan;
+  }
+  plan.epoch = MaxEpoch(sites);
+  if (t->role == "source") {
+    if (t->epoch != plan.epoch) {
+      plan.refusal =
+          fmt::format("{} is a source at epoch {}, below epoch {}", target, t->epoch, plan.epoch);
+      return plan;
+    }
+    // Already promoted by an earlier run: finish re-pointing and demoting.
+    plan.new_epoch = t->epoch;
+    for (const auto& s : sites) {
+      if (s.reachable && s.name != target && s.role == "source") plan.old_source = s.name;
+    }
+    plan.first_step = 3;
+    return plan;
+  }
+  if (t->role != "replica") {
+    plan.refusal = fmt::format("target {} is {}: it cannot be promoted", target, t->role);
+    return plan;
+  }
+  std::string refusal;
+  plan.old_source = SourceAt(sites, plan.epoch, &refusal);
+  if (!refusal.empty() || plan.old_source.empty()) {
+    plan.refusal = refusal.empty() ? fmt::format(
+                                         "no reachable site is the source at epoch {}; if the "
+                                         "primary is lost, use failover",
+                                         plan.epoch)
+                                   : refusal;
+    return plan;
+  }
+  const SiteReport* old = Find(sites, plan.old_source);
+  if (old->promotion_target == target) {
+    plan.new_epoch = old->promotion_epoch;
+    plan.final_pos = old->final_pos;
+    plan.first_step = old->final_pos.lsn.valid() ? 1 : 0;
+    return plan;
+  }
+  if (t->source_site != plan.old_source || !t->connected) {
+    plan.refusal =
+        fmt::format("target {} is not streaming from the source {} (follows {}, {})", target,
+                    plan.old_source, t->source_site.empty() ? "nothing" : t->source_site,
+                    t->connected ? "connected" : "disconnected");
+    return plan;
+  }
+  if (!t->apply_error.empty()) {
+    plan.refusal = fmt::format("target {} has an apply error: {}", target, t->apply_error);
+    return plan;
+  }
+  if (t->epoch != plan.epoch) {
+    plan.refusal = fmt::format("target {} is at epoch {}, not {}", target, t->epoch, plan.epoch);
+    return plan;
+  }
+  plan.new_epoch = plan.epoch + 1;
+  return plan;
+}
+
+Plan PlanFailover(const std::vector<SiteReport>& sites, const std::string& target,
+                  const FailoverChecks& checks) {
+  Plan plan;
+  const SiteReport* t = Find(sites, target);
+  if (!t || !t->reachable) {
+    plan.refusal = fmt::format("target {} does not answer{}", target, t ? ": " + t->error : "");
+    return plan;
+  }
+  if (std::string other = OtherPromotion(sites, target); !other.empty()) {
+    plan.refusal = other;
+    return plan;
+  }
+  plan.epoch = MaxEpoch(sites);
+  if (t->role == "source" && t->epoch == plan.epoch) {
+    plan.new_epoch = t->epoch;  // promoted by an earlier run
+    plan.first_step = 1;
+    return plan;
+  }
+  if (t->role != "replica") {
+    plan.refusal = fmt::format("target {} is {}: it cannot be promoted", target, t->role);
+    return plan;
+  }
+  std::string refusal;
+  std::string live_source = SourceAt(sites, plan.epoch, &refusal);
+  plan.old_source = live_source.empty() ? t->source_site : live_source;
+  if (!live_source.empty() && !checks.force) {
+    plan.refusal = fmt::format(
+        "the source {} still answers: use `geosyncctl switchover` for a planned move, or "
+        "--force if it is cut off from its clients and must be replaced",
+        live_source);
+    return plan;
+  }
+  // The most advanced reachable replica holds the most of the lost primary.
+  const SiteReport* best = t;
+  for (const auto& s : sites) {
+    if (s.reachable && s.role == "replica" && s.durable > best->durable) best = &s;
+  }
+  if (best != t && !checks.allow_behind) {
+    plan.refusal = fmt::format(
+        "{} holds up to {} but {} holds more ({}): promote {} or pass --allow-behind (the "
+        "transactions in between would be lost)",
+        target, t->durable.ToString(), best->name, best->durable.ToString(), best->name);
+    return plan;
+  }
+  // What may be lost: WAL the primary had written past what the target
+  // holds, as of the last heartbeat, and the time since then.
+  std::optional<uint64_t> bytes;
+  if (t->primary_wal_lsn.valid() && t->durable.lsn.valid()) {
+    bytes = t->primary_wal_lsn.BytesAfter(t->durable.lsn);
+  }
+  double seconds = t->durable_lag_s.value_or(0) + t->heartbeat_age_s.value_or(0);
+  plan.loss_report = fmt::format(
+      "potential data loss if {} is promoted:\n"
+      "  holds up to        {}\n"
+      "  primary WAL ahead  {} (as of its last heartbeat, {:.1f} s ago)\n"
+      "  seconds            {:.1f} (commits after the last one it received)\n"
+      "  transactions       those {} committed after {}; exported exactly by `geosyncctl "
+      "rejoin --site {}` when it returns\n",
+      target, t->durable.ToString(),
+      bytes ? admin::HumanBytes(*bytes) + fmt::format(" ({} bytes)", *bytes) : "unknown",
+      t->heartbeat_age_s.value_or(0), seconds,
+      plan.old_source.empty() ? "the old primary" : plan.old_source, t->durable.ToString(),
+      plan.old_source.empty() ? "OLD" : plan.old_source);
+  if (checks.max_lag_s >= 0 && seconds > checks.max_lag_s && !checks.accept_loss) {
+    plan.refusal = fmt::format(
+        "the potential loss ({:.1f} s) exceeds --max-lag {:.1f} s; pass --accept-data-loss to "
+        "fail over anyway",
+        seconds, checks.max_lag_s);
+    return plan;
+  }
+  plan.new_epoch = plan.epoch + 1;
+  return plan;
+}
+
+}  // namespace geosync::ctl
