@@ -114,7 +114,7 @@ std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) 
             "FROM pg_catalog.pg_publication_tables WHERE pubname = $1) ORDER BY 1",
         {pub});
   } else if (!config.postgres.tables.empty()) {
-    scope = fmt::format("postgres.tables (publication {} not created yet)", pub);
+    scope = fmt::format("postgres.tables (publication {} does not exist yet)", pub);
     for (const auto& t : config.postgres.tables) {
       auto reg = conn.ExecParams("SELECT to_regclass($1) IS NOT NULL", {t});
       if (!reg.ok()) return {QueryFailed("table " + t, reg.status())};
@@ -135,7 +135,7 @@ std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) 
                                  "unnest($1::text[]) t) ORDER BY 1",
                              {list});
   } else {
-    scope = fmt::format("all tables (publication {} not created yet: FOR ALL TABLES)", pub);
+    scope = fmt::format("the database (publication {} does not exist yet: FOR ALL TABLES)", pub);
     tables = conn.Exec(std::string(kTableColumns) +
                        "WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND "
                        "n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
