@@ -3,6 +3,7 @@
 // attribute or an ALTER TABLE.
 #include "agent/pg/pg_checks.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <fmt/format.h>

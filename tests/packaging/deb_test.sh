@@ -102,6 +102,12 @@ if (cd "$U" && systemd-analyze verify "$U/bad@x.service" >/dev/null 2>&1); then
   fail "systemd-analyze verify accepted a unit whose binary is missing: the check proves nothing"
 fi
 
+# The hardening: systemd's own exposure score, 0 (locked down) to 10 (none);
+# --threshold=20 fails above 2.0 (the unit scores about 1.4, a bare service 9.6).
+out=$(cd "$U" && systemd-analyze security --offline=true --threshold=20 "$U/geosyncd@dublin.service" 2>&1) ||
+  { echo "$out" | tail -25; fail "systemd-analyze security: the unit's exposure is above 2.0"; }
+grep -E 'Overall exposure level' <<<"$out"
+
 step "dpkg --purge"
 dpkg --root="$R" --force-script-chrootless --purge geosync >"$T/dpkg.log" 2>&1 ||
   { cat "$T/dpkg.log"; fail "dpkg --purge failed"; }
