@@ -3,9 +3,11 @@
 # two loopback sites, frankfurt (source) and dublin (replica), each with its
 # own throwaway PostgreSQL 15 (initdb as the postgres user, free ports,
 # 127.0.0.1 only), certificates from scripts/make-certs.sh and mutual TLS.
-# Paths are the runbook's with a prefix: /etc/geosync -> $ETC, binaries from
-# the build tree; systemctl is replaced by starting geosyncd directly (there
-# is no systemd in CI; the unit itself is checked by tests/packaging/deb_test.sh).
+# Paths are the runbook's with a prefix: /etc/geosync -> $ETC, and the
+# programs are those of the .deb built by cpack and unpacked with dpkg -x into
+# $PKG (installing with dpkg is tests/packaging/deb_test.sh's job); systemctl
+# is replaced by starting geosyncd directly (there is no systemd in CI; the
+# unit itself is checked by deb_test.sh).
 #
 # Each runbook section is one function below, called in order at the end.
 # Sections still to come (switchover, failover, rejoin, drills) are marked
@@ -16,13 +18,14 @@ set -euo pipefail
 SRC=$(cd "$1" && pwd)
 BUILD=$(cd "$2" && pwd)
 PGBIN=${GEOSYNC_PG_BINDIR:-/usr/lib/postgresql/15/bin}
-GEOSYNCD=$BUILD/agent/geosyncd
-GEOSYNCCTL=$BUILD/agent/geosyncctl
-MAKE_CERTS=$SRC/scripts/make-certs.sh
 SITES=(frankfurt dublin)
 
 T=$(mktemp -d /tmp/geosync-runbook-XXXXXX)
 chmod 755 "$T"
+PKG=$T/pkg                 # / in the runbook: the unpacked package
+GEOSYNCD=$PKG/usr/bin/geosyncd
+GEOSYNCCTL=$PKG/usr/bin/geosyncctl
+MAKE_CERTS=$PKG/usr/share/geosync/make-certs.sh
 ETC=$T/etc/geosync         # /etc/geosync in the runbook
 VAR=$T/var/lib/geosync     # /var/lib/geosync in the runbook
 mkdir -p "$ETC" "$VAR"
@@ -47,6 +50,11 @@ fail() {
 expect_output() {
   grep -Eq -- "$2" <<<"$3" || fail "$1: expected /$2/ in:
 $3"
+}
+# runbook_says "TEXT": docs/runbook.md still gives this command or output, so
+# the doc and this script cannot drift apart silently.
+runbook_says() {
+  grep -qF -- "$1" "$SRC/docs/runbook.md" || fail "docs/runbook.md no longer says: $1"
 }
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -102,7 +110,13 @@ CONF
 # ---- Deploying a new site ---------------------------------------------------------
 deploy_1_install() {
   step "deploy 1: install the package (geosyncctl --version)"
-  local out
+  local out debs
+  out=$(cpack -G DEB --config "$BUILD/CPackConfig.cmake" -B "$T/deb" 2>&1) || fail "cpack: $out"
+  debs=("$T"/deb/geosync_*_*.deb)
+  [ -f "${debs[0]}" ] || fail "cpack made no geosync_*.deb: $out"
+  dpkg -x "${debs[0]}" "$PKG"
+  runbook_says "sudo apt-get install ./geosync_"
+  runbook_says "geosyncctl --version"
   out=$("$GEOSYNCCTL" --version)
   expect_output "version" '^geosyncctl [0-9]+\.[0-9]+\.[0-9]+$' "$out"
 }
@@ -124,6 +138,7 @@ JSON
     echo "$out"
     expect_output "wal_level named" 'FAIL  wal_level: replica' "$out"
     expect_output "fix given" 'set wal_level = logical in postgresql.conf' "$out"
+    runbook_says "FAIL  wal_level: replica"
     # The runbook's settings.
     cat >>"$T/pg-$s/data/postgresql.conf" <<CONF
 wal_level = logical
@@ -131,6 +146,7 @@ max_replication_slots = 10
 max_wal_senders = 10
 CONF
     "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-$s/data" -w restart >/dev/null
+    runbook_says "CREATE ROLE geosync LOGIN SUPERUSER REPLICATION"
     psql_at "$s" "CREATE ROLE geosync LOGIN SUPERUSER REPLICATION"
   done
 }
@@ -141,6 +157,7 @@ deploy_3_schema() {
   psql_at frankfurt "CREATE TABLE events (at timestamptz, what text)"  # no PK: check-config names it
   "$PGBIN/pg_dump" -h 127.0.0.1 -p "${PGPORT[frankfurt]}" -U geosync -Fc --schema-only \
     --exclude-schema=geosync --no-publications --no-subscriptions -f "$T/app-schema.dump" app
+  runbook_says "pg_restore -l app-schema.dump | grep -v 'EVENT TRIGGER' > app-schema.list"
   "$PGBIN/pg_restore" -l "$T/app-schema.dump" | grep -v 'EVENT TRIGGER' >"$T/app-schema.list"
   "$PGBIN/pg_restore" -h 127.0.0.1 -p "${PGPORT[dublin]}" -U geosync -d app \
     -L "$T/app-schema.list" "$T/app-schema.dump"
@@ -151,6 +168,7 @@ deploy_3_schema() {
 deploy_4_certs() {
   step "deploy 4: certificates (make-certs.sh), copied to each site"
   local out
+  runbook_says "/usr/share/geosync/make-certs.sh ~/geosync-certs frankfurt dublin"
   out=$("$MAKE_CERTS" "$T/certs" "${SITES[@]}")
   expect_output "CA" 'created CA' "$out"
   expect_output "site cert" 'created .*/dublin.crt \(CN=dublin, serverAuth,clientAuth\)' "$out"
@@ -201,6 +219,9 @@ JSON
 deploy_6_source() {
   step "deploy 6: the source site: init, check-config, start"
   local out rc=0
+  runbook_says 'geosyncctl init --dsn "dbname=app user=geosync"'
+  runbook_says "sudo -u geosync geosyncctl check-config -c /etc/geosync/frankfurt.json"
+  runbook_says "ALTER TABLE public.events ADD PRIMARY KEY (...); or ALTER TABLE public.events REPLICA IDENTITY FULL;"
   out=$("$GEOSYNCCTL" init --dsn "$(dsn frankfurt)" 2>&1) || fail "geosyncctl init: $out"
   out=$("$GEOSYNCCTL" check-config -c "$ETC/frankfurt.json") || rc=$?
   [ "$rc" = 3 ] || fail "check-config exited $rc with a table without PK: $out"
@@ -212,6 +233,7 @@ deploy_6_source() {
   out=$("$GEOSYNCCTL" check-config -c "$ETC/frankfurt.json") || fail "check-config: $out"
   expect_output "ready" "frankfurt.json: config valid; site frankfurt is ready" "$out"
   expect_output "tls" 'ok    tls: certificate CN=frankfurt' "$out"
+  runbook_says "sudo systemctl enable --now geosyncd@frankfurt"
   start_agent frankfurt
   wait_until 30 "frankfurt /readyz answers 200" \
     curl -sf "http://127.0.0.1:${ADMIN[frankfurt]}/readyz"
@@ -220,6 +242,8 @@ deploy_6_source() {
 deploy_7_replica() {
   step "deploy 7: a replica site: check-config with the topology, start"
   local out
+  runbook_says "sudo -u geosync geosyncctl check-config -c /etc/geosync/dublin.json --topology /etc/geosync/topology.json"
+  runbook_says "ok    site frankfurt (http://10.0.0.5:7451): GET /healthz answered 200"
   out=$("$GEOSYNCCTL" check-config -c "$ETC/dublin.json" --topology "$ETC/topology.json") ||
     fail "check-config dublin: $out"
   echo "$out"
@@ -249,6 +273,7 @@ deploy_8_smoke() {
 daily_1_status() {
   step "daily 1: geosyncctl status --topology"
   local out
+  runbook_says "geosyncctl status --topology /etc/geosync/topology.json"
   out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json") || fail "status exited $?: $out"
   echo "$out"
   expect_output "header" '^cluster prod at ' "$out"
@@ -263,6 +288,7 @@ daily_1_status() {
 daily_2_metrics() {
   step "daily 2: /metrics and /readyz of each site"
   local out code
+  runbook_says "grep -E '^geosync_replay_lag_(bytes|seconds)'"
   out=$(curl -sf "http://127.0.0.1:${ADMIN[dublin]}/metrics") || fail "GET /metrics"
   expect_output "replay lag" '^geosync_replay_lag_bytes\{site="dublin"\} [0-9]' "$out"
   expect_output "replay lag s" '^geosync_replay_lag_seconds\{site="dublin"\} [0-9]' "$out"
@@ -290,6 +316,7 @@ daily_3_check_config() {
 # ---- Drills --------------------------------------------------------------------------
 drill_today_replica_outage() {
   step "drill: a replica site's agent is down, then catches up"
+  runbook_says "sudo systemctl stop geosyncd@dublin"
   kill -TERM "${PID[dublin]}"  # stands in for: systemctl stop geosyncd@dublin
   wait "${PID[dublin]}" || fail "geosyncd dublin did not exit cleanly on SIGTERM"
   unset 'PID[dublin]'
