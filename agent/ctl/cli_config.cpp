@@ -60,6 +60,8 @@ int RunCheckConfig(const CheckConfigArgs& args) {
       bad.subject = "topology " + args.topology;
       bad.code = topology.status().code();
       bad.found = topology.status().message();
+      // ParseTopology's messages start with "topology PATH: ", already the subject.
+      if (bad.found.starts_with(bad.subject + ": ")) bad.found.erase(0, bad.subject.size() + 2);
       bad.fix = "fix the file (schemas/topology.schema.json)";
       items.push_back(bad);
     } else {

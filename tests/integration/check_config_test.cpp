@@ -211,6 +211,38 @@ TEST_F(CheckConfigTest, EveryProblemIsReportedInOneRun) {
   }
 }
 
+TEST_F(CheckConfigTest, TopologyMustAgreeWithTheSiteConfig) {
+  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  nlohmann::json c = Replica(pg);
+  auto topology_with = [&](uint16_t port) {
+    return Write(
+        "topology.json",
+        nlohmann::json{
+            {"cluster_id", "prod"},
+            {"sites", {{{"name", "dublin"}, {"admin", fmt::format("http://127.0.0.1:{}", port)}}}}}
+            .dump());
+  };
+  auto r = CheckConfig(c, {"--topology", topology_with(7451)});
+  EXPECT_EQ(r.exit_status, kExitConfig) << r.output;
+  EXPECT_TRUE(Has(r, "lists dublin at http://127.0.0.1:7451 but the config has no admin.listen"))
+      << r.output;
+
+  c["admin"] = {{"listen", {{"host", "127.0.0.1"}, {"port", 7452}}}};
+  r = CheckConfig(c, {"--topology", topology_with(7451)});
+  EXPECT_EQ(r.exit_status, kExitConfig) << r.output;
+  EXPECT_TRUE(Has(r, "lists dublin at http://127.0.0.1:7451 but admin.listen.port is 7452"))
+      << r.output;
+
+  r = CheckConfig(c, {"--topology", topology_with(7452)});
+  EXPECT_EQ(r.exit_status, kExitOk) << "only this site is listed, so no peer to call: " << r.output;
+
+  std::string broken = Write("broken.json", "{\"cluster_id\": \"prod\", \"sites\": [");
+  r = CheckConfig(c, {"--topology", broken});
+  EXPECT_EQ(r.exit_status, kExitConfig) << r.output;
+  EXPECT_TRUE(Has(r, "FAIL  topology " + broken + ": not valid JSON")) << r.output;
+  EXPECT_TRUE(Has(r, "ok    wal_level: logical")) << "the other checks still run: " << r.output;
+}
+
 TEST_F(CheckConfigTest, PeersThatAnswerPassAndTheCertificateMustNameTheSite) {
   PgCluster& primary = NewCluster("primary", Fast("primary"));
   PgCluster& replica = NewCluster("replica", Fast("replica"));
