@@ -5,7 +5,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -79,10 +81,10 @@ std::string VerifyAgainstCa(X509* cert, const std::string& ca_file) {
   return "";
 }
 
-Status TcpConnect(const Endpoint& ep, std::chrono::milliseconds timeout) {
-  asio::io_context io;
-  asio::ip::tcp::resolver resolver(io);
-  asio::ip::tcp::socket socket(io);
+// Connects `socket` to `ep` within `timeout`.
+Status TcpConnect(asio::io_context& io, tcp::socket& socket, const Endpoint& ep,
+                  std::chrono::milliseconds timeout) {
+  tcp::resolver resolver(io);
   boost::system::error_code result = asio::error::timed_out;
   resolver.async_resolve(
       ep.host, std::to_string(ep.port), [&](const boost::system::error_code& ec, auto endpoints) {
@@ -94,11 +96,31 @@ Status TcpConnect(const Endpoint& ep, std::chrono::milliseconds timeout) {
                             [&](const boost::system::error_code& ec2, auto) { result = ec2; });
       });
   io.run_for(timeout);
+  io.restart();
   if (result == asio::error::timed_out) {
     return Status::Timeout(fmt::format("no answer within {} ms", timeout.count()));
   }
   if (result) return Status::Io(result.message());
   return Status::Ok();
+}
+
+// Connects to the upstream and, with TLS, completes the handshake as geosyncd
+// would (client side, mutual authentication). Returns the server
+// certificate's CN ("" without TLS).
+Result<std::string> ProbeUpstream(const Endpoint& ep, std::shared_ptr<asio::ssl::context> tls,
+                                  std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  GEOSYNC_RETURN_IF_ERROR(TcpConnect(io, socket, ep, timeout));
+  if (!tls) return std::string();
+  PeerStream stream(std::move(socket), tls, 0);
+  Status handshake = Status::Timeout("TLS handshake did not finish");
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { handshake = co_await stream.Handshake(false, timeout); },
+      asio::detached);
+  io.run_for(timeout + std::chrono::seconds(1));
+  GEOSYNC_RETURN_IF_ERROR(handshake);
+  return stream.PeerCommonName();
 }
 
 }  // namespace
@@ -218,11 +240,25 @@ std::vector<CheckItem> CheckPeers(const Config& config, const admin::Topology* t
   if (config.role == Role::kReplica && config.upstream) {
     std::string subject =
         fmt::format("upstream {}:{}", config.upstream->host, config.upstream->port);
-    Status st = TcpConnect(*config.upstream, timeout);
-    if (st.ok()) {
-      items.push_back(Item(subject, Code::kOk, "accepts TCP connections"));
+    std::shared_ptr<asio::ssl::context> tls;
+    if (config.tls.enabled) {
+      auto ctx = MakeTlsContext(config.tls, /*server=*/false);
+      if (ctx.ok()) tls = *ctx;  // else the tls check above reported it
+    }
+    auto probe = ProbeUpstream(*config.upstream, tls, timeout);
+    if (probe.ok()) {
+      items.push_back(Item(subject, Code::kOk,
+                           tls ? fmt::format("TLS handshake done, server certificate CN={}", *probe)
+                               : "accepts TCP connections"));
+    } else if (probe.status().code() == Code::kFenced) {
+      // Handshake() reports a refused certificate as kFenced; here it is a
+      // deployment mistake to fix, not a fencing decision.
+      items.push_back(Item(subject, Code::kConfig, probe.status().message(),
+                           "give both sites certificates from the same deployment CA "
+                           "(tls.ca_file; /usr/share/geosync/make-certs.sh)"));
     } else {
-      items.push_back(Item(subject, st.code(), "cannot connect: " + st.message(),
+      items.push_back(Item(subject, probe.status().code(),
+                           "cannot connect: " + probe.status().message(),
                            "start the source site's geosyncd (its listen block), or fix "
                            "upstream.host/port, DNS or the firewall"));
     }

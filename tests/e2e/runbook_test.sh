@@ -247,7 +247,7 @@ deploy_7_replica() {
   out=$("$GEOSYNCCTL" check-config -c "$ETC/dublin.json" --topology "$ETC/topology.json") ||
     fail "check-config dublin: $out"
   echo "$out"
-  expect_output "upstream" "ok    upstream 127.0.0.1:$STREAM_PORT: accepts TCP connections" "$out"
+  expect_output "upstream" "ok    upstream 127.0.0.1:$STREAM_PORT: TLS handshake done, server certificate CN=frankfurt" "$out"
   expect_output "peer" 'ok    site frankfurt \(http://127.0.0.1:[0-9]+\): GET /healthz answered 200' "$out"
   expect_output "ready" "dublin.json: config valid; site dublin is ready" "$out"
   start_agent dublin

@@ -297,6 +297,27 @@ TEST_F(CheckConfigTest, PeersThatAnswerPassAndTheCertificateMustNameTheSite) {
   EXPECT_TRUE(Has(r, fmt::format("ok    site frankfurt ({}): GET /healthz answered 200", url)))
       << r.output;
   EXPECT_TRUE(Has(r, "ok    tls: certificate CN=dublin")) << r.output;
+  EXPECT_TRUE(Has(r, fmt::format("ok    upstream 127.0.0.1:{}: TLS handshake done, server "
+                                 "certificate CN=frankfurt",
+                                 listen_port)))
+      << r.output;
+
+  // Certificates from another deployment's CA: each file is fine on its own,
+  // the handshake with the source is not.
+  std::string other = dir_ + "/other-certs";
+  make.argv = {SourceDir() + "/scripts/make-certs.sh", other, "dublin"};
+  made = RunProgram(make, 60s);
+  ASSERT_TRUE(made.ok() && made->exit_status == 0);
+  nlohmann::json foreign = c;
+  foreign["tls"]["ca_file"] = other + "/ca.crt";
+  foreign["tls"]["cert_file"] = other + "/dublin.crt";
+  foreign["tls"]["key_file"] = other + "/dublin.key";
+  r = CheckConfig(foreign, {"--topology", topology});
+  EXPECT_EQ(r.exit_status, kExitConfig) << r.output;
+  EXPECT_TRUE(Has(r, "ok    tls: certificate CN=dublin")) << r.output;
+  EXPECT_TRUE(Has(r, fmt::format("FAIL  upstream 127.0.0.1:{}: TLS handshake", listen_port)))
+      << r.output;
+  EXPECT_TRUE(Has(r, "same deployment CA")) << r.output;
 
   c["tls"]["cert_file"] = certs + "/frankfurt.crt";
   c["tls"]["key_file"] = certs + "/frankfurt.key";
