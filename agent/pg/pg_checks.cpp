@@ -99,49 +99,68 @@ constexpr const char* kTableColumns =
     "          i.indisreplident) "
     "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ";
 
-std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) {
-  std::vector<CheckItem> items;
-  const std::string& pub = config.postgres.publication;
-  auto exists =
-      conn.ExecParams("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", {pub});
-  if (!exists.ok()) return {QueryFailed("publication " + pub, exists.status())};
-  Result<PgResult> tables = Status::NotFound("");
-  std::string scope;
-  if (exists->rows() == 1) {
-    scope = fmt::format("publication {}", pub);
-    tables = conn.ExecParams(
-        std::string(kTableColumns) +
-            "WHERE c.oid IN (SELECT format('%I.%I', schemaname, tablename)::regclass "
-            "FROM pg_catalog.pg_publication_tables WHERE pubname = $1) ORDER BY 1",
-        {pub});
-  } else if (!config.postgres.tables.empty()) {
-    scope = fmt::format("postgres.tables (publication {} does not exist yet)", pub);
-    for (const auto& t : config.postgres.tables) {
-      auto reg = conn.ExecParams("SELECT to_regclass($1) IS NOT NULL", {t});
-      if (!reg.ok()) return {QueryFailed("table " + t, reg.status())};
-      if (reg->Get(0, 0) != "t") {
-        items.push_back(Problem("table " + t, Code::kConfig,
-                                "listed in postgres.tables but missing",
-                                "create the table (same schema as on the source) or remove it "
-                                "from postgres.tables"));
-      }
+// kTableColumns + `where`. (fmt, not std::string + literal: GCC 12 reports a
+// false -Warray-bounds on the latter.)
+std::string TableQuery(std::string_view where) { return fmt::format("{}{}", kTableColumns, where); }
+
+// A text[] literal of `values`, each element quoted: '{"a","b"}'.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
     }
-    std::string list = "{";
-    for (size_t i = 0; i < config.postgres.tables.size(); ++i) {
-      list += (i ? "," : "") + config.postgres.tables[i];
-    }
-    list += "}";
-    tables = conn.ExecParams(std::string(kTableColumns) +
-                                 "WHERE c.oid IN (SELECT to_regclass(t) FROM "
-                                 "unnest($1::text[]) t) ORDER BY 1",
-                             {list});
-  } else {
-    scope = fmt::format("the database (publication {} does not exist yet: FOR ALL TABLES)", pub);
-    tables = conn.Exec(std::string(kTableColumns) +
-                       "WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND "
-                       "n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
-                       "n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1");
+    out += '"';
   }
+  return out + "}";
+}
+
+// The rows of kTableColumns for the tables the site publishes or would
+// publish; `scope` says which rule chose them, `items` gets a problem for
+// each table of postgres.tables that does not exist.
+Result<PgResult> PublishedTables(PgConn& conn, const Config& config, std::string* scope,
+                                 std::vector<CheckItem>* items) {
+  const std::string& pub = config.postgres.publication;
+  GEOSYNC_ASSIGN_OR_RETURN(
+      PgResult exists,
+      conn.ExecParams("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", {pub}));
+  if (exists.rows() == 1) {
+    *scope = fmt::format("publication {}", pub);
+    return conn.ExecParams(
+        TableQuery("WHERE c.oid IN (SELECT format('%I.%I', schemaname, tablename)::regclass "
+                   "FROM pg_catalog.pg_publication_tables WHERE pubname = $1) ORDER BY 1"),
+        {pub});
+  }
+  if (!config.postgres.tables.empty()) {
+    *scope = fmt::format("postgres.tables (publication {} does not exist yet)", pub);
+    std::string list = TextArray(config.postgres.tables);
+    GEOSYNC_ASSIGN_OR_RETURN(
+        PgResult missing,
+        conn.ExecParams("SELECT t FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL", {list}));
+    for (int row = 0; row < missing.rows(); ++row) {
+      items->push_back(Problem("table " + missing.Get(row, 0), Code::kConfig,
+                               "listed in postgres.tables but missing",
+                               "create the table (same schema as on the source) or remove it "
+                               "from postgres.tables"));
+    }
+    return conn.ExecParams(TableQuery("WHERE c.oid IN (SELECT to_regclass(t) FROM "
+                                      "unnest($1::text[]) t) ORDER BY 1"),
+                           {list});
+  }
+  *scope = fmt::format("the database (publication {} does not exist yet: FOR ALL TABLES)", pub);
+  return conn.Exec(
+      TableQuery("WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND "
+                 "n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
+                 "n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1"));
+}
+
+std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) {
+  std::vector<CheckItem> problems;
+  std::string scope;
+  auto tables = PublishedTables(conn, config, &scope, &problems);
   if (!tables.ok()) return {QueryFailed("replica identity", tables.status())};
   int good = 0;
   for (int row = 0; row < tables->rows(); ++row) {
@@ -149,15 +168,14 @@ std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) 
     char ident = tables->Get(row, 1).empty() ? 'd' : tables->Get(row, 1)[0];
     bool has_pk = tables->Get(row, 2) == "t";
     bool has_index = tables->Get(row, 3) == "t";
-    bool ok = ident == 'f' || (ident == 'd' && has_pk) || (ident == 'i' && has_index);
-    if (ok) {
+    if (ident == 'f' || (ident == 'd' && has_pk) || (ident == 'i' && has_index)) {
       ++good;
       continue;
     }
     std::string why = ident == 'n'   ? "REPLICA IDENTITY NOTHING"
                       : ident == 'i' ? "REPLICA IDENTITY USING INDEX on a dropped index"
                                      : "no primary key and REPLICA IDENTITY DEFAULT";
-    items.push_back(
+    problems.push_back(
         Problem("table " + name, Code::kConfig,
                 why + ": its UPDATEs and DELETEs cannot replicate (PostgreSQL rejects them on the "
                       "source once the table is published)",
@@ -165,10 +183,10 @@ std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) 
                             "IDENTITY FULL;",
                             name, name)));
   }
-  items.insert(items.begin(),
-               Ok("replica identity", fmt::format("{} of {} tables in {} can replicate UPDATE "
-                                                  "and DELETE",
-                                                  good, tables->rows(), scope)));
+  std::vector<CheckItem> items = {
+      Ok("replica identity", fmt::format("{} of {} tables in {} can replicate UPDATE and DELETE",
+                                         good, tables->rows(), scope))};
+  items.insert(items.end(), problems.begin(), problems.end());
   return items;
 }
 

@@ -157,13 +157,15 @@ TEST_F(CheckConfigTest, OnlyTablesOfAnExistingPublicationAreJudged) {
 TEST_F(CheckConfigTest, TablesListedInConfigMustExist) {
   PgCluster& pg = NewCluster("pg", Fast("pg"));
   pg.Exec("CREATE TABLE orders (id int PRIMARY KEY)");
+  pg.Exec("CREATE TABLE \"Order,Lines\" (x int)");  // a name that needs quoting, without PK
   nlohmann::json c = Replica(pg);
-  c["postgres"]["tables"] = {"public.orders", "public.missing"};
+  c["postgres"]["tables"] = {"public.orders", "public.missing", "public.\"Order,Lines\""};
   auto r = CheckConfig(c);
   EXPECT_EQ(r.exit_status, kExitConfig) << r.output;
   EXPECT_TRUE(Has(r, "FAIL  table public.missing: listed in postgres.tables but missing"))
       << r.output;
-  EXPECT_TRUE(Has(r, "1 of 1 tables in postgres.tables")) << r.output;
+  EXPECT_TRUE(Has(r, "FAIL  table public.\"Order,Lines\": no primary key")) << r.output;
+  EXPECT_TRUE(Has(r, "1 of 2 tables in postgres.tables")) << r.output;
 }
 
 TEST_F(CheckConfigTest, UnreachableUpstreamIsAPeerProblem) {
