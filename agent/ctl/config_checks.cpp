@@ -28,6 +28,9 @@ namespace {
 
 namespace asio = boost::asio;
 
+// A site certificate closer than this to its end is a warning.
+constexpr int kCertWarnDays = 30;
+
 CheckItem Item(std::string subject, Code code, std::string found, std::string fix = {}) {
   CheckItem item;
   item.subject = std::move(subject);
@@ -230,6 +233,18 @@ std::vector<CheckItem> CheckTls(const Config& config) {
   if (items.empty()) {
     items.push_back(Item("tls", Code::kOk,
                          fmt::format("certificate CN={} signed by {}", cn, config.tls.ca_file)));
+    int days = 0, seconds = 0;
+    if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(cert.get())) == 1 &&
+        days < kCertWarnDays) {
+      CheckItem soon =
+          Item("tls", Code::kOk,
+               fmt::format("certificate {} expires in {} days", config.tls.cert_file, days),
+               fmt::format("issue a new one before then (make-certs.sh: move the old "
+                           "{}.crt/.key away and run it again with {})",
+                           config.site, config.site));
+      soon.warning = true;
+      items.push_back(std::move(soon));
+    }
   }
   return items;
 }

@@ -245,6 +245,27 @@ TEST_F(CheckConfigTest, TopologyMustAgreeWithTheSiteConfig) {
   EXPECT_TRUE(Has(r, "ok    wal_level: logical")) << "the other checks still run: " << r.output;
 }
 
+TEST_F(CheckConfigTest, CertificateExpiringSoonIsAWarning) {
+  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  std::string certs = dir_ + "/certs";
+  ProcessSpec make;
+  make.argv = {SourceDir() + "/scripts/make-certs.sh", certs, "dublin"};
+  make.env = {{"GEOSYNC_CERT_DAYS", "10"}};
+  auto made = RunProgram(make, 60s);
+  ASSERT_TRUE(made.ok() && made->exit_status == 0);
+  nlohmann::json c = Replica(pg);
+  c["tls"] = {{"enabled", true},
+              {"ca_file", certs + "/ca.crt"},
+              {"cert_file", certs + "/dublin.crt"},
+              {"key_file", certs + "/dublin.key"}};
+  auto r = CheckConfig(c);
+  // The upstream here is PostgreSQL's port, which does not speak geosync's
+  // TLS: the warning is what this test is about, not the exit code.
+  std::string warn = "WARN  tls: certificate " + certs + "/dublin.crt expires in ";
+  EXPECT_TRUE(Has(r, warn + "10 days") || Has(r, warn + "9 days")) << r.output;
+  EXPECT_TRUE(Has(r, "ok    tls: certificate CN=dublin")) << r.output;
+}
+
 TEST_F(CheckConfigTest, PeersThatAnswerPassAndTheCertificateMustNameTheSite) {
   PgCluster& primary = NewCluster("primary", Fast("primary"));
   PgCluster& replica = NewCluster("replica", Fast("replica"));
