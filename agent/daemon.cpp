@@ -21,6 +21,7 @@
 #include "agent/admin/admin_server.h"
 #include "agent/admin/slot_poller.h"
 #include "agent/admin/status_model.h"
+#include "agent/pg/pg_checks.h"
 #include "agent/pg/pg_conn.h"
 #include "agent/promote/admin_actions.h"
 #include "agent/promote/peer_watch.h"
@@ -38,24 +39,7 @@
 
 namespace geosync {
 
-Status CheckPostgres(const Config& config) {
-  // Bound the connection attempt unless the user chose a timeout.
-  setenv("PGCONNECT_TIMEOUT", "5", /*overwrite=*/0);
-  auto conn = PgConn::Connect(config.postgres.dsn);
-  if (!conn.ok()) {
-    return conn.status().WithContext(fmt::format("site {} (config {})", config.site, config.path));
-  }
-  if (config.role == Role::kSource) {
-    GEOSYNC_ASSIGN_OR_RETURN(std::string level, conn->QueryValue("SHOW wal_level"));
-    if (level != "logical") {
-      return Status::Config(
-          fmt::format("PostgreSQL of source site {} has wal_level = {}: set wal_level = logical in "
-                      "postgresql.conf and restart it",
-                      config.site, level));
-    }
-  }
-  return Status::Ok();
-}
+Status CheckPostgres(const Config& config) { return CheckPostgresForRole(config); }
 
 namespace {
 

@@ -12,6 +12,10 @@ PACKAGES=(
   libcli11-dev libfmt-dev libspdlog-dev
   python3 python3-jsonschema prometheus
   iproute2 procps util-linux
+  # packaging and deployment tests: cpack's dpkg-shlibdeps (dpkg-dev, file),
+  # useradd --prefix in the postinst (passwd), systemd-analyze (systemd),
+  # the runbook's /metrics and /readyz calls (curl)
+  dpkg-dev file passwd systemd curl
 )
 
 missing=()

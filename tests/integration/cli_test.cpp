@@ -142,7 +142,10 @@ TEST_F(CliTest, UnreachablePostgresExitsFourWithoutLeakingThePassword) {
 
 TEST_F(CliTest, CheckSucceedsAgainstARealServer) {
   PgCluster& pg = NewCluster("pg");
-  std::string path = WriteConfig("ok.json", ValidReplica(pg.port()).dump());
+  nlohmann::json c = ValidReplica(pg.port());
+  // check-config also connects to the upstream: any listening port will do.
+  c["upstream"]["port"] = pg.port();
+  std::string path = WriteConfig("ok.json", c.dump());
   auto r = Run({BinaryPath("geosyncd"), "--config", path, "--check"});
   EXPECT_EQ(r.exit_status, kExitOk) << r.output;
   auto ctl = Run({BinaryPath("geosyncctl"), "check-config", "-c", path});

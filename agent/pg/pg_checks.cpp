@@ -1,0 +1,236 @@
+// The PostgreSQL checks of geosyncd's start-up and of geosyncctl check-config.
+// Every finding says what to change: a postgresql.conf setting, a role
+// attribute or an ALTER TABLE.
+#include "agent/pg/pg_checks.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "agent/pg/pg_conn.h"
+
+namespace geosync {
+namespace {
+
+Result<PgConn> ConnectSite(const Config& config) {
+  // Bound the connection attempt unless the user chose a timeout.
+  setenv("PGCONNECT_TIMEOUT", "5", /*overwrite=*/0);
+  auto conn = PgConn::Connect(config.postgres.dsn);
+  if (!conn.ok()) {
+    return conn.status().WithContext(fmt::format("site {} (config {})", config.site, config.path));
+  }
+  return conn;
+}
+
+CheckItem Ok(std::string subject, std::string found) {
+  CheckItem item;
+  item.subject = std::move(subject);
+  item.found = std::move(found);
+  return item;
+}
+
+CheckItem Problem(std::string subject, Code code, std::string found, std::string fix) {
+  CheckItem item;
+  item.subject = std::move(subject);
+  item.code = code;
+  item.found = std::move(found);
+  item.fix = std::move(fix);
+  return item;
+}
+
+CheckItem QueryFailed(std::string subject, const Status& st) {
+  return Problem(std::move(subject), Code::kPostgres, st.ToString(),
+                 "grant the geosync user read access to the catalog views, or run the check "
+                 "as a superuser");
+}
+
+CheckItem CheckWalLevel(PgConn& conn) {
+  auto level = conn.QueryValue("SHOW wal_level");
+  if (!level.ok()) return QueryFailed("wal_level", level.status());
+  if (*level == "logical") return Ok("wal_level", "logical");
+  return Problem("wal_level", Code::kConfig, *level,
+                 "set wal_level = logical in postgresql.conf and restart PostgreSQL (every "
+                 "site needs it: any site may become the source after a switchover)");
+}
+
+// A setting that must cover geosync's own slots plus what others use now.
+CheckItem CheckCapacity(PgConn& conn, const std::string& setting, const std::string& in_use_sql,
+                        const std::string& slot, const std::string& used_for) {
+  auto value = conn.QueryValue("SHOW " + setting);
+  if (!value.ok()) return QueryFailed(setting, value.status());
+  auto others = conn.ExecParams(in_use_sql, {slot});
+  if (!others.ok()) return QueryFailed(setting, others.status());
+  int have = std::atoi(value->c_str());
+  int used = std::atoi(others->Get(0, 0).c_str());
+  int need = kGeosyncSlotsNeeded + used;
+  std::string found = fmt::format("{} (needs {}: {} for geosync, {} {})", have, need,
+                                  kGeosyncSlotsNeeded, used, used_for);
+  if (have >= need) return Ok(setting, found);
+  return Problem(setting, Code::kConfig, found,
+                 fmt::format("set {} = {} (or more) in postgresql.conf and restart PostgreSQL",
+                             setting, std::max(need, 10)));
+}
+
+CheckItem CheckReplicationRole(PgConn& conn) {
+  auto r = conn.Exec(
+      "SELECT current_user, rolsuper OR rolreplication FROM pg_catalog.pg_roles "
+      "WHERE rolname = current_user");
+  if (!r.ok()) return QueryFailed("REPLICATION attribute", r.status());
+  if (r->rows() == 1 && r->Get(0, 1) == "t") {
+    return Ok("REPLICATION attribute", "user " + r->Get(0, 0) + " has it");
+  }
+  std::string user = r->rows() == 1 ? r->Get(0, 0) : "?";
+  return Problem("REPLICATION attribute", Code::kConfig,
+                 fmt::format("user {} has neither REPLICATION nor SUPERUSER", user),
+                 fmt::format("ALTER ROLE {} REPLICATION; (the source streams through a "
+                             "replication connection)",
+                             conn.EscapeIdentifier(user)));
+}
+
+// The tables whose changes the site publishes, or would publish as the
+// source: the publication's tables when it exists, else postgres.tables,
+// else every permanent user table (FOR ALL TABLES). One row per table:
+// qualified name, relreplident, has a primary key, has a replica identity index.
+constexpr const char* kTableColumns =
+    "SELECT format('%I.%I', n.nspname, c.relname), c.relreplident, "
+    "  EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
+    "  EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND "
+    "          i.indisreplident) "
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ";
+
+// kTableColumns + `where`. (fmt, not std::string + literal: GCC 12 reports a
+// false -Warray-bounds on the latter.)
+std::string TableQuery(std::string_view where) { return fmt::format("{}{}", kTableColumns, where); }
+
+// A text[] literal of `values`, each element quoted: '{"a","b"}'.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+// The rows of kTableColumns for the tables the site publishes or would
+// publish; `scope` says which rule chose them, `items` gets a problem for
+// each table of postgres.tables that does not exist.
+Result<PgResult> PublishedTables(PgConn& conn, const Config& config, std::string* scope,
+                                 std::vector<CheckItem>* items) {
+  const std::string& pub = config.postgres.publication;
+  GEOSYNC_ASSIGN_OR_RETURN(
+      PgResult exists,
+      conn.ExecParams("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", {pub}));
+  if (exists.rows() == 1) {
+    *scope = fmt::format("publication {}", pub);
+    return conn.ExecParams(
+        TableQuery("WHERE c.oid IN (SELECT format('%I.%I', schemaname, tablename)::regclass "
+                   "FROM pg_catalog.pg_publication_tables WHERE pubname = $1) ORDER BY 1"),
+        {pub});
+  }
+  if (!config.postgres.tables.empty()) {
+    *scope = fmt::format("postgres.tables (publication {} does not exist yet)", pub);
+    std::string list = TextArray(config.postgres.tables);
+    GEOSYNC_ASSIGN_OR_RETURN(
+        PgResult missing,
+        conn.ExecParams("SELECT t FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL", {list}));
+    for (int row = 0; row < missing.rows(); ++row) {
+      items->push_back(Problem("table " + missing.Get(row, 0), Code::kConfig,
+                               "listed in postgres.tables but missing",
+                               "create the table (same schema as on the source) or remove it "
+                               "from postgres.tables"));
+    }
+    return conn.ExecParams(TableQuery("WHERE c.oid IN (SELECT to_regclass(t) FROM "
+                                      "unnest($1::text[]) t) ORDER BY 1"),
+                           {list});
+  }
+  *scope = fmt::format("the database (publication {} does not exist yet: FOR ALL TABLES)", pub);
+  return conn.Exec(
+      TableQuery("WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND "
+                 "n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
+                 "n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1"));
+}
+
+std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) {
+  std::vector<CheckItem> problems;
+  std::string scope;
+  auto tables = PublishedTables(conn, config, &scope, &problems);
+  if (!tables.ok()) return {QueryFailed("replica identity", tables.status())};
+  int good = 0;
+  for (int row = 0; row < tables->rows(); ++row) {
+    std::string name = tables->Get(row, 0);
+    char ident = tables->Get(row, 1).empty() ? 'd' : tables->Get(row, 1)[0];
+    bool has_pk = tables->Get(row, 2) == "t";
+    bool has_index = tables->Get(row, 3) == "t";
+    if (ident == 'f' || (ident == 'd' && has_pk) || (ident == 'i' && has_index)) {
+      ++good;
+      continue;
+    }
+    std::string why = ident == 'n'   ? "REPLICA IDENTITY NOTHING"
+                      : ident == 'i' ? "REPLICA IDENTITY USING INDEX on a dropped index"
+                                     : "no primary key and REPLICA IDENTITY DEFAULT";
+    problems.push_back(
+        Problem("table " + name, Code::kConfig,
+                why + ": its UPDATEs and DELETEs cannot replicate (PostgreSQL rejects them on the "
+                      "source once the table is published)",
+                fmt::format("ALTER TABLE {} ADD PRIMARY KEY (...); or ALTER TABLE {} REPLICA "
+                            "IDENTITY FULL;",
+                            name, name)));
+  }
+  std::vector<CheckItem> items = {
+      Ok("replica identity", fmt::format("{} of {} tables in {} can replicate UPDATE and DELETE",
+                                         good, tables->rows(), scope))};
+  items.insert(items.end(), problems.begin(), problems.end());
+  return items;
+}
+
+}  // namespace
+
+Status CheckPostgresForRole(const Config& config) {
+  GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, ConnectSite(config));
+  if (config.role == Role::kSource) {
+    GEOSYNC_ASSIGN_OR_RETURN(std::string level, conn.QueryValue("SHOW wal_level"));
+    if (level != "logical") {
+      return Status::Config(
+          fmt::format("PostgreSQL of source site {} has wal_level = {}: set wal_level = logical in "
+                      "postgresql.conf and restart it",
+                      config.site, level));
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<CheckItem> AuditPostgres(const Config& config) {
+  std::vector<CheckItem> items;
+  auto conn = ConnectSite(config);
+  if (!conn.ok()) {
+    items.push_back(Problem("postgres connection", conn.status().code(), conn.status().ToString(),
+                            "check postgres.dsn, that PostgreSQL is running, and that "
+                            "pg_hba.conf admits this user from this host"));
+    return items;
+  }
+  auto version = conn->QueryValue("SHOW server_version");
+  items.push_back(
+      Ok("postgres connection", "PostgreSQL " + (version.ok() ? *version : std::string("?"))));
+  items.push_back(CheckWalLevel(*conn));
+  items.push_back(
+      CheckCapacity(*conn, "max_replication_slots",
+                    "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name <> $1",
+                    config.postgres.slot, "other slots exist"));
+  items.push_back(CheckCapacity(
+      *conn, "max_wal_senders",
+      "SELECT count(*) FROM pg_catalog.pg_stat_replication r WHERE NOT EXISTS (SELECT 1 FROM "
+      "pg_catalog.pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_name = $1)",
+      config.postgres.slot, "other WAL senders run"));
+  items.push_back(CheckReplicationRole(*conn));
+  for (auto& item : CheckReplicaIdentity(*conn, config)) items.push_back(std::move(item));
+  return items;
+}
+
+}  // namespace geosync

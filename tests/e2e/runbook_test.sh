@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# docs/runbook.md, run: the runbook's commands in the runbook's order against
+# two loopback sites, frankfurt (source) and dublin (replica), each with its
+# own throwaway PostgreSQL 15 (initdb as the postgres user, free ports,
+# 127.0.0.1 only), certificates from scripts/make-certs.sh and mutual TLS.
+# Paths are the runbook's with a prefix: /etc/geosync -> $ETC, and the
+# programs are those of the .deb built by cpack and unpacked with dpkg -x into
+# $PKG (installing with dpkg is tests/packaging/deb_test.sh's job); systemctl
+# is replaced by starting geosyncd directly (there is no systemd in CI; the
+# unit itself is checked by deb_test.sh).
+#
+# Each runbook section is one function below, called in order at the end.
+# Sections still to come (switchover, failover, rejoin, drills) are marked
+# "APPEND HERE": add a function and its call, using the helpers.
+#
+# Usage: runbook_test.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+SRC=$(cd "$1" && pwd)
+BUILD=$(cd "$2" && pwd)
+PGBIN=${GEOSYNC_PG_BINDIR:-/usr/lib/postgresql/15/bin}
+SITES=(frankfurt dublin)
+
+T=$(mktemp -d /tmp/geosync-runbook-XXXXXX)
+chmod 755 "$T"
+PKG=$T/pkg                 # / in the runbook: the unpacked package
+GEOSYNCD=$PKG/usr/bin/geosyncd
+GEOSYNCCTL=$PKG/usr/bin/geosyncctl
+MAKE_CERTS=$PKG/usr/share/geosync/make-certs.sh
+ETC=$T/etc/geosync         # /etc/geosync in the runbook
+VAR=$T/var/lib/geosync     # /var/lib/geosync in the runbook
+mkdir -p "$ETC" "$VAR"
+RUNAS=()
+if [ "$(id -u)" -eq 0 ]; then
+  RUNAS=(runuser -u postgres --)  # PostgreSQL refuses to run as root
+fi
+declare -A PGPORT ADMIN PID
+STREAM_PORT=0
+
+# ---- helpers -----------------------------------------------------------------
+STEP=""
+step() { STEP=$*; printf '\n== runbook %s\n' "$*"; }
+fail() {
+  echo "FAIL in step '$STEP': $*" >&2
+  for s in "${SITES[@]}"; do
+    [ -f "$T/$s-geosyncd.log" ] && { echo "--- geosyncd $s log" >&2; tail -40 "$T/$s-geosyncd.log" >&2; }
+  done
+  exit 1
+}
+# expect_output "what" PATTERN OUTPUT: OUTPUT matches the extended regex.
+expect_output() {
+  grep -Eq -- "$2" <<<"$3" || fail "$1: expected /$2/ in:
+$3"
+}
+# runbook_says "TEXT": docs/runbook.md still gives this command or output, so
+# the doc and this script cannot drift apart silently.
+runbook_says() {
+  grep -qF -- "$1" "$SRC/docs/runbook.md" || fail "docs/runbook.md no longer says: $1"
+}
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+psql_at() {  # psql_at SITE SQL: as the postgres superuser, database app
+  "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PGPORT[$1]}" -U postgres -d app -c "$2"
+}
+dsn() { echo "host=127.0.0.1 port=${PGPORT[$1]} dbname=app user=geosync"; }
+# wait_until SECONDS "what" COMMAND...: polls COMMAND until it succeeds.
+wait_until() {
+  local deadline=$(( $(date +%s) + $1 )) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "timed out waiting for: $what"
+    sleep 0.3
+  done
+}
+start_agent() {  # stands in for: systemctl enable --now geosyncd@SITE
+  "$GEOSYNCD" --config "$ETC/$1.json" >>"$T/$1-geosyncd.log" 2>&1 &
+  PID[$1]=$!
+}
+cleanup() {
+  set +e
+  for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
+  for s in "${!PID[@]}"; do wait "${PID[$s]}" 2>/dev/null; done
+  for s in "${SITES[@]}"; do
+    [ -f "$T/pg-$s/data/postmaster.pid" ] &&
+      "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-$s/data" -m immediate stop >/dev/null 2>&1
+  done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+# Not in the runbook: a throwaway PostgreSQL 15 per site, as a DBA would have.
+make_cluster() {
+  local s=$1
+  PGPORT[$s]=$(free_port)
+  mkdir -p "$T/pg-$s"
+  [ ${#RUNAS[@]} -gt 0 ] && chown postgres: "$T/pg-$s"
+  "${RUNAS[@]}" "$PGBIN/initdb" -D "$T/pg-$s/data" -U postgres -A trust --no-sync -E UTF8 \
+    >/dev/null || fail "initdb $s"
+  cat >>"$T/pg-$s/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = ${PGPORT[$s]}
+unix_socket_directories = '$T/pg-$s'
+fsync = off
+CONF
+  "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-$s/data" -l "$T/pg-$s/server.log" -w start >/dev/null ||
+    fail "pg_ctl start $s"
+  "$PGBIN/psql" -X -q -h 127.0.0.1 -p "${PGPORT[$s]}" -U postgres -c "CREATE DATABASE app"
+}
+
+# ---- Deploying a new site ---------------------------------------------------------
+deploy_1_install() {
+  step "deploy 1: install the package (geosyncctl --version)"
+  local out debs
+  out=$(cpack -G DEB --config "$BUILD/CPackConfig.cmake" -B "$T/deb" 2>&1) || fail "cpack: $out"
+  debs=("$T"/deb/geosync_*_*.deb)
+  [ -f "${debs[0]}" ] || fail "cpack made no geosync_*.deb: $out"
+  dpkg -x "${debs[0]}" "$PKG"
+  runbook_says "sudo apt-get install ./geosync_"
+  runbook_says "geosyncctl --version"
+  out=$("$GEOSYNCCTL" --version)
+  expect_output "version" '^geosyncctl [0-9]+\.[0-9]+\.[0-9]+$' "$out"
+}
+
+deploy_2_postgres() {
+  step "deploy 2: prepare PostgreSQL on every site"
+  for s in "${SITES[@]}"; do
+    # check-config before the settings: it names what to change.
+    cat >"$ETC/$s.json" <<JSON
+{"cluster_id": "prod", "site": "$s", "role": "replica", "state_dir": "$VAR/$s",
+ "postgres": {"dsn": "host=127.0.0.1 port=${PGPORT[$s]} dbname=app user=postgres"},
+ "spool": {"dir": "$VAR/$s/spool"}, "upstream": {"host": "127.0.0.1", "port": ${PGPORT[$s]}}}
+JSON
+    echo "wal_level = replica  # PostgreSQL's default" >>"$T/pg-$s/data/postgresql.conf"
+    "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-$s/data" -w restart >/dev/null
+    local out rc=0
+    out=$("$GEOSYNCCTL" check-config -c "$ETC/$s.json") || rc=$?
+    [ "$rc" = 3 ] || fail "check-config on wal_level=replica exited $rc, expected 3: $out"
+    echo "$out"
+    expect_output "wal_level named" 'FAIL  wal_level: replica' "$out"
+    expect_output "fix given" 'set wal_level = logical in postgresql.conf' "$out"
+    runbook_says "FAIL  wal_level: replica"
+    # The runbook's settings.
+    cat >>"$T/pg-$s/data/postgresql.conf" <<CONF
+wal_level = logical
+max_replication_slots = 10
+max_wal_senders = 10
+CONF
+    "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-$s/data" -w restart >/dev/null
+    runbook_says "CREATE ROLE geosync LOGIN SUPERUSER REPLICATION"
+    psql_at "$s" "CREATE ROLE geosync LOGIN SUPERUSER REPLICATION"
+  done
+}
+
+deploy_3_schema() {
+  step "deploy 3: the application's schema on every site"
+  psql_at frankfurt "CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric)"
+  psql_at frankfurt "CREATE TABLE events (at timestamptz, what text)"  # no PK: check-config names it
+  "$PGBIN/pg_dump" -h 127.0.0.1 -p "${PGPORT[frankfurt]}" -U geosync -Fc --schema-only \
+    --exclude-schema=geosync --no-publications --no-subscriptions -f "$T/app-schema.dump" app
+  runbook_says "pg_restore -l app-schema.dump | grep -v 'EVENT TRIGGER' > app-schema.list"
+  "$PGBIN/pg_restore" -l "$T/app-schema.dump" | grep -v 'EVENT TRIGGER' >"$T/app-schema.list"
+  "$PGBIN/pg_restore" -h 127.0.0.1 -p "${PGPORT[dublin]}" -U geosync -d app \
+    -L "$T/app-schema.list" "$T/app-schema.dump"
+  [ "$(psql_at dublin "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" = 2 ] ||
+    fail "dublin does not have the 2 tables"
+}
+
+deploy_4_certs() {
+  step "deploy 4: certificates (make-certs.sh), copied to each site"
+  local out
+  runbook_says "/usr/share/geosync/make-certs.sh ~/geosync-certs frankfurt dublin"
+  out=$("$MAKE_CERTS" "$T/certs" "${SITES[@]}")
+  expect_output "CA" 'created CA' "$out"
+  expect_output "site cert" 'created .*/dublin.crt \(CN=dublin, serverAuth,clientAuth\)' "$out"
+  for s in "${SITES[@]}"; do
+    install -m 0644 "$T/certs/ca.crt" "$ETC/ca.crt"
+    install -m 0640 "$T/certs/$s.crt" "$T/certs/$s.key" "$ETC/"
+  done
+  out=$(openssl verify -CAfile "$ETC/ca.crt" "$ETC/frankfurt.crt" "$ETC/dublin.crt")
+  expect_output "verify" 'dublin.crt: OK' "$out"
+}
+
+deploy_5_config() {
+  step "deploy 5: site configs, topology and admin token"
+  STREAM_PORT=$(free_port)
+  for s in "${SITES[@]}"; do ADMIN[$s]=$(free_port); done
+  head -c 32 /dev/urandom | base64 >"$ETC/admin.token"
+  chmod 0640 "$ETC/admin.token"
+  local s
+  for s in "${SITES[@]}"; do
+    local role_block
+    if [ "$s" = frankfurt ]; then
+      role_block="\"role\": \"source\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": $STREAM_PORT}, \"sites\": [\"dublin\"],"
+    else
+      role_block="\"role\": \"replica\", \"upstream\": {\"host\": \"127.0.0.1\", \"port\": $STREAM_PORT},"
+    fi
+    cat >"$ETC/$s.json" <<JSON
+{
+  "cluster_id": "prod",
+  "site": "$s",
+  $role_block
+  "state_dir": "$VAR/$s",
+  "postgres": {"dsn": "$(dsn "$s")"},
+  "spool": {"dir": "$VAR/$s/spool"},
+  "tls": {"enabled": true, "ca_file": "$ETC/ca.crt",
+          "cert_file": "$ETC/$s.crt", "key_file": "$ETC/$s.key"},
+  "admin": {"listen": {"host": "127.0.0.1", "port": ${ADMIN[$s]}}, "token_file": "$ETC/admin.token"},
+  "heartbeat_ms": 500
+}
+JSON
+  done
+  cat >"$ETC/topology.json" <<JSON
+{"cluster_id": "prod",
+ "sites": [{"name": "frankfurt", "admin": "http://127.0.0.1:${ADMIN[frankfurt]}"},
+           {"name": "dublin", "admin": "http://127.0.0.1:${ADMIN[dublin]}"}]}
+JSON
+}
+
+deploy_6_source() {
+  step "deploy 6: the source site: init, check-config, start"
+  local out rc=0
+  runbook_says 'geosyncctl init --dsn "dbname=app user=geosync"'
+  runbook_says "sudo -u geosync geosyncctl check-config -c /etc/geosync/frankfurt.json"
+  runbook_says "ALTER TABLE public.events ADD PRIMARY KEY (...); or ALTER TABLE public.events REPLICA IDENTITY FULL;"
+  out=$("$GEOSYNCCTL" init --dsn "$(dsn frankfurt)" 2>&1) || fail "geosyncctl init: $out"
+  out=$("$GEOSYNCCTL" check-config -c "$ETC/frankfurt.json") || rc=$?
+  [ "$rc" = 3 ] || fail "check-config exited $rc with a table without PK: $out"
+  echo "$out"
+  expect_output "table named" 'FAIL  table public.events: no primary key' "$out"
+  expect_output "fix" 'ALTER TABLE public.events REPLICA IDENTITY FULL' "$out"
+  psql_at frankfurt "ALTER TABLE events REPLICA IDENTITY FULL"
+  psql_at dublin "ALTER TABLE events REPLICA IDENTITY FULL"
+  out=$("$GEOSYNCCTL" check-config -c "$ETC/frankfurt.json") || fail "check-config: $out"
+  expect_output "ready" "frankfurt.json: config valid; site frankfurt is ready" "$out"
+  expect_output "tls" 'ok    tls: certificate CN=frankfurt' "$out"
+  runbook_says "sudo systemctl enable --now geosyncd@frankfurt"
+  start_agent frankfurt
+  wait_until 30 "frankfurt /readyz answers 200" \
+    curl -sf "http://127.0.0.1:${ADMIN[frankfurt]}/readyz"
+}
+
+deploy_7_replica() {
+  step "deploy 7: a replica site: check-config with the topology, start"
+  local out
+  runbook_says "sudo -u geosync geosyncctl check-config -c /etc/geosync/dublin.json --topology /etc/geosync/topology.json"
+  runbook_says "ok    site frankfurt (http://10.0.0.5:7451): GET /healthz answered 200"
+  out=$("$GEOSYNCCTL" check-config -c "$ETC/dublin.json" --topology "$ETC/topology.json") ||
+    fail "check-config dublin: $out"
+  echo "$out"
+  expect_output "upstream" "ok    upstream 127.0.0.1:$STREAM_PORT: TLS handshake done, server certificate CN=frankfurt" "$out"
+  expect_output "peer" 'ok    site frankfurt \(http://127.0.0.1:[0-9]+\): GET /healthz answered 200' "$out"
+  expect_output "ready" "dublin.json: config valid; site dublin is ready" "$out"
+  start_agent dublin
+  wait_until 30 "dublin /readyz answers 200" curl -sf "http://127.0.0.1:${ADMIN[dublin]}/readyz"
+  # Every site, with the topology, now that all run.
+  for s in "${SITES[@]}"; do
+    out=$("$GEOSYNCCTL" check-config -c "$ETC/$s.json" --topology "$ETC/topology.json") ||
+      fail "check-config $s after start: $out"
+  done
+}
+
+deploy_8_smoke() {
+  step "deploy 8: a write on the source reaches the replica"
+  psql_at frankfurt "INSERT INTO accounts SELECT g, 'owner ' || g, g * 10 FROM generate_series(1, 100) g"
+  psql_at frankfurt "INSERT INTO events VALUES (now(), 'deployed dublin')"
+  wait_until 30 "dublin has the 100 accounts" \
+    test "$(psql_at dublin 'SELECT count(*) FROM accounts')" = 100
+  wait_until 30 "dublin has the event" \
+    test "$(psql_at dublin "SELECT count(*) FROM events WHERE what = 'deployed dublin'")" = 1
+}
+
+# ---- Daily checks ------------------------------------------------------------------
+daily_1_status() {
+  step "daily 1: geosyncctl status --topology"
+  local out
+  runbook_says "geosyncctl status --topology /etc/geosync/topology.json"
+  out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json") || fail "status exited $?: $out"
+  echo "$out"
+  expect_output "header" '^cluster prod at ' "$out"
+  expect_output "columns" '^SITE +ROLE +EPOCH +STATE ' "$out"
+  expect_output "source row" '^frankfurt +source +[0-9]+ +streaming ' "$out"
+  expect_output "replica row" '^dublin +replica +[0-9]+ +streaming ' "$out"
+  out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json" --format json)
+  python3 -c 'import json,sys; d=json.load(sys.stdin); assert d' <<<"$out" ||
+    fail "status --format json is not JSON: $out"
+}
+
+daily_2_metrics() {
+  step "daily 2: /metrics and /readyz of each site"
+  local out code
+  runbook_says "grep -E '^geosync_replay_lag_(bytes|seconds)'"
+  out=$(curl -sf "http://127.0.0.1:${ADMIN[dublin]}/metrics") || fail "GET /metrics"
+  expect_output "replay lag" '^geosync_replay_lag_bytes\{site="dublin"\} [0-9]' "$out"
+  expect_output "replay lag s" '^geosync_replay_lag_seconds\{site="dublin"\} [0-9]' "$out"
+  for s in "${SITES[@]}"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${ADMIN[$s]}/readyz")
+    [ "$code" = 200 ] || fail "$s /readyz answered $code"
+  done
+}
+
+daily_3_check_config() {
+  step "daily 3: check-config on every site"
+  local s out
+  for s in "${SITES[@]}"; do
+    out=$("$GEOSYNCCTL" check-config -c "$ETC/$s.json" --topology "$ETC/topology.json") ||
+      fail "check-config $s: $out"
+    expect_output "ready" "config valid; site $s is ready" "$out"
+  done
+}
+
+# ---- Planned switchover, emergency failover, rejoin ---------------------------------
+# APPEND HERE: switchover_* (geosyncctl switchover --to dublin), failover_*
+# (geosyncctl failover --to dublin), rejoin_* (geosyncctl rejoin --site frankfurt),
+# following docs/runbook.md sections 3-5, and call them below.
+
+# ---- Drills --------------------------------------------------------------------------
+drill_today_replica_outage() {
+  step "drill: a replica site's agent is down, then catches up"
+  runbook_says "sudo systemctl stop geosyncd@dublin"
+  kill -TERM "${PID[dublin]}"  # stands in for: systemctl stop geosyncd@dublin
+  wait "${PID[dublin]}" || fail "geosyncd dublin did not exit cleanly on SIGTERM"
+  unset 'PID[dublin]'
+  local out rc=0
+  out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json") || rc=$?
+  echo "$out"
+  [ "$rc" = 5 ] || fail "status with dublin down exited $rc, expected 5"
+  expect_output "dublin unreachable" '^dublin +- +- +unreachable .*Connection refused' "$out"
+  psql_at frankfurt "INSERT INTO accounts SELECT g, 'drill', 0 FROM generate_series(101, 150) g"
+  start_agent dublin  # systemctl start geosyncd@dublin
+  wait_until 30 "dublin /readyz answers 200" curl -sf "http://127.0.0.1:${ADMIN[dublin]}/readyz"
+  wait_until 30 "dublin caught up with the 50 rows written while it was down" \
+    test "$(psql_at dublin "SELECT count(*) FROM accounts WHERE owner = 'drill'")" = 50
+  out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json") || fail "status after the drill: $out"
+  expect_output "dublin streaming" '^dublin +replica +[0-9]+ +streaming ' "$out"
+}
+# APPEND HERE: drill_* (geosyncctl drill --site dublin), docs/runbook.md section 6.
+
+# ---- the runbook, in order ----------------------------------------------------------
+for s in "${SITES[@]}"; do make_cluster "$s"; done
+deploy_1_install
+deploy_2_postgres
+deploy_3_schema
+deploy_4_certs
+deploy_5_config
+deploy_6_source
+deploy_7_replica
+deploy_8_smoke
+daily_1_status
+daily_2_metrics
+daily_3_check_config
+drill_today_replica_outage
+echo
+echo "PASS: the runbook's deploy, daily-check and drill commands work in order"
