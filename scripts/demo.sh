@@ -2,7 +2,9 @@
 # geosync demo on loopback: a primary PostgreSQL 15 and two remote sites
 # ("dublin", "virginia"), each in its own throwaway cluster, with geosyncd on
 # every site linked by mutual TLS, pgbench writing to the primary, and the
-# sites' progress printed as it goes. Everything is removed on exit or Ctrl-C.
+# sites' progress printed as it goes. It ends with a planned switchover to
+# dublin under load and a switch back to frankfurt, each with zero data loss.
+# Everything is removed on exit or Ctrl-C.
 #
 #   scripts/demo.sh                 # about a minute
 #   DEMO_SECONDS=60 scripts/demo.sh # longer pgbench run
@@ -11,7 +13,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DEMO_SECONDS=${DEMO_SECONDS:-20}
 PGBIN=${GEOSYNC_PG_BINDIR:-/usr/lib/postgresql/15/bin}
-BUILD=$ROOT/build/release
+BUILD=${GEOSYNC_BUILD_DIR:-$ROOT/build/release}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -79,20 +81,22 @@ for site in primary dublin virginia; do start_cluster "$site"; done
 
 say "creating a deployment CA and a certificate per site (mutual TLS)"
 CERTS=$WORK/certs
-mkdir -p "$CERTS"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=geosync-demo-ca" \
-  -keyout "$CERTS/ca.key" -out "$CERTS/ca.crt" 2>/dev/null
-for site in frankfurt dublin virginia; do
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=$site" \
-    -keyout "$CERTS/$site.key" -out "$CERTS/$site.csr" 2>/dev/null
-  openssl x509 -req -in "$CERTS/$site.csr" -CA "$CERTS/ca.crt" -CAkey "$CERTS/ca.key" \
-    -CAcreateserial -days 2 -out "$CERTS/$site.crt" 2>/dev/null
-done
-echo "  $CERTS: ca.crt, frankfurt/dublin/virginia .crt/.key"
+GEOSYNC_CERT_DAYS=2 scripts/make-certs.sh "$CERTS" frankfurt dublin virginia >/dev/null
+echo "  $CERTS: ca.crt, frankfurt/dublin/virginia .crt/.key (scripts/make-certs.sh)"
 
-STREAM_PORT=$(free_port)
-declare -A ADMIN_PORT
-for site in frankfurt dublin virginia; do ADMIN_PORT[$site]=$(free_port); done
+# Every site gets a stream port, the names of the others and the topology:
+# any of them can become the source.
+declare -A ADMIN_PORT STREAM
+for site in frankfurt dublin virginia; do
+  ADMIN_PORT[$site]=$(free_port)
+  STREAM[$site]=$(free_port)
+done
+STREAM_PORT=${STREAM[frankfurt]}
+others() {
+  local out="" s
+  for s in frankfurt dublin virginia; do [ "$s" = "$1" ] || out="$out${out:+, }\"$s\""; done
+  echo "[$out]"
+}
 head -c 24 /dev/urandom | base64 > "$WORK/admin.token"
 admin() {
   echo "\"admin\": {\"listen\": {\"host\": \"127.0.0.1\", \"port\": ${ADMIN_PORT[$1]}}, \"token_file\": \"$WORK/admin.token\"}"
@@ -107,7 +111,8 @@ cat > "$WORK/frankfurt.json" <<JSON
   "postgres": {"dsn": "$(dsn primary)"},
   "spool": {"dir": "$WORK/frankfurt-agent/spool"},
   "listen": {"host": "127.0.0.1", "port": $STREAM_PORT},
-  "sites": ["dublin", "virginia"],
+  "sites": $(others frankfurt),
+  "topology": "$WORK/topology.json",
   $(tls frankfurt),
   $(admin frankfurt),
   "heartbeat_ms": 500
@@ -121,6 +126,9 @@ for site in dublin virginia; do
   "postgres": {"dsn": "$(dsn $site)"},
   "spool": {"dir": "$WORK/$site-agent/spool"},
   "upstream": {"host": "127.0.0.1", "port": $STREAM_PORT},
+  "listen": {"host": "127.0.0.1", "port": ${STREAM[$site]}},
+  "sites": $(others $site),
+  "topology": "$WORK/topology.json",
   $(tls $site),
   $(admin $site),
   "heartbeat_ms": 500
@@ -132,15 +140,15 @@ cat > "$WORK/topology.json" <<JSON
 {
   "cluster_id": "demo",
   "sites": [
-    {"name": "frankfurt", "admin": "http://127.0.0.1:${ADMIN_PORT[frankfurt]}"},
-    {"name": "dublin", "admin": "http://127.0.0.1:${ADMIN_PORT[dublin]}"},
-    {"name": "virginia", "admin": "http://127.0.0.1:${ADMIN_PORT[virginia]}"}
+    {"name": "frankfurt", "admin": "http://127.0.0.1:${ADMIN_PORT[frankfurt]}", "stream": "127.0.0.1:${STREAM[frankfurt]}"},
+    {"name": "dublin", "admin": "http://127.0.0.1:${ADMIN_PORT[dublin]}", "stream": "127.0.0.1:${STREAM[dublin]}"},
+    {"name": "virginia", "admin": "http://127.0.0.1:${ADMIN_PORT[virginia]}", "stream": "127.0.0.1:${STREAM[virginia]}"}
   ]
 }
 JSON
 
-say "installing DDL capture on the primary (geosyncctl init)"
-"$GEOSYNCCTL" init --dsn "$(dsn primary)"
+say "installing DDL capture on every site (geosyncctl init): any site may become the source"
+for c in primary dublin virginia; do "$GEOSYNCCTL" init --dsn "$(dsn $c)"; done
 
 say "starting geosyncd: frankfurt (source) and dublin, virginia (replicas)"
 for site in frankfurt dublin virginia; do
@@ -199,15 +207,63 @@ for site in dublin virginia; do
   echo "  $site applied past $TARGET: $ok"
 done
 
-say "row-by-row check of every pgbench table"
-for table in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
-  p=$(psql_at primary "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM $table t")
-  for site in dublin virginia; do
-    r=$(psql_at "$site" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM $table t")
-    [ "$p" = "$r" ] && verdict=identical || verdict=DIFFERENT
-    printf '  %-17s %-9s %s\n' "$table" "$site" "$verdict"
+# compare SOURCE_CLUSTER: every pgbench table of the other clusters, row by row.
+compare() {
+  local src=$1 table p r c verdict
+  for table in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+    p=$(psql_at "$src" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM $table t")
+    for c in primary dublin virginia; do
+      [ "$c" = "$src" ] && continue
+      r=$(psql_at "$c" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM $table t")
+      [ "$p" = "$r" ] && verdict=identical || verdict=DIFFERENT
+      printf '  %-17s %-9s %s\n' "$table" "$c" "$verdict"
+    done
   done
-done
+}
+
+# wait_applied SOURCE_CLUSTER EPOCH: the other clusters applied all it wrote.
+wait_applied() {
+  local src=$1 epoch=$2 target c ok
+  target=$(psql_at "$src" "SELECT pg_current_wal_lsn()")
+  for c in primary dublin virginia; do
+    [ "$c" = "$src" ] && continue
+    for _ in $(seq 1 120); do
+      ok=$(psql_at "$c" "SELECT coalesce(max(remote_lsn),'0/0') >= '$target' FROM pg_replication_origin_status s JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname = 'geosync_demo_e$epoch'")
+      [ "$ok" = t ] && break
+      sleep 0.5
+    done
+    echo "  $c applied epoch $epoch past $target: $ok"
+  done
+}
+
+say "row-by-row check of every pgbench table"
+compare primary
+
+say "planned switchover to dublin while pgbench writes to frankfurt"
+"$PGBIN/pgbench" -h 127.0.0.1 -p "${PORT[primary]}" -U postgres -n -c 2 -T 30 postgres \
+  >"$WORK/pgbench-switchover.log" 2>&1 &
+BENCH=$!
+sleep 2
+"$GEOSYNCCTL" switchover --to dublin --topology "$WORK/topology.json" \
+  --token-file "$WORK/admin.token" --yes
+wait "$BENCH" || true   # the fence ended its sessions
+echo "  frankfurt now refuses writes:"
+psql_at primary "INSERT INTO pgbench_history (tid, bid, aid, delta) VALUES (1, 1, 1, 0)" 2>&1 \
+  | sed 's/^/    /' || true
+
+say "live traffic on the new primary dublin: pgbench -c 2 for 5s"
+"$PGBIN/pgbench" -h 127.0.0.1 -p "${PORT[dublin]}" -U postgres -n -c 2 -T 5 postgres 2>&1 \
+  | grep -E "^tps" | sed 's/^/  /'
+wait_applied dublin 2
+compare dublin
+
+say "switch back to frankfurt"
+"$GEOSYNCCTL" switchover --to frankfurt --topology "$WORK/topology.json" \
+  --token-file "$WORK/admin.token" --yes
+"$PGBIN/pgbench" -h 127.0.0.1 -p "${PORT[primary]}" -U postgres -n -c 2 -T 3 postgres 2>&1 \
+  | grep -E "^tps" | sed 's/^/  /'
+wait_applied primary 3
+compare primary
 
 say "the deployment as geosyncctl sees it (geosyncctl status --topology topology.json)"
 "$GEOSYNCCTL" status --topology "$WORK/topology.json" || true
