@@ -74,6 +74,10 @@ asio::awaitable<Result<HttpAnswer>> Exchange(HttpUrl url, HttpCall call) {
   req.set(http::field::host, url.host);
   req.set(http::field::user_agent, "geosyncctl");
   if (!call.bearer.empty()) req.set(http::field::authorization, "Bearer " + call.bearer);
+  if (!call.body.empty()) {
+    req.set(http::field::content_type, call.content_type);
+    req.body() = call.body;
+  }
   req.prepare_payload();
   auto [wec, wn] = co_await http::async_write(stream, req, asio::as_tuple(use_awaitable));
   if (wec) co_return Status::Io(fmt::format("{}: sending: {}", call.base_url, wec.message()));

@@ -28,6 +28,8 @@ struct HttpCall {
   std::string base_url;  // "http://127.0.0.1:7451"
   std::string target;    // "/status"
   std::string bearer;    // sent as "Authorization: Bearer ..." when not empty
+  std::string body;      // request body (POST), sent as content_type
+  std::string content_type = "application/json";
   std::chrono::milliseconds timeout{2000};
 };
 

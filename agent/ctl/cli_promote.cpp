@@ -16,6 +16,7 @@
 #include "agent/admin/admin_server.h"
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
+#include "agent/ctl/etcd_claim.h"
 #include "agent/ctl/promote_plan.h"
 #include "agent/exit_codes.h"
 
@@ -271,6 +272,23 @@ constexpr Step kFailover[] = {
     {"wait until every reachable site streams from the new source", Settle},
 };
 
+// With an etcd cluster in the topology: claims (new epoch, target) there by
+// compare-and-swap before anything changes. -1 when claimed or no etcd.
+int ClaimPromotion(const Run& run, const char* kind) {
+  if (run.topology.etcd.empty()) return -1;
+  EtcdClaim claim;
+  claim.epoch = run.new_epoch;
+  claim.primary = run.args.to;
+  claim.kind = kind;
+  Status st = ClaimEtcd(run.topology.etcd, run.topology.cluster_id, claim);
+  if (!st.ok()) {
+    std::cerr << "geosyncctl: " << kind << " refused: " << st.message() << "\n";
+    return st.code() == Code::kFenced ? kExitRefused : ExitCodeFor(st);
+  }
+  std::cout << fmt::format("claimed epoch {} for {} in etcd\n", run.new_epoch, run.args.to);
+  return -1;
+}
+
 int Execute(Run& run, std::span<const Step> steps, size_t first) {
   for (size_t i = first; i < steps.size(); ++i) {
     std::cout << fmt::format("[{}/{}] {}\n", i + 1, steps.size(), steps[i].name);
@@ -304,12 +322,6 @@ int Prepare(Run& run, const PromoteArgs& args) {
   if (!run.Topo(args.to)) {
     return Fail(
         Status::Config(fmt::format("topology {}: no site named \"{}\"", args.topology, args.to)));
-  }
-  if (!run.topology.etcd.empty()) {
-    return Fail(Status::Config(
-        fmt::format("topology {} names an etcd cluster, but this geosyncctl does not take the etcd "
-                    "promotion lock yet; remove \"etcd\" to promote with the per-site epoch checks",
-                    args.topology)));
   }
   run.sites = Survey(run.topology);
   for (const SiteReport& s : run.sites) {
@@ -360,6 +372,7 @@ int RunSwitchover(const PromoteArgs& args) {
     std::cout << "nothing changed\n";
     return kExitRefused;
   }
+  if (int rc = ClaimPromotion(run, "switchover"); rc >= 0) return rc;
   int rc = Execute(run, kSwitchover, plan.first_step);
   if (rc != kExitOk) return rc;
   std::cout << "\n" << FormatSurvey(run.sites);
@@ -402,6 +415,7 @@ int RunFailover(const PromoteArgs& args) {
     std::cout << "nothing changed\n";
     return kExitRefused;
   }
+  if (int rc = ClaimPromotion(run, "failover"); rc >= 0) return rc;
   int rc = Execute(run, kFailover, plan.first_step);
   if (rc != kExitOk) return rc;
   std::cout << "\n" << FormatSurvey(run.sites);

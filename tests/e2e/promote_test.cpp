@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
+#include "agent/ctl/etcd_claim.h"
+#include "tests/support/etcd.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -305,6 +307,36 @@ TEST_F(PromoteE2E, FailoverAfterKill9PromotesMostAdvancedAndOldPrimaryIsFencedOn
     EXPECT_EQ(out.exit_status, 8) << out.output;
     EXPECT_NE(out.output.find("re-seeded"), std::string::npos) << out.output;
   }
+}
+
+TEST_F(PromoteE2E, AnEpochClaimedInEtcdByAnotherOperatorRefusesTheSwitchover) {
+  EtcdServer etcd;
+  ASSERT_TRUE(etcd.Start().ok()) << etcd.ReadLog();
+  nlohmann::json topology = nlohmann::json::parse(std::ifstream(topology_));
+  topology["etcd"] = {etcd.url()};
+  std::ofstream(topology_) << topology.dump(2);
+  StartAll();
+  // Another operator already claimed epoch 2 for virginia.
+  ctl::EtcdClaim other;
+  other.epoch = 2;
+  other.primary = "virginia";
+  other.kind = "switchover";
+  ASSERT_TRUE(ctl::ClaimEtcd({etcd.url()}, "test", other).ok());
+  ProcessOutput out = Switchover("dublin");
+  EXPECT_EQ(out.exit_status, 8) << out.output;
+  EXPECT_NE(out.output.find("epoch 2 was already claimed for virginia"), std::string::npos)
+      << out.output;
+  nlohmann::json s = SiteStatus(0);
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s["role"], "source") << "nothing changed";
+  EXPECT_EQ(s["epoch"], 1);
+  EXPECT_NO_THROW(pg_[0]->Exec("CREATE TABLE still_writable (id int)"));
+  // The operator who holds the claim goes ahead.
+  out = Switchover("virginia");
+  ASSERT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("claimed epoch 2 for virginia in etcd"), std::string::npos)
+      << out.output;
+  ExpectIdentical(2, 2, {0, 1});
 }
 
 TEST_F(PromoteE2E, UnauthenticatedPromotionIsRefused) {
