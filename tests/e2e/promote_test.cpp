@@ -339,6 +339,57 @@ TEST_F(PromoteE2E, AnEpochClaimedInEtcdByAnotherOperatorRefusesTheSwitchover) {
   ExpectIdentical(2, 2, {0, 1});
 }
 
+// A switchover whose CLI died after the fence: --abort lifts it; a second
+// interrupted run is finished by running the same command again.
+TEST_F(PromoteE2E, InterruptedSwitchoverIsCalledOffOrResumed) {
+  StartAll();
+  pg_[0]->Exec("CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL)");
+  ExpectIdentical(0, 1, {1, 2});
+  auto fence = [&] {
+    admin::HttpCall call;
+    call.method = "POST";
+    call.base_url = AdminUrl(0);
+    call.target = "/admin/promotion/fence?target=dublin&epoch=2";
+    call.bearer = "promote-token";
+    auto r = admin::Http(call);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->status, 202u) << r->body;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          nlohmann::json st = SiteStatus(0);
+          return st.is_object() && st["promotion"]["final"].is_string();
+        },
+        30s, "frankfurt reports its final position"));
+  };
+  // Step 1 only, as if the CLI was killed right after it.
+  fence();
+  EXPECT_THROW(pg_[0]->Exec("INSERT INTO orders (note) VALUES ('fenced')"), std::exception);
+  ProcessOutput out = Ctl({"switchover", "--to", "virginia", "--topology", topology_,
+                           "--token-file", token_file_, "--yes"});
+  EXPECT_EQ(out.exit_status, 8) << "another target while dublin's promotion is open\n"
+                                << out.output;
+  out = Ctl({"switchover", "--to", "dublin", "--topology", topology_, "--token-file", token_file_,
+             "--abort"});
+  ASSERT_EQ(out.exit_status, 0) << out.output;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json st = SiteStatus(0);
+        return st.is_object() && st["role"] == "source" &&
+               st["promotion"]["in_progress"] == false && st["promotion"]["db_fenced"] == false;
+      },
+      60s, "frankfurt is the writable source again"));
+  EXPECT_NO_THROW(pg_[0]->Exec("INSERT INTO orders (note) VALUES ('after abort')"));
+  ExpectIdentical(0, 1, {1, 2});
+
+  // Interrupted again after the fence; the same command finishes it.
+  fence();
+  out = Switchover("dublin");
+  ASSERT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("resuming at step 2"), std::string::npos) << out.output;
+  EXPECT_NO_THROW(pg_[1]->Exec("INSERT INTO orders (note) VALUES ('on dublin')"));
+  ExpectIdentical(1, 2, {0, 2});
+}
+
 TEST_F(PromoteE2E, UnauthenticatedPromotionIsRefused) {
   StartAll();
   for (const char* bearer : {"", "wrong-token"}) {
