@@ -36,6 +36,7 @@
 #include "agent/source/spool_sink.h"
 #include "agent/source/stream_server.h"
 #include "agent/state/state_file.h"
+#include "agent/verify/verify_job.h"
 
 namespace geosync {
 
@@ -367,6 +368,11 @@ Status RunSource(SiteControl& control) {
   handlers.ready = [&] { return admin::SourceReadiness(view.Snapshot()); };
   handlers.status = [&] { return WithPromotion(admin::StatusJson(view.Snapshot()), control); };
   handlers.metrics = [&] { return admin::MetricsText(view.Snapshot()); };
+  std::shared_ptr<VerifyJob> verify_job;
+  std::mutex verify_mu;
+  AddVerifyActions(handlers, verify_job, verify_mu, [&](const VerifyRequest& r, admin::HttpReply*) {
+    return VerifyJob::ForSource(config.postgres.dsn, config.postgres.publication, state.epoch, r);
+  });
   std::thread fence_thread;
   AddSourceActions(handlers, control, *spool, emitter, fence_thread,
                    [&] { asio::post(io, [&] { stop_all(); }); });
@@ -623,6 +629,24 @@ Status RunReplica(SiteControl& control) {
     return ResumeAction(apply_control);
   };
   AddReplicaActions(handlers, control, [&] { receiver.Stop(); });
+  std::shared_ptr<VerifyJob> verify_job;
+  std::mutex verify_mu;
+  AddVerifyActions(
+      handlers, verify_job, verify_mu,
+      [&](const VerifyRequest& r, admin::HttpReply* error) {
+        std::unique_ptr<VerifyJob> job;
+        if (!r.position.lsn.valid() || r.tables.empty()) {
+          *error = {400, "text/plain; charset=utf-8",
+                    "a replica verifies at ?position=E@X/Y over ?tables=...\n"};
+          return job;
+        }
+        return VerifyJob::ForReplica(config.postgres.dsn, &applier, r);
+      },
+      [&] {
+        const Position a = applier.applied();
+        applier.HoldBefore(Position{a.epoch, Lsn(a.lsn.value() + 1)});
+      },
+      [&] { applier.ReleaseHold(); });
   auto admin_server = StartAdmin(io, config, std::move(handlers));
   if (!admin_server.ok()) {
     apply_control.Stop(stopping);
@@ -642,6 +666,10 @@ Status RunReplica(SiteControl& control) {
     receiver.Stop();
     io.stop();
   });
+  {
+    std::lock_guard lock(verify_mu);
+    verify_job.reset();  // a verify's hold must not outlive the role
+  }
   if (control.next().kind == NextRole::kPromote) {
     // Everything received must be applied before this site takes writes.
     Status caught = WaitAllApplied(applier, *spool, apply_control, std::chrono::seconds(120));

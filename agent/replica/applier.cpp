@@ -398,8 +398,47 @@ Status Applier::UpdateFlushed(bool force) {
 
 // ---- Reading the spool -------------------------------------------------------
 
+void Applier::HoldBefore(Position at, std::chrono::seconds max) {
+  std::lock_guard lock(mu_);
+  hold_ = at;
+  hold_until_ = std::chrono::steady_clock::now() + max;
+  held_ = false;
+  spdlog::info("apply: holding before {} (verify or drill)", at.ToString());
+}
+
+void Applier::ReleaseHold() {
+  {
+    std::lock_guard lock(mu_);
+    if (!hold_) return;
+    hold_.reset();
+    held_ = false;
+    durable_seq_++;  // wake the loop
+  }
+  cv_.notify_all();
+  spdlog::info("apply: hold released");
+}
+
+bool Applier::Held() const {
+  std::lock_guard lock(mu_);
+  return held_;
+}
+
+bool Applier::HeldBack(const Position& pos) {
+  std::lock_guard lock(mu_);
+  if (!hold_ || pos < *hold_) return false;
+  if (std::chrono::steady_clock::now() > hold_until_) {
+    spdlog::warn("apply: the hold before {} expired; applying again", hold_->ToString());
+    hold_.reset();
+    held_ = false;
+    return false;
+  }
+  held_ = true;
+  return true;
+}
+
 Result<bool> Applier::ReadUnit(Unit* unit) {
   if (have_pending_unit_) {
+    if (HeldBack(pending_unit_.position)) return false;
     *unit = std::move(pending_unit_);
     have_pending_unit_ = false;
     return true;
@@ -418,6 +457,11 @@ Result<bool> Applier::ReadUnit(Unit* unit) {
   Status st = DecodeUnit(partial_, unit);
   partial_.clear();
   if (!st.ok()) return st;
+  if (HeldBack(unit->position)) {
+    pending_unit_ = std::move(*unit);
+    have_pending_unit_ = true;
+    return false;
+  }
   return true;
 }
 

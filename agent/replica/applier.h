@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -86,6 +87,14 @@ class Applier {
   // Skips source transaction `xid` once: when it is next to be applied, an
   // empty replica transaction advances the origin past it (logged at warn).
   void SkipXid(uint32_t xid);
+  // Applies nothing at or after `at` until ReleaseHold(): the database then
+  // holds exactly the source transactions before `at` (verify, drills).
+  // A hold left by a crashed verify expires after `max`.
+  void HoldBefore(Position at, std::chrono::seconds max = std::chrono::minutes(15));
+  void ReleaseHold();
+  // Whether apply is stopped at the hold: a unit at or after it is waiting,
+  // so every unit before it has been applied.
+  bool Held() const;
 
   // A source transaction (or a standalone unit such as a heartbeat) read from
   // the spool: the records of one unit, decoded.
@@ -176,6 +185,11 @@ class Applier {
   std::unordered_map<uint32_t, Relation> relations_;
   std::unique_ptr<SpoolReader> reader_;
   std::vector<SpoolRecord> partial_;  // records of a unit not yet complete
+  // Whether `pos` must wait for ReleaseHold(); records that apply reached it.
+  bool HeldBack(const Position& pos);
+  std::optional<Position> hold_;  // under mu_
+  std::chrono::steady_clock::time_point hold_until_{};
+  bool held_ = false;  // under mu_
   bool have_pending_unit_ = false;
   Unit pending_unit_;  // read, but it belongs to the next group
   uint64_t origin_epoch_ = 0;

@@ -1,0 +1,270 @@
+// geosyncctl verify: compares every replicated table between the source and
+// each replica at the same stream position, while writes go on. The source
+// exports a snapshot (consistent point C) and checksums its published tables
+// in key-hash buckets; each replica, frozen before the snapshot is taken,
+// applies exactly up to C, holds there and checksums
+// the same buckets; differing buckets are listed row by row on both sides to
+// name the keys that differ. Exit 0 when equal, 9 when different.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "agent/admin/admin_client.h"
+#include "agent/admin/admin_server.h"
+#include "agent/admin/status_model.h"
+#include "agent/ctl/commands.h"
+#include "agent/ctl/promote_plan.h"
+#include "agent/exit_codes.h"
+#include "agent/verify/checksum.h"
+
+namespace geosync::ctl {
+namespace {
+
+using json = nlohmann::json;
+
+struct VerifyArgs {
+  std::string topology;
+  std::string token_file;
+  std::vector<std::string> sites;  // empty: every reachable replica
+  int buckets = 256;
+  int timeout_s = 600;
+  int max_keys = 20;  // differing keys listed per table
+};
+
+std::string Encode(const std::string& v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == ',' || c == '@' || c == '/') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+class Caller {
+ public:
+  Caller(const admin::Topology& t, std::string token) : topology_(t), token_(std::move(token)) {}
+
+  Result<admin::HttpAnswer> Post(const std::string& site, const std::string& target) const {
+    admin::HttpCall call;
+    call.method = "POST";
+    for (const auto& s : topology_.sites) {
+      if (s.name == site) call.base_url = s.admin;
+    }
+    call.target = target;
+    call.bearer = token_;
+    call.timeout = std::chrono::seconds(30);
+    auto a = admin::Http(call);
+    if (!a.ok()) return a.status().WithContext("site " + site);
+    if (a->status >= 300) {
+      return Status(
+          a->status == 401 ? Code::kFenced : Code::kIo,
+          fmt::format("site {}: POST {} answered HTTP {}: {}", site, target, a->status, a->body));
+    }
+    return a;
+  }
+
+  // Polls verify/result until done; the document.
+  Result<json> Wait(const std::string& site, int timeout_s) const {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (true) {
+      GEOSYNC_ASSIGN_OR_RETURN(admin::HttpAnswer a, Post(site, "/admin/verify/result"));
+      json doc = json::parse(a.body, nullptr, false);
+      if (doc.is_discarded()) return Status::Protocol("site " + site + ": verify/result not JSON");
+      const std::string state = doc.value("state", "");
+      if (state == "done") return doc;
+      if (state == "failed") {
+        return Status::Io(fmt::format("site {}: {}", site, doc.value("error", "")));
+      }
+      if (std::chrono::steady_clock::now() > until) {
+        return Status::Timeout(
+            fmt::format("site {}: verify still running after {} s", site, timeout_s));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  Result<std::map<std::string, std::string>> Rows(const std::string& site, const std::string& table,
+                                                  int bucket) const {
+    GEOSYNC_ASSIGN_OR_RETURN(
+        admin::HttpAnswer a,
+        Post(site, fmt::format("/admin/verify/rows?table={}&bucket={}", Encode(table), bucket)));
+    json doc = json::parse(a.body, nullptr, false);
+    std::map<std::string, std::string> rows;
+    if (!doc.is_array()) return Status::Protocol("site " + site + ": verify/rows not a list");
+    for (const auto& r : doc) rows[r.at(0).get<std::string>()] = r.at(1).get<std::string>();
+    return rows;
+  }
+
+  void End(const std::string& site) const { (void)Post(site, "/admin/verify/end"); }
+
+ private:
+  const admin::Topology& topology_;
+  std::string token_;
+};
+
+// Compares one table of one replica with the source; prints what differs.
+// Returns the number of differing rows found (0 when equal).
+Result<uint64_t> CompareTable(const Caller& caller, const VerifyArgs& args,
+                              const std::string& source, const TableChecksum& want,
+                              const std::string& replica, const TableChecksum& got) {
+  if (got.missing) {
+    std::cout << fmt::format("  {:<32} MISSING on {}\n", want.table, replica);
+    return std::max<uint64_t>(want.rows, 1);
+  }
+  std::vector<int> differing;
+  for (int b = 0; b < args.buckets; ++b) {
+    auto w = want.buckets.find(b);
+    auto g = got.buckets.find(b);
+    BucketSum ws = w == want.buckets.end() ? BucketSum{} : w->second;
+    BucketSum gs = g == got.buckets.end() ? BucketSum{} : g->second;
+    if (!(ws == gs)) differing.push_back(b);
+  }
+  if (differing.empty()) {
+    std::cout << fmt::format("  {:<32} equal ({} rows)\n", want.table, want.rows);
+    return 0;
+  }
+  uint64_t diffs = 0;
+  int listed = 0;
+  std::string lines;
+  for (int b : differing) {
+    GEOSYNC_ASSIGN_OR_RETURN(auto src, caller.Rows(source, want.table, b));
+    GEOSYNC_ASSIGN_OR_RETURN(auto rep, caller.Rows(replica, want.table, b));
+    for (const auto& [key, md5] : src) {
+      auto it = rep.find(key);
+      const char* what =
+          it == rep.end() ? "missing on the replica" : (it->second != md5 ? "differs" : nullptr);
+      if (!what) continue;
+      diffs++;
+      if (listed++ < args.max_keys) lines += fmt::format("      key {}: {}\n", key, what);
+    }
+    for (const auto& [key, md5] : rep) {
+      if (src.count(key)) continue;
+      diffs++;
+      if (listed++ < args.max_keys)
+        lines += fmt::format("      key {}: extra on the replica\n", key);
+    }
+  }
+  std::cout << fmt::format(
+      "  {:<32} DIFFERENT: {} row(s) in {} bucket(s) ({} rows here, {} on "
+      "the source)\n{}",
+      want.table, diffs, differing.size(), got.rows, want.rows, lines);
+  if (listed > args.max_keys) {
+    std::cout << fmt::format("      ... {} more\n", listed - args.max_keys);
+  }
+  return std::max<uint64_t>(diffs, 1);
+}
+
+int RunVerify(const VerifyArgs& args) {
+  auto topology = admin::LoadTopology(args.topology);
+  if (!topology.ok()) return Fail(topology.status());
+  auto token = admin::ReadTokenFile(args.token_file);
+  if (!token.ok()) return Fail(token.status());
+  std::vector<SiteReport> sites = Survey(*topology);
+  std::string source;
+  uint64_t epoch = 0;
+  for (const auto& s : sites) {
+    if (s.reachable && s.role == "source" && s.epoch >= epoch) {
+      source = s.name;
+      epoch = s.epoch;
+    }
+  }
+  if (source.empty()) return Fail(Status::NotFound("no reachable source site in the topology"));
+  std::vector<std::string> replicas = args.sites;
+  if (replicas.empty()) {
+    for (const auto& s : sites) {
+      if (s.reachable && s.role == "replica") replicas.push_back(s.name);
+    }
+  }
+  if (replicas.empty()) return Fail(Status::NotFound("no replica site to verify"));
+  Caller caller(*topology, *token);
+  auto cleanup = [&] {
+    caller.End(source);
+    for (const auto& r : replicas) caller.End(r);
+  };
+  auto fail = [&](const Status& st) {
+    cleanup();
+    return Fail(st);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  // Replicas stop applying first: they must not pass the position the
+  // source's snapshot is about to take, and then apply exactly up to it.
+  for (const std::string& replica : replicas) {
+    if (auto a = caller.Post(replica, "/admin/verify/freeze"); !a.ok()) return fail(a.status());
+  }
+  if (auto a = caller.Post(source, fmt::format("/admin/verify/begin?buckets={}", args.buckets));
+      !a.ok()) {
+    return fail(a.status());
+  }
+  auto src = caller.Wait(source, args.timeout_s);
+  if (!src.ok()) return fail(src.status());
+  std::vector<TableChecksum> want;
+  std::string tables;
+  for (const auto& t : (*src)["tables"]) {
+    auto sum = TableChecksumFromJson(t);
+    if (!sum.ok()) return fail(sum.status());
+    tables += (tables.empty() ? "" : ",") + sum->table;
+    want.push_back(*sum);
+  }
+  const std::string position = (*src)["position"].get<std::string>();
+  std::cout << fmt::format("verify at {} (snapshot of {}): {} table(s), {} buckets each\n",
+                           position, source, want.size(), args.buckets);
+  uint64_t total_diffs = 0;
+  for (const std::string& replica : replicas) {
+    auto begin = caller.Post(replica, fmt::format("/admin/verify/begin?buckets={}&position={}"
+                                                  "&tables={}",
+                                                  args.buckets, Encode(position), Encode(tables)));
+    if (!begin.ok()) return fail(begin.status());
+    auto rep = caller.Wait(replica, args.timeout_s);
+    if (!rep.ok()) return fail(rep.status());
+    std::map<std::string, TableChecksum> got;
+    for (const auto& t : (*rep)["tables"]) {
+      auto sum = TableChecksumFromJson(t);
+      if (!sum.ok()) return fail(sum.status());
+      got[sum->table] = *sum;
+    }
+    std::cout << fmt::format("{} vs {}:\n", replica, source);
+    for (const TableChecksum& w : want) {
+      auto diffs = CompareTable(caller, args, source, w, replica, got[w.table]);
+      if (!diffs.ok()) return fail(diffs.status());
+      total_diffs += *diffs;
+    }
+    caller.End(replica);  // apply resumes
+  }
+  cleanup();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (total_diffs > 0) {
+    std::cout << fmt::format("verify: DIFFERENT ({} row(s)) in {:.1f} s\n", total_diffs, seconds);
+    return kExitDifferent;
+  }
+  std::cout << fmt::format("verify: every table equal on {} site(s) in {:.1f} s\n", replicas.size(),
+                           seconds);
+  return kExitOk;
+}
+
+}  // namespace
+
+void RegisterVerifyCommands(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<VerifyArgs>();
+  auto* cmd = app.add_subcommand(
+      "verify", "compare every replicated table between the source and replicas at one position");
+  cmd->add_option("--topology", args->topology, "topology file")->required();
+  cmd->add_option("--token-file", args->token_file, "file holding the admin bearer token")
+      ->required();
+  cmd->add_option("--site", args->sites, "replica to verify (repeat; default: every replica)");
+  cmd->add_option("--buckets", args->buckets, "key-hash buckets per table (default 256)")
+      ->check(CLI::Range(1, 65536));
+  cmd->add_option("--timeout", args->timeout_s, "seconds each site may take (default 600)")
+      ->check(CLI::Range(1, 86400));
+  cmd->add_option("--max-keys", args->max_keys, "differing keys listed per table (default 20)")
+      ->check(CLI::Range(0, 1000000));
+  cmd->callback([args, exit_code] { *exit_code = RunVerify(*args); });
+}
+
+}  // namespace geosync::ctl
