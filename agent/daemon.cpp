@@ -36,7 +36,9 @@
 #include "agent/source/spool_sink.h"
 #include "agent/source/stream_server.h"
 #include "agent/state/state_file.h"
+#include "agent/verify/drill_job.h"
 #include "agent/verify/verify_job.h"
+#include "common/encoding.h"
 
 namespace geosync {
 
@@ -145,6 +147,39 @@ std::vector<std::string> AllowedSites(const Config& config, const SiteState& sta
     }
   }
   return sites;
+}
+
+// POST /admin/drill/behind?after=E@X/Y: the transactions (with row changes)
+// and payload bytes the source holds after a site's durable position: what
+// that site would lose if the primary were lost now (the drill's RPO).
+admin::HttpReply BehindAction(Spool& spool, const admin::QueryParams& q) {
+  auto it = q.find("after");
+  auto after = Position::Parse(it == q.end() ? "" : it->second);
+  if (!after.ok()) {
+    return {400, "text/plain; charset=utf-8", "expected ?after=EPOCH@X/Y\n"};
+  }
+  auto reader = spool.ReadFrom(*after);
+  if (!reader.ok()) return {409, "text/plain; charset=utf-8", reader.status().ToString() + "\n"};
+  uint64_t txns = 0, bytes = 0;
+  bool changes = false;
+  while (true) {
+    auto rec = (*reader)->Next();
+    if (!rec.ok()) return {500, "text/plain; charset=utf-8", rec.status().ToString() + "\n"};
+    if (!rec->has_value()) break;
+    const SpoolRecord& r = **rec;
+    bytes += r.payload.size();
+    auto event = DecodeEvent(r.payload);
+    if (event.ok() && (std::holds_alternative<RowChange>(*event) ||
+                       std::holds_alternative<TruncateEvent>(*event))) {
+      changes = true;
+    }
+    if (r.last_in_unit()) {
+      txns += changes ? 1 : 0;
+      changes = false;
+    }
+  }
+  nlohmann::json doc = {{"after", after->ToString()}, {"transactions", txns}, {"bytes", bytes}};
+  return {200, "application/json", doc.dump() + "\n"};
 }
 
 // Figures for the source's /status and /metrics, read on the event loop.
@@ -373,6 +408,9 @@ Status RunSource(SiteControl& control) {
   AddVerifyActions(handlers, verify_job, verify_mu, [&](const VerifyRequest& r, admin::HttpReply*) {
     return VerifyJob::ForSource(config.postgres.dsn, config.postgres.publication, state.epoch, r);
   });
+  handlers.actions["drill/behind"] = [&](const admin::QueryParams& q) {
+    return BehindAction(*spool, q);
+  };
   std::thread fence_thread;
   AddSourceActions(handlers, control, *spool, emitter, fence_thread,
                    [&] { asio::post(io, [&] { stop_all(); }); });
@@ -647,6 +685,9 @@ Status RunReplica(SiteControl& control) {
         applier.HoldBefore(Position{a.epoch, Lsn(a.lsn.value() + 1)});
       },
       [&] { applier.ReleaseHold(); });
+  std::shared_ptr<DrillJob> drill_job;
+  std::mutex drill_mu;
+  AddDrillActions(handlers, drill_job, drill_mu, config.postgres.dsn, &applier);
   auto admin_server = StartAdmin(io, config, std::move(handlers));
   if (!admin_server.ok()) {
     apply_control.Stop(stopping);
@@ -669,6 +710,10 @@ Status RunReplica(SiteControl& control) {
   {
     std::lock_guard lock(verify_mu);
     verify_job.reset();  // a verify's hold must not outlive the role
+  }
+  {
+    std::lock_guard lock(drill_mu);
+    drill_job.reset();  // waits for a running drill to roll back
   }
   if (control.next().kind == NextRole::kPromote) {
     // Everything received must be applied before this site takes writes.

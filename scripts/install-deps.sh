@@ -16,8 +16,9 @@ PACKAGES=(
   # useradd --prefix in the postinst (passwd), systemd-analyze (systemd),
   # the runbook's /metrics and /readyz calls (curl)
   dpkg-dev file passwd systemd curl
-  # the promotion lock's compare-and-swap tests run a throwaway etcd
-  etcd-server
+  # the promotion lock's compare-and-swap tests run a throwaway etcd; the
+  # drill report test renders the HTML page in headless Chromium
+  etcd-server chromium
 )
 
 missing=()

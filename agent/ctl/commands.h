@@ -15,6 +15,7 @@ void RegisterCaptureCommands(CLI::App& app, int* exit_code);  // init, tail
 void RegisterStatusCommands(CLI::App& app, int* exit_code);   // status, skip, resume
 void RegisterPromoteCommands(CLI::App& app, int* exit_code);  // switchover, failover, rejoin
 void RegisterVerifyCommands(CLI::App& app, int* exit_code);   // verify
+void RegisterDrillCommands(CLI::App& app, int* exit_code);    // drill
 
 // Prints a failed Status on stderr as "geosyncctl: ..." and returns its exit code.
 int Fail(const Status& status);

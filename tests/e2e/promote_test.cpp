@@ -3,6 +3,9 @@
 // old primary read-only, never reuse a sequence value, and refuse an
 // unauthenticated promotion.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include <filesystem>
 #include <fstream>
@@ -426,6 +429,89 @@ TEST_F(PromoteE2E, VerifyUnderLoadIsEqualThenNamesTheKeyChangedOnAReplica) {
   EXPECT_EQ(dublin.find("DIFFERENT"), std::string::npos) << "dublin is equal\n" << out.output;
   // Apply resumed after the verify: dublin catches up with the primary.
   ExpectIdentical(0, 1, {1});
+}
+
+// geosyncctl drill under pgbench: the drilled site ends identical to the site
+// that had no drill, with its replication state caught up; the report is
+// valid JSON (schemas/drill_report.schema.json) and its HTML page renders in
+// headless Chromium with the lag chart.
+TEST_F(PromoteE2E, DrillUnderLoadLeavesTheSiteAsItWasAndItsReportRenders) {
+  StartAll();
+  pg_[0]->RunPgbench({"-i", "-s", "1", "-q"});
+  pg_[0]->Exec("CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL)");
+  ExpectIdentical(0, 1, {1, 2});
+  std::thread load([&] { Load(0, 10); });
+  ASSERT_TRUE(WaitFor([&] { return Count(1, "SELECT count(*) FROM orders") > 20; }, 60s,
+                      "load reaches dublin"));
+  const std::string reports = dir_ + "/drills";
+  ProcessOutput out =
+      Ctl({"drill", "--site", "dublin", "--topology", topology_, "--token-file", token_file_,
+           "--report-dir", reports, "--probe", "SELECT count(*) FROM pgbench_accounts", "--probe",
+           "UPDATE pgbench_branches SET bbalance = 0"});
+  load.join();
+  std::cout << out.output;
+  ASSERT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("drill passed: RTO"), std::string::npos) << out.output;
+  EXPECT_NE(out.output.find("probe SELECT count(*) FROM pgbench_accounts: ok, 100000"),
+            std::string::npos)
+      << out.output;
+  // The drilled site and the undrilled one are identical to the primary, and
+  // dublin applied the whole stream again (its probe's update rolled back).
+  ExpectIdentical(0, 1, {1, 2});
+  EXPECT_EQ(CompareTables(*pg_[1], *pg_[2]), "");
+  EXPECT_EQ(pg_[1]->QueryValue("SELECT count(*) FROM pg_class WHERE relname = "
+                               "'geosync_drill_probe'"),
+            "0");
+
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(reports)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(files.size(), 2u) << "one .html and one .json";
+  const std::string html = files[0], json = files[1];
+  ProcessSpec validate;
+  validate.argv = {"/usr/bin/python3", "-c",
+                   "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])),"
+                   " json.load(open(sys.argv[2])))",
+                   json, SourceDir() + "/schemas/drill_report.schema.json"};
+  auto valid = RunProgram(validate, 60s);
+  ASSERT_TRUE(valid.ok());
+  EXPECT_EQ(valid->exit_status, 0) << valid->output;
+  nlohmann::json report = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_GT(report["rto_seconds"].get<double>(), 0);
+  EXPECT_TRUE(report["rpo"]["transactions"].is_number()) << report.dump();
+  EXPECT_GT(report["timeline"].size(), 10u);
+
+  // Headless Chromium renders the page: the chart is in the DOM with its
+  // line, and a screenshot is written.
+  const std::string chromium = "/usr/bin/chromium";
+  ASSERT_EQ(::access(chromium.c_str(), X_OK), 0) << chromium << " is missing (install-deps.sh)";
+  const std::string png = dir_ + "/drill.png";
+  ProcessSpec shot;
+  shot.argv = {chromium,
+               "--headless",
+               "--no-sandbox",
+               "--disable-gpu",
+               "--hide-scrollbars",
+               "--window-size=1000,900",
+               "--screenshot=" + png,
+               "file://" + html};
+  auto shot_r = RunProgram(shot, 120s);
+  ASSERT_TRUE(shot_r.ok());
+  ASSERT_TRUE(std::filesystem::exists(png)) << shot_r->output;
+  EXPECT_GT(std::filesystem::file_size(png), 20000u) << "a page with a chart, not a blank one";
+  ProcessSpec dom;
+  dom.argv = {chromium,        "--headless", "--no-sandbox",
+              "--disable-gpu", "--dump-dom", "file://" + html};
+  auto dom_r = RunProgram(dom, 120s);
+  ASSERT_TRUE(dom_r.ok());
+  EXPECT_NE(dom_r->output.find("id=\"lag-chart\""), std::string::npos) << dom_r->output;
+  EXPECT_NE(dom_r->output.find("<polyline id=\"lag-line\""), std::string::npos);
+  EXPECT_NE(dom_r->output.find("writable"), std::string::npos);
+
+  out = Ctl({"drill", "--history", "--report-dir", reports});
+  EXPECT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("dublin"), std::string::npos) << out.output;
+  EXPECT_NE(out.output.find("passed"), std::string::npos) << out.output;
 }
 
 TEST_F(PromoteE2E, UnauthenticatedPromotionIsRefused) {

@@ -9,9 +9,11 @@
 # is replaced by starting geosyncd directly (there is no systemd in CI; the
 # unit itself is checked by deb_test.sh).
 #
-# Each runbook section is one function below, called in order at the end.
-# Sections still to come (switchover, failover, rejoin, drills) are marked
-# "APPEND HERE": add a function and its call, using the helpers.
+# Each runbook section is one function below, called in order at the end:
+# deploy, daily checks, switchover to dublin and back, failover to dublin,
+# frankfurt's rejoin and a switchover back to it, today's drill, and last a
+# rejoin refused because the old primary diverged (it cannot come back without
+# a re-seed). `geosyncctl drill` is still to come: "APPEND HERE" below.
 #
 # Usage: runbook_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -33,12 +35,11 @@ RUNAS=()
 if [ "$(id -u)" -eq 0 ]; then
   RUNAS=(runuser -u postgres --)  # PostgreSQL refuses to run as root
 fi
-declare -A PGPORT ADMIN PID
-STREAM_PORT=0
+declare -A PGPORT ADMIN STREAM PID
 
 # ---- helpers -----------------------------------------------------------------
 STEP=""
-step() { STEP=$*; printf '\n== runbook %s\n' "$*"; }
+step() { STEP=$*; printf '\n== runbook %s (at %d s)\n' "$*" "$SECONDS"; }
 fail() {
   echo "FAIL in step '$STEP': $*" >&2
   for s in "${SITES[@]}"; do
@@ -56,8 +57,11 @@ $3"
 runbook_says() {
   grep -qF -- "$1" "$SRC/docs/runbook.md" || fail "docs/runbook.md no longer says: $1"
 }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+free_port() {  # free_port [N]: N (default 1) free TCP ports on 127.0.0.1, one per line
+  python3 -c 'import socket,sys
+ss=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1",0))
+for s in ss: print(s.getsockname()[1])' "${1:-1}"
 }
 psql_at() {  # psql_at SITE SQL: as the postgres superuser, database app
   "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PGPORT[$1]}" -U postgres -d app -c "$2"
@@ -82,16 +86,16 @@ cleanup() {
   for s in "${!PID[@]}"; do wait "${PID[$s]}" 2>/dev/null; done
   for s in "${SITES[@]}"; do
     [ -f "$T/pg-$s/data/postmaster.pid" ] &&
-      "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-$s/data" -m immediate stop >/dev/null 2>&1
+      "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-$s/data" -m immediate stop >/dev/null 2>&1 &
   done
+  wait
   rm -rf "$T"
 }
 trap cleanup EXIT
 
 # Not in the runbook: a throwaway PostgreSQL 15 per site, as a DBA would have.
-make_cluster() {
+make_cluster() {  # PGPORT[SITE] set by the caller; run in the background, one per site
   local s=$1
-  PGPORT[$s]=$(free_port)
   mkdir -p "$T/pg-$s"
   [ ${#RUNAS[@]} -gt 0 ] && chown postgres: "$T/pg-$s"
   "${RUNAS[@]}" "$PGBIN/initdb" -D "$T/pg-$s/data" -U postgres -A trust --no-sync -E UTF8 \
@@ -182,44 +186,55 @@ deploy_4_certs() {
 
 deploy_5_config() {
   step "deploy 5: site configs, topology and admin token"
-  STREAM_PORT=$(free_port)
-  for s in "${SITES[@]}"; do ADMIN[$s]=$(free_port); done
+  local ports
+  mapfile -t ports < <(free_port $(( 2 * ${#SITES[@]} )))
+  for s in "${SITES[@]}"; do ADMIN[$s]=${ports[0]} STREAM[$s]=${ports[1]}; ports=("${ports[@]:2}"); done
+  runbook_says "head -c 32 /dev/urandom | base64 | sudo tee /etc/geosync/admin.token >/dev/null"
   head -c 32 /dev/urandom | base64 >"$ETC/admin.token"
   chmod 0640 "$ETC/admin.token"
+  # Every site can become the source: each has listen (its own stream
+  # address), sites (all the others) and topology; a replica also upstream.
+  runbook_says '"listen": {"host": "0.0.0.0", "port": 7450},'
+  runbook_says '"topology": "/etc/geosync/topology.json",'
   local s
   for s in "${SITES[@]}"; do
-    local role_block
+    local role_block others
     if [ "$s" = frankfurt ]; then
-      role_block="\"role\": \"source\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": $STREAM_PORT}, \"sites\": [\"dublin\"],"
+      role_block='"role": "source",' others='"dublin"'
     else
-      role_block="\"role\": \"replica\", \"upstream\": {\"host\": \"127.0.0.1\", \"port\": $STREAM_PORT},"
+      role_block="\"role\": \"replica\", \"upstream\": {\"host\": \"127.0.0.1\", \"port\": ${STREAM[frankfurt]}},"
+      others='"frankfurt"'
     fi
     cat >"$ETC/$s.json" <<JSON
 {
   "cluster_id": "prod",
   "site": "$s",
   $role_block
+  "listen": {"host": "127.0.0.1", "port": ${STREAM[$s]}},
+  "sites": [$others],
   "state_dir": "$VAR/$s",
   "postgres": {"dsn": "$(dsn "$s")"},
   "spool": {"dir": "$VAR/$s/spool"},
   "tls": {"enabled": true, "ca_file": "$ETC/ca.crt",
           "cert_file": "$ETC/$s.crt", "key_file": "$ETC/$s.key"},
   "admin": {"listen": {"host": "127.0.0.1", "port": ${ADMIN[$s]}}, "token_file": "$ETC/admin.token"},
+  "topology": "$ETC/topology.json",
   "heartbeat_ms": 500
 }
 JSON
   done
+  runbook_says '{"name": "dublin",    "admin": "http://10.1.0.5:7451", "stream": "10.1.0.5:7450"}'
   cat >"$ETC/topology.json" <<JSON
 {"cluster_id": "prod",
- "sites": [{"name": "frankfurt", "admin": "http://127.0.0.1:${ADMIN[frankfurt]}"},
-           {"name": "dublin", "admin": "http://127.0.0.1:${ADMIN[dublin]}"}]}
+ "sites": [{"name": "frankfurt", "admin": "http://127.0.0.1:${ADMIN[frankfurt]}", "stream": "127.0.0.1:${STREAM[frankfurt]}"},
+           {"name": "dublin", "admin": "http://127.0.0.1:${ADMIN[dublin]}", "stream": "127.0.0.1:${STREAM[dublin]}"}]}
 JSON
 }
 
 deploy_6_source() {
   step "deploy 6: the source site: init, check-config, start"
   local out rc=0
-  runbook_says 'geosyncctl init --dsn "dbname=app user=geosync"'
+  runbook_says 'geosyncctl init --dsn "dbname=app user=geosync"          # DDL capture, once per site database'
   runbook_says "sudo -u geosync geosyncctl check-config -c /etc/geosync/frankfurt.json"
   runbook_says "ALTER TABLE public.events ADD PRIMARY KEY (...); or ALTER TABLE public.events REPLICA IDENTITY FULL;"
   out=$("$GEOSYNCCTL" init --dsn "$(dsn frankfurt)" 2>&1) || fail "geosyncctl init: $out"
@@ -244,10 +259,12 @@ deploy_7_replica() {
   local out
   runbook_says "sudo -u geosync geosyncctl check-config -c /etc/geosync/dublin.json --topology /etc/geosync/topology.json"
   runbook_says "ok    site frankfurt (http://10.0.0.5:7451): GET /healthz answered 200"
+  # DDL capture on the replica's database too: it may become the source.
+  out=$("$GEOSYNCCTL" init --dsn "$(dsn dublin)" 2>&1) || fail "geosyncctl init dublin: $out"
   out=$("$GEOSYNCCTL" check-config -c "$ETC/dublin.json" --topology "$ETC/topology.json") ||
     fail "check-config dublin: $out"
   echo "$out"
-  expect_output "upstream" "ok    upstream 127.0.0.1:$STREAM_PORT: TLS handshake done, server certificate CN=frankfurt" "$out"
+  expect_output "upstream" "ok    upstream 127.0.0.1:${STREAM[frankfurt]}: TLS handshake done, server certificate CN=frankfurt" "$out"
   expect_output "peer" 'ok    site frankfurt \(http://127.0.0.1:[0-9]+\): GET /healthz answered 200' "$out"
   expect_output "ready" "dublin.json: config valid; site dublin is ready" "$out"
   start_agent dublin
@@ -309,9 +326,191 @@ daily_3_check_config() {
 }
 
 # ---- Planned switchover, emergency failover, rejoin ---------------------------------
-# APPEND HERE: switchover_* (geosyncctl switchover --to dublin), failover_*
-# (geosyncctl failover --to dublin), rejoin_* (geosyncctl rejoin --site frankfurt),
-# following docs/runbook.md sections 3-5, and call them below.
+ctl_promote() {  # ctl_promote SUBCOMMAND ARGS...: with the runbook's topology and token
+  "$GEOSYNCCTL" "$@" --topology "$ETC/topology.json" --token-file "$ETC/admin.token"
+}
+# expect_roles SOURCE REPLICA EPOCH: geosyncctl status shows SOURCE as the
+# source and REPLICA streaming from it, both at EPOCH (polled: the demoted site
+# restarts as a replica).
+expect_roles() {
+  local src=$1 rep=$2 epoch=$3
+  wait_until 30 "status: $src source, $rep replica, epoch $epoch, both streaming" \
+    bash -c "out=\$('$GEOSYNCCTL' status --topology '$ETC/topology.json') &&
+      grep -Eq '^$src +source +$epoch +streaming ' <<<\"\$out\" &&
+      grep -Eq '^$rep +replica +$epoch +streaming ' <<<\"\$out\""
+  "$GEOSYNCCTL" status --topology "$ETC/topology.json"
+}
+# writes_flow FROM TO TAG: a row written on FROM reaches TO; the other site's
+# database refuses application writes.
+writes_flow() {
+  local from=$1 to=$2 tag=$3 out
+  psql_at "$from" "INSERT INTO events VALUES (now(), '$tag')"
+  wait_until 30 "$to has the row '$tag' written on $from" \
+    test "$(psql_at "$to" "SELECT count(*) FROM events WHERE what = '$tag'")" = 1
+  out=$(psql_at "$to" "INSERT INTO events VALUES (now(), 'on the replica')" 2>&1) &&
+    fail "$to (replica) accepted an application write"
+  expect_output "$to read-only" 'cannot execute INSERT in a read-only transaction' "$out"
+}
+
+switchover_1_check() {
+  step "switchover 1: before the window: status, dry run"
+  local out
+  runbook_says "geosyncctl switchover --to dublin --topology /etc/geosync/topology.json --token-file /etc/geosync/admin.token --dry-run"
+  out=$(ctl_promote switchover --to dublin --dry-run 2>&1) || fail "switchover --dry-run exited $?: $out"
+  echo "$out"
+  expect_output "dry run" 'dry run: nothing changed' "$out"
+  runbook_says "dry run: nothing changed"
+}
+
+switchover_2_run() {
+  step "switchover 2: geosyncctl switchover --to dublin"
+  local out t0=$SECONDS
+  runbook_says "geosyncctl switchover --to dublin --topology /etc/geosync/topology.json --token-file /etc/geosync/admin.token --yes"
+  out=$(ctl_promote switchover --to dublin --yes 2>&1) || fail "switchover to dublin exited $?: $out"
+  echo "$out"
+  echo "(switchover took $((SECONDS - t0)) s)"
+  expect_output "complete" 'switchover complete: dublin is the source at epoch 2' "$out"
+  expect_output "unavailable" 'writes were unavailable for' "$out"
+  runbook_says "switchover complete: dublin is the source at epoch 2"
+  expect_roles dublin frankfurt 2
+  writes_flow dublin frankfurt 'written on dublin'
+}
+
+switchover_3_back() {
+  step "switchover 3: and back: geosyncctl switchover --to frankfurt"
+  local out
+  runbook_says "geosyncctl switchover --to frankfurt --topology /etc/geosync/topology.json --token-file /etc/geosync/admin.token --yes"
+  out=$(ctl_promote switchover --to frankfurt --yes 2>&1) || fail "switchover to frankfurt exited $?: $out"
+  echo "$out"
+  expect_output "complete" 'switchover complete: frankfurt is the source at epoch 3' "$out"
+  runbook_says "switchover complete: frankfurt is the source at epoch 3"
+  expect_roles frankfurt dublin 3
+  writes_flow frankfurt dublin 'written on frankfurt again'
+}
+
+failover_1_lost() {
+  step "failover 1: frankfurt is lost; failover refuses while it answers"
+  local out rc=0
+  # Not in the runbook: the loss of frankfurt's site, its agent and its
+  # PostgreSQL killed at once (nothing was being written).
+  out=$(ctl_promote failover --to dublin --yes 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 8 ] || fail "failover while frankfurt answers exited $rc, expected 8: $out"
+  expect_output "refused" 'frankfurt still answers' "$out"
+  runbook_says "frankfurt still answers"
+  kill -KILL "${PID[frankfurt]}"
+  wait "${PID[frankfurt]}" 2>/dev/null || true
+  unset 'PID[frankfurt]'
+  "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-frankfurt/data" -m immediate stop >/dev/null
+  rc=0
+  out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json") || rc=$?
+  echo "$out"
+  [ "$rc" = 5 ] || fail "status with frankfurt lost exited $rc, expected 5"
+  expect_output "frankfurt unreachable" '^frankfurt +- +- +unreachable .*Connection refused' "$out"
+}
+
+failover_2_run() {
+  step "failover 2: geosyncctl failover --to dublin"
+  local out
+  runbook_says "geosyncctl failover --to dublin --topology /etc/geosync/topology.json --token-file /etc/geosync/admin.token --dry-run"
+  out=$(ctl_promote failover --to dublin --dry-run 2>&1) || fail "failover --dry-run exited $?: $out"
+  echo "$out"
+  expect_output "loss shown" 'potential data loss' "$out"
+  expect_output "dry run" 'dry run: nothing changed' "$out"
+  runbook_says "geosyncctl failover --to dublin --topology /etc/geosync/topology.json --token-file /etc/geosync/admin.token --yes"
+  out=$(ctl_promote failover --to dublin --yes 2>&1) || fail "failover to dublin exited $?: $out"
+  echo "$out"
+  expect_output "complete" 'dublin is the source at epoch 4' "$out"
+  runbook_says "dublin is the source at epoch 4"
+  psql_at dublin "INSERT INTO events VALUES (now(), 'written on dublin after the failover')"
+}
+
+rejoin_1_fenced() {
+  step "rejoin 1: frankfurt returns and fences itself"
+  local out
+  "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-frankfurt/data" -l "$T/pg-frankfurt/server.log" -w start >/dev/null ||
+    fail "pg_ctl start frankfurt"
+  start_agent frankfurt
+  runbook_says "sudo systemctl start geosyncd@frankfurt"
+  wait_until 30 "status shows frankfurt fenced" \
+    bash -c "'$GEOSYNCCTL' status --topology '$ETC/topology.json' | grep -Eq '^frankfurt +fenced '"
+  out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json") || true
+  echo "$out"
+  expect_output "frankfurt fenced" '^frankfurt +fenced ' "$out"
+  runbook_says "frankfurt  fenced"
+  out=$(psql_at frankfurt "INSERT INTO events VALUES (now(), 'stale primary')" 2>&1) &&
+    fail "fenced frankfurt accepted a write"
+  expect_output "read-only" 'read-only transaction' "$out"
+}
+
+rejoin_2_run() {
+  step "rejoin 2: geosyncctl rejoin --site frankfurt"
+  local out
+  runbook_says "geosyncctl rejoin --site frankfurt --topology /etc/geosync/topology.json --token-file /etc/geosync/admin.token --dry-run"
+  out=$(ctl_promote rejoin --site frankfurt --dry-run 2>&1) || fail "rejoin --dry-run exited $?: $out"
+  echo "$out"
+  runbook_says "geosyncctl rejoin --site frankfurt --topology /etc/geosync/topology.json --token-file /etc/geosync/admin.token --yes"
+  out=$(ctl_promote rejoin --site frankfurt --yes 2>&1) || fail "rejoin frankfurt exited $?: $out"
+  echo "$out"
+  expect_output "rejoined" 'rejoin complete: frankfurt is a replica of dublin' "$out"
+  runbook_says "rejoin complete: frankfurt is a replica of dublin"
+  expect_roles dublin frankfurt 4
+  wait_until 30 "frankfurt has the row written on dublin after the failover" \
+    test "$(psql_at frankfurt "SELECT count(*) FROM events WHERE what = 'written on dublin after the failover'")" = 1
+  writes_flow dublin frankfurt 'written on dublin after the rejoin'
+}
+
+rejoin_3_back() {
+  step "rejoin 3: switch back to frankfurt (section 3)"
+  local out
+  out=$(ctl_promote switchover --to frankfurt --yes 2>&1) || fail "switchover to frankfurt exited $?: $out"
+  echo "$out"
+  expect_output "complete" 'switchover complete: frankfurt is the source at epoch 5' "$out"
+  runbook_says "switchover complete: frankfurt is the source at epoch 5"
+  expect_roles frankfurt dublin 5
+  writes_flow frankfurt dublin 'written on frankfurt after the rejoin'
+}
+
+# A returning old primary that committed what the new source never received:
+# rejoin exports it and refuses (exit 8) until the site is re-seeded. Run last:
+# frankfurt cannot come back without a re-seed (geosyncctl seed, being built).
+rejoin_4_divergent() {
+  step "rejoin 4: an old primary with divergent transactions must be re-seeded"
+  local out rc=0
+  # Not in the runbook: dublin's agent is down while frankfurt commits a
+  # transaction, then frankfurt's site is lost before dublin receives it.
+  kill -TERM "${PID[dublin]}"
+  wait "${PID[dublin]}" || fail "geosyncd dublin did not exit cleanly on SIGTERM"
+  unset 'PID[dublin]'
+  psql_at frankfurt "INSERT INTO events VALUES (now(), 'lost with frankfurt')"
+  kill -KILL "${PID[frankfurt]}"
+  wait "${PID[frankfurt]}" 2>/dev/null || true
+  unset 'PID[frankfurt]'
+  "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-frankfurt/data" -m immediate stop >/dev/null
+  start_agent dublin  # its source is gone: /healthz, never /readyz
+  wait_until 30 "dublin /healthz answers 200" curl -sf "http://127.0.0.1:${ADMIN[dublin]}/healthz"
+  out=$(ctl_promote failover --to dublin --yes 2>&1) || fail "failover to dublin exited $?: $out"
+  echo "$out"
+  expect_output "complete" 'dublin is the source at epoch 6' "$out"
+  "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$T/pg-frankfurt/data" -l "$T/pg-frankfurt/server.log" -w start >/dev/null ||
+    fail "pg_ctl start frankfurt"
+  start_agent frankfurt
+  wait_until 30 "status shows frankfurt fenced" \
+    bash -c "'$GEOSYNCCTL' status --topology '$ETC/topology.json' | grep -Eq '^frankfurt +fenced '"
+  out=$(ctl_promote rejoin --site frankfurt --yes 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 8 ] || fail "rejoin of a diverged frankfurt exited $rc, expected 8: $out"
+  expect_output "re-seed" 're-seeded' "$out"
+  runbook_says "must be re-seeded"
+  local sql=$VAR/frankfurt/rejoin/divergent-e5.sql
+  [ -f "$sql" ] || fail "rejoin did not write $sql"
+  cat "$sql"
+  grep -q 'lost with frankfurt' "$sql" || fail "$sql does not hold the lost transaction"
+  runbook_says "/var/lib/geosync/frankfurt/rejoin/divergent-e5.sql"
+  out=$("$GEOSYNCCTL" status --topology "$ETC/topology.json") || true
+  echo "$out"
+  expect_output "still fenced" '^frankfurt +fenced ' "$out"
+}
 
 # ---- Drills --------------------------------------------------------------------------
 drill_today_replica_outage() {
@@ -336,7 +535,12 @@ drill_today_replica_outage() {
 # APPEND HERE: drill_* (geosyncctl drill --site dublin), docs/runbook.md section 6.
 
 # ---- the runbook, in order ----------------------------------------------------------
-for s in "${SITES[@]}"; do make_cluster "$s"; done
+declare -A MAKING
+mapfile -t PORTS < <(free_port ${#SITES[@]})
+for i in "${!SITES[@]}"; do
+  s=${SITES[$i]}; PGPORT[$s]=${PORTS[$i]}; make_cluster "$s" & MAKING[$s]=$!
+done
+for s in "${SITES[@]}"; do wait "${MAKING[$s]}" || fail "PostgreSQL for $s"; done
 deploy_1_install
 deploy_2_postgres
 deploy_3_schema
@@ -348,6 +552,15 @@ deploy_8_smoke
 daily_1_status
 daily_2_metrics
 daily_3_check_config
+switchover_1_check
+switchover_2_run
+switchover_3_back
+failover_1_lost
+failover_2_run
+rejoin_1_fenced
+rejoin_2_run
+rejoin_3_back
 drill_today_replica_outage
+rejoin_4_divergent
 echo
-echo "PASS: the runbook's deploy, daily-check and drill commands work in order"
+echo "PASS: the runbook's deploy, daily-check, switchover, failover, rejoin and drill commands work in order ($SECONDS s)"

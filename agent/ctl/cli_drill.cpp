@@ -1,0 +1,252 @@
+// geosyncctl drill: a DR rehearsal on one replica site without touching
+// production traffic. The site freezes apply at a consistent position, opens
+// a read-write transaction, proves a write, runs the DBA's SQL probes and
+// rolls back (agent/verify/drill_job.h). The CLI samples the site's lag the
+// whole time, asks the source what the site would lose at the moment it was
+// writable (RPO), waits until the site is back in sync, and writes a JSON
+// report and an HTML page with a lag timeline. --history shows the trend.
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "agent/admin/admin_client.h"
+#include "agent/admin/admin_server.h"
+#include "agent/admin/status_model.h"
+#include "agent/ctl/commands.h"
+#include "agent/ctl/drill_report.h"
+#include "agent/ctl/promote_plan.h"
+#include "agent/exit_codes.h"
+
+namespace geosync::ctl {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct DrillArgs {
+  std::string topology;
+  std::string token_file;
+  std::string site;
+  std::vector<std::string> probes;
+  std::string report_dir = "geosync-drills";
+  bool history = false;
+  int timeout_s = 120;
+};
+
+std::string Encode(const std::string& v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '.' || c == '_' || c == '-') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+std::string IsoNow() {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
+}
+
+struct Site {
+  std::string name, admin;
+};
+
+Result<admin::HttpAnswer> Call(const Site& s, const std::string& method, const std::string& target,
+                               const std::string& token) {
+  admin::HttpCall call;
+  call.method = method;
+  call.base_url = s.admin;
+  call.target = target;
+  call.bearer = token;
+  call.timeout = std::chrono::seconds(10);
+  auto a = admin::Http(call);
+  if (!a.ok()) return a.status().WithContext("site " + s.name);
+  if (a->status >= 300) {
+    return Status(a->status == 401 ? Code::kFenced : Code::kIo,
+                  fmt::format("site {}: {} {} answered HTTP {}: {}", s.name, method, target,
+                              a->status, a->body));
+  }
+  return a;
+}
+
+int RunHistory(const DrillArgs& args) {
+  auto reports = ReadDrillReports(args.report_dir);
+  if (!reports.ok()) return Fail(reports.status());
+  if (reports->empty()) {
+    std::cout << "no drill reports in " << args.report_dir << "\n";
+    return kExitOk;
+  }
+  std::cout << FormatDrillHistory(*reports);
+  return kExitOk;
+}
+
+int RunDrill(const DrillArgs& args) {
+  if (args.history) return RunHistory(args);
+  auto topology = admin::LoadTopology(args.topology);
+  if (!topology.ok()) return Fail(topology.status());
+  auto token = admin::ReadTokenFile(args.token_file);
+  if (!token.ok()) return Fail(token.status());
+  std::vector<SiteReport> sites = Survey(*topology);
+  Site target, source;
+  uint64_t epoch = 0;
+  for (size_t i = 0; i < sites.size(); ++i) {
+    if (sites[i].name == args.site) target = {sites[i].name, topology->sites[i].admin};
+    if (sites[i].reachable && sites[i].role == "source" && sites[i].epoch >= epoch) {
+      source = {sites[i].name, topology->sites[i].admin};
+      epoch = sites[i].epoch;
+    }
+  }
+  const SiteReport* t = nullptr;
+  for (const auto& s : sites) {
+    if (s.name == args.site) t = &s;
+  }
+  if (!t || !t->reachable || t->role != "replica" || !t->connected) {
+    std::cerr << fmt::format("geosyncctl: drill refused: {} is not a streaming replica{}\n",
+                             args.site, t && !t->error.empty() ? ": " + t->error : "");
+    return kExitRefused;
+  }
+  if (source.name.empty()) return Fail(Status::NotFound("no reachable source site"));
+
+  const auto t0 = Clock::now();
+  json timeline = json::array(), events = json::array();
+  auto since = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  SiteReport last;
+  auto sample = [&] {
+    auto a = Call(target, "GET", "/status", "");
+    if (!a.ok()) return;
+    json doc = json::parse(a->body, nullptr, false);
+    if (doc.is_discarded() || !doc.contains("replica")) return;
+    last = ReportFromStatus(target.name, doc);
+    const json& lag = doc["replica"]["lag"];
+    timeline.push_back({{"t", since()},
+                        {"applied_lag_seconds", lag["applied"]["seconds"]},
+                        {"applied_lag_bytes", lag["applied"]["bytes"]},
+                        {"durable_lag_bytes", lag["durable"]["bytes"]}});
+  };
+  auto event = [&](const char* name) { events.push_back({{"t", since()}, {"name", name}}); };
+  json report = {{"version", 1},      {"cluster_id", topology->cluster_id},
+                 {"site", args.site}, {"source", source.name},
+                 {"epoch", epoch},    {"started", IsoNow()}};
+  for (int i = 0; i < 10; ++i) {  // a second of lag before the drill
+    sample();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::string probes;
+  for (const auto& p : args.probes) probes += (probes.empty() ? "" : ";;") + p;
+  event("drill start");
+  std::cout << fmt::format("drill on {}: freezing apply, making it writable, {} probe(s)\n",
+                           args.site, args.probes.size());
+  if (auto a = Call(target, "POST", "/admin/drill/run?probes=" + Encode(probes), *token); !a.ok()) {
+    return Fail(a.status());
+  }
+  json result;
+  const auto until = Clock::now() + std::chrono::seconds(args.timeout_s);
+  SiteReport at_writable;
+  bool writable_seen = false;
+  while (true) {
+    sample();
+    auto a = Call(target, "POST", "/admin/drill/result", *token);
+    if (!a.ok()) return Fail(a.status());
+    result = json::parse(a->body, nullptr, false);
+    if (!writable_seen && result.contains("rto_seconds")) {
+      writable_seen = true;
+      at_writable = last;
+      event("writable");
+    }
+    if (result.value("state", "") != "running") break;
+    if (Clock::now() > until) return Fail(Status::Timeout("the drill did not finish in time"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  event("rolled back");
+  // RPO at the instant the site was writable: what the source holds beyond
+  // what the site had durably received.
+  json rpo = {{"transactions", nullptr}, {"bytes", nullptr}, {"seconds", nullptr}};
+  if (writable_seen && at_writable.durable.lsn.valid()) {
+    auto behind =
+        Call(source, "POST", "/admin/drill/behind?after=" + Encode(at_writable.durable.ToString()),
+             *token);
+    if (behind.ok()) {
+      json b = json::parse(behind->body, nullptr, false);
+      rpo["transactions"] = b.value("transactions", 0);
+      rpo["bytes"] = b.value("bytes", 0);
+    }
+    rpo["seconds"] = at_writable.durable_lag_s ? json(*at_writable.durable_lag_s) : json(nullptr);
+  }
+  // Back in sync: everything received since the freeze applied.
+  const Position received = last.durable;
+  double restored = -1;
+  while (Clock::now() < until) {
+    sample();
+    if (last.applied >= received && last.connected) {
+      restored = since();
+      event("back in sync");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (int i = 0; i < 5; ++i) {
+    sample();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const bool passed = result.value("state", "") == "done" && restored >= 0;
+  bool probes_ok = true;
+  for (const auto& p : result.value("probes", json::array())) probes_ok &= p.value("ok", false);
+  report["finished"] = IsoNow();
+  report["position"] = result.value("position", "");
+  report["rto_seconds"] = result.contains("rto_seconds") ? result["rto_seconds"] : json(nullptr);
+  report["rpo"] = rpo;
+  report["probes"] = result.value("probes", json::array());
+  report["restored_seconds"] = restored >= 0 ? json(restored) : json(nullptr);
+  report["timeline"] = timeline;
+  report["events"] = events;
+  report["result"] = passed && probes_ok ? "passed" : "failed";
+  report["error"] = result.value("error", "");
+  auto path = WriteDrillReport(args.report_dir, report);
+  if (!path.ok()) return Fail(path.status());
+  std::cout << fmt::format(
+      "drill {}: RTO {} s; RPO {} transaction(s), {} byte(s), {} s; back in sync after {} s\n"
+      "report: {} (and .html)\n",
+      report["result"].get<std::string>(), report["rto_seconds"].dump(), rpo["transactions"].dump(),
+      rpo["bytes"].dump(), rpo["seconds"].dump(), report["restored_seconds"].dump(), *path);
+  for (const auto& p : report["probes"]) {
+    std::cout << fmt::format(
+        "  probe {}: {}\n", p.value("sql", ""),
+        p.value("ok", false) ? "ok, " + p.value("result", "") : "FAILED: " + p.value("error", ""));
+  }
+  return report["result"] == "passed" ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+void RegisterDrillCommands(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<DrillArgs>();
+  auto* cmd = app.add_subcommand("drill",
+                                 "DR rehearsal on a replica: RTO, RPO and probes, "
+                                 "rolled back; --history shows past drills");
+  cmd->add_option("--site", args->site, "the replica to rehearse on");
+  cmd->add_option("--topology", args->topology, "topology file");
+  cmd->add_option("--token-file", args->token_file, "file holding the admin bearer token");
+  cmd->add_option("--probe", args->probes, "SQL to run while the site is writable (repeat)");
+  cmd->add_option("--report-dir", args->report_dir,
+                  "where reports are kept (default ./geosync-drills)");
+  cmd->add_flag("--history", args->history, "list past drills and the RTO trend");
+  cmd->add_option("--timeout", args->timeout_s, "seconds the drill may take (default 120)")
+      ->check(CLI::Range(1, 86400));
+  cmd->callback([args, exit_code] {
+    if (!args->history &&
+        (args->site.empty() || args->topology.empty() || args->token_file.empty())) {
+      std::cerr << "geosyncctl: drill needs --site, --topology and --token-file (or --history)\n";
+      *exit_code = kExitUsage;
+      return;
+    }
+    *exit_code = RunDrill(*args);
+  });
+}
+
+}  // namespace geosync::ctl
