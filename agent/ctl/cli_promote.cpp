@@ -312,6 +312,22 @@ bool Confirm(const PromoteArgs& args, const std::string& question) {
   return answer == "y" || answer == "Y" || answer == "yes";
 }
 
+// After the plan: --dry-run, confirmation, the etcd claim, then the steps.
+// -1 when every step succeeded, else the exit code.
+int Proceed(Run& run, const char* kind, std::span<const Step> steps, size_t first) {
+  if (run.args.dry_run) {
+    std::cout << "dry run: nothing changed\n";
+    return kExitOk;
+  }
+  if (!Confirm(run.args, "proceed?")) {
+    std::cout << "nothing changed\n";
+    return kExitRefused;
+  }
+  if (int rc = ClaimPromotion(run, kind); rc >= 0) return rc;
+  int rc = Execute(run, steps, first);
+  return rc == kExitOk ? -1 : rc;
+}
+
 int Prepare(Run& run, const PromoteArgs& args) {
   auto topology = admin::LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
@@ -364,17 +380,7 @@ int RunSwitchover(const PromoteArgs& args) {
   }
   std::cout << fmt::format("  writes on {} are refused from step 1 until step 3 ends\n",
                            run.old_source);
-  if (args.dry_run) {
-    std::cout << "dry run: nothing changed\n";
-    return kExitOk;
-  }
-  if (!Confirm(args, "proceed?")) {
-    std::cout << "nothing changed\n";
-    return kExitRefused;
-  }
-  if (int rc = ClaimPromotion(run, "switchover"); rc >= 0) return rc;
-  int rc = Execute(run, kSwitchover, plan.first_step);
-  if (rc != kExitOk) return rc;
+  if (int rc = Proceed(run, "switchover", kSwitchover, plan.first_step); rc >= 0) return rc;
   std::cout << "\n" << FormatSurvey(run.sites);
   std::cout << fmt::format(
       "switchover complete: {} is the source at epoch {}; writes were unavailable for {:.2f} s\n",
@@ -407,17 +413,7 @@ int RunFailover(const PromoteArgs& args) {
   for (size_t i = plan.first_step; i < std::size(kFailover); ++i) {
     std::cout << fmt::format("  {}. {}\n", i + 1, kFailover[i].name);
   }
-  if (args.dry_run) {
-    std::cout << "dry run: nothing changed\n";
-    return kExitOk;
-  }
-  if (!Confirm(args, "proceed?")) {
-    std::cout << "nothing changed\n";
-    return kExitRefused;
-  }
-  if (int rc = ClaimPromotion(run, "failover"); rc >= 0) return rc;
-  int rc = Execute(run, kFailover, plan.first_step);
-  if (rc != kExitOk) return rc;
+  if (int rc = Proceed(run, "failover", kFailover, plan.first_step); rc >= 0) return rc;
   std::cout << "\n" << FormatSurvey(run.sites);
   std::cout << fmt::format(
       "failover complete: {} is the source at epoch {}. When {} returns it fences itself; "

@@ -76,6 +76,23 @@ std::string OtherPromotion(const std::vector<SiteReport>& sites, const std::stri
   return "";
 }
 
+// The checks every promotion starts with: the target answers and no other
+// promotion is under way. The target, or nullptr with plan->refusal set.
+const SiteReport* StartPlan(const std::vector<SiteReport>& sites, const std::string& target,
+                            Plan* plan) {
+  const SiteReport* t = Find(sites, target);
+  if (!t || !t->reachable) {
+    plan->refusal = fmt::format("target {} does not answer{}", target, t ? ": " + t->error : "");
+    return nullptr;
+  }
+  if (std::string other = OtherPromotion(sites, target); !other.empty()) {
+    plan->refusal = other;
+    return nullptr;
+  }
+  plan->epoch = MaxEpoch(sites);
+  return t;
+}
+
 }  // namespace
 
 SiteReport ReportFromStatus(const std::string& name, const json& status) {
@@ -194,16 +211,8 @@ std::string FormatSurvey(const std::vector<SiteReport>& sites) {
 
 Plan PlanSwitchover(const std::vector<SiteReport>& sites, const std::string& target) {
   Plan plan;
-  const SiteReport* t = Find(sites, target);
-  if (!t || !t->reachable) {
-    plan.refusal = fmt::format("target {} does not answer{}", target, t ? ": " + t->error : "");
-    return plan;
-  }
-  if (std::string other = OtherPromotion(sites, target); !other.empty()) {
-    plan.refusal = other;
-    return plan;
-  }
-  plan.epoch = MaxEpoch(sites);
+  const SiteReport* t = StartPlan(sites, target, &plan);
+  if (!t) return plan;
   if (t->role == "source") {
     if (t->epoch != plan.epoch) {
       plan.refusal =
@@ -261,16 +270,8 @@ Plan PlanSwitchover(const std::vector<SiteReport>& sites, const std::string& tar
 Plan PlanFailover(const std::vector<SiteReport>& sites, const std::string& target,
                   const FailoverChecks& checks) {
   Plan plan;
-  const SiteReport* t = Find(sites, target);
-  if (!t || !t->reachable) {
-    plan.refusal = fmt::format("target {} does not answer{}", target, t ? ": " + t->error : "");
-    return plan;
-  }
-  if (std::string other = OtherPromotion(sites, target); !other.empty()) {
-    plan.refusal = other;
-    return plan;
-  }
-  plan.epoch = MaxEpoch(sites);
+  const SiteReport* t = StartPlan(sites, target, &plan);
+  if (!t) return plan;
   if (t->role == "source" && t->epoch == plan.epoch) {
     plan.new_epoch = t->epoch;  // promoted by an earlier run
     plan.first_step = 1;
