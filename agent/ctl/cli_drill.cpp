@@ -209,11 +209,14 @@ int RunDrill(const DrillArgs& args) {
   report["error"] = result.value("error", "");
   auto path = WriteDrillReport(args.report_dir, report);
   if (!path.ok()) return Fail(path.status());
+  auto secs = [](const json& v) {
+    return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("unknown");
+  };
   std::cout << fmt::format(
       "drill {}: RTO {} s; RPO {} transaction(s), {} byte(s), {} s; back in sync after {} s\n"
       "report: {} (and .html)\n",
-      report["result"].get<std::string>(), report["rto_seconds"].dump(), rpo["transactions"].dump(),
-      rpo["bytes"].dump(), rpo["seconds"].dump(), report["restored_seconds"].dump(), *path);
+      report["result"].get<std::string>(), secs(report["rto_seconds"]), rpo["transactions"].dump(),
+      rpo["bytes"].dump(), secs(rpo["seconds"]), secs(report["restored_seconds"]), *path);
   for (const auto& p : report["probes"]) {
     std::cout << fmt::format(
         "  probe {}: {}\n", p.value("sql", ""),

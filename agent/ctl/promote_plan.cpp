@@ -313,15 +313,24 @@ Plan PlanFailover(const std::vector<SiteReport>& sites, const std::string& targe
   plan.loss_report = fmt::format(
       "potential data loss if {} is promoted:\n"
       "  holds up to        {}\n"
-      "  primary WAL ahead  {} (as of its last heartbeat, {:.1f} s ago)\n"
+      "  primary WAL ahead  {} (as of its last heartbeat: {})\n"
       "  seconds            {:.1f} (commits after the last one it received)\n"
       "  transactions       those {} committed after {}; exported exactly by `geosyncctl "
       "rejoin --site {}` when it returns\n",
       target, t->durable.ToString(),
       bytes ? admin::HumanBytes(*bytes) + fmt::format(" ({} bytes)", *bytes) : "unknown",
-      t->heartbeat_age_s.value_or(0), seconds,
-      plan.old_source.empty() ? "the old primary" : plan.old_source, t->durable.ToString(),
+      t->heartbeat_age_s ? fmt::format("{:.1f} s ago", *t->heartbeat_age_s)
+                         : std::string("none since it started, the loss is UNKNOWN"),
+      seconds, plan.old_source.empty() ? "the old primary" : plan.old_source, t->durable.ToString(),
       plan.old_source.empty() ? "OLD" : plan.old_source);
+  if (checks.max_lag_s >= 0 && !checks.accept_loss &&
+      (!t->primary_wal_lsn.valid() || !t->heartbeat_age_s)) {
+    plan.refusal = fmt::format(
+        "{} has not heard from the primary since it started: the potential loss is unknown, so "
+        "--max-lag cannot be checked; pass --accept-data-loss to fail over anyway",
+        target);
+    return plan;
+  }
   if (checks.max_lag_s >= 0 && seconds > checks.max_lag_s && !checks.accept_loss) {
     plan.refusal = fmt::format(
         "the potential loss ({:.1f} s) exceeds --max-lag {:.1f} s; pass --accept-data-loss to "

@@ -139,6 +139,17 @@ TEST(PlanFailover, ReportsPotentialLossAndRefusesAboveMaxLag) {
   EXPECT_EQ(PlanFailover(sites, "dublin", checks).refusal, "");
 }
 
+TEST(PlanFailover, UnknownLossIsRefusedUnderMaxLag) {
+  auto sites = Healthy();
+  sites[0] = Unreachable("frankfurt");
+  FailoverChecks checks;
+  checks.max_lag_s = 30;
+  Plan p = PlanFailover(sites, "dublin", checks);
+  EXPECT_NE(p.refusal.find("unknown"), std::string::npos) << p.refusal;
+  checks.accept_loss = true;
+  EXPECT_EQ(PlanFailover(sites, "dublin", checks).refusal, "");
+}
+
 TEST(PlanFailover, ResumesAtRepointWhenTheTargetIsAlreadyTheSource) {
   auto sites = Healthy();
   sites[0] = Unreachable("frankfurt");
