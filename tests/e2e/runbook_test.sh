@@ -345,9 +345,16 @@ expect_roles() {
 # database refuses application writes.
 writes_flow() {
   local from=$1 to=$2 tag=$3 out
+  local n=0 i
   psql_at "$from" "INSERT INTO events VALUES (now(), '$tag')"
-  wait_until 30 "$to has the row '$tag' written on $from" \
-    test "$(psql_at "$to" "SELECT count(*) FROM events WHERE what = '$tag'")" = 1
+  for i in $(seq 1 100); do
+    n=$(psql_at "$to" "SELECT count(*) FROM events WHERE what = '$tag'")
+    [ "$n" = 1 ] && break
+    sleep 0.3
+  done
+  [ "$n" = 1 ] || fail "$to has $n row(s) '$tag' after 30 s (expected 1); $from has \
+$(psql_at "$from" "SELECT count(*) FROM events WHERE what = '$tag'"); status:
+$("$GEOSYNCCTL" status --topology "$ETC/topology.json" 2>&1)"
   out=$(psql_at "$to" "INSERT INTO events VALUES (now(), 'on the replica')" 2>&1) &&
     fail "$to (replica) accepted an application write"
   expect_output "$to read-only" 'cannot execute INSERT in a read-only transaction' "$out"
