@@ -32,6 +32,18 @@ Status FsyncPath(const std::string& path, bool directory) {
 
 }  // namespace
 
+const char* SeedStateName(SeedState s) {
+  switch (s) {
+    case SeedState::kNone:
+      return "none";
+    case SeedState::kInProgress:
+      return "in_progress";
+    case SeedState::kDone:
+      return "done";
+  }
+  return "none";
+}
+
 Result<SiteState> ReadSiteState(const std::string& dir) {
   std::string path = StatePath(dir);
   std::ifstream in(path);
@@ -57,7 +69,14 @@ Result<SiteState> ReadSiteState(const std::string& dir) {
   r.String("source_site", &s.source_site);
   r.Bool("fenced", &s.fenced);
   r.String("fence_reason", &s.fence_reason);
+  std::string seed_state = "none";
+  r.Enum("seed_state", {"none", "in_progress", "done"}, &seed_state);
+  r.String("seed_position", &s.seed_position);
+  r.Bool("seed_created_schema", &s.seed_created_schema);
   r.CheckNoUnknownKeys();
+  s.seed_state = seed_state == "in_progress" ? SeedState::kInProgress
+                 : seed_state == "done"      ? SeedState::kDone
+                                             : SeedState::kNone;
   if (!r.status().ok()) return Status::Corruption(r.status().message());
   s.epoch = static_cast<uint64_t>(epoch);
   s.role = role == "source" ? Role::kSource : Role::kReplica;
@@ -75,7 +94,10 @@ Status WriteSiteState(const std::string& dir, const SiteState& s) {
                         {"role", s.role == Role::kSource ? "source" : "replica"},
                         {"source_site", s.source_site},
                         {"fenced", s.fenced},
-                        {"fence_reason", s.fence_reason}};
+                        {"fence_reason", s.fence_reason},
+                        {"seed_state", SeedStateName(s.seed_state)},
+                        {"seed_position", s.seed_position},
+                        {"seed_created_schema", s.seed_created_schema}};
   std::string path = StatePath(dir);
   std::string tmp = path + ".tmp";
   std::string text = doc.dump(2) + "\n";

@@ -21,8 +21,17 @@ class StateFileTest : public ::testing::Test {
 };
 
 TEST_F(StateFileTest, WriteThenReadReturnsTheSameState) {
-  SiteState s{.cluster_id = "prod", .site = "dublin", .epoch = 4, .role = Role::kSource,
-              .source_site = "dublin", .fenced = true, .fence_reason = "old primary"};
+  SiteState s;
+  s.cluster_id = "prod";
+  s.site = "dublin";
+  s.epoch = 4;
+  s.role = Role::kSource;
+  s.source_site = "dublin";
+  s.fenced = true;
+  s.fence_reason = "old primary";
+  s.seed_state = SeedState::kInProgress;
+  s.seed_position = "4@16/B374D848";
+  s.seed_created_schema = true;
   ASSERT_TRUE(WriteSiteState(dir_, s).ok());
   auto back = ReadSiteState(dir_);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -73,6 +82,16 @@ TEST_F(StateFileTest, FutureVersionIsRejected) {
   auto s = ReadSiteState(dir_);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("version"), std::string::npos) << s.status().message();
+}
+
+TEST_F(StateFileTest, VersionOneFileReadsWithSeedDefaults) {
+  std::ofstream(dir_ + "/state.json")
+      << R"({"version": 1, "cluster_id": "prod", "site": "dublin", "epoch": 2, "role": "replica"})";
+  auto s = ReadSiteState(dir_);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->seed_state, SeedState::kNone) << "a pre-seed state file means no seed ran";
+  EXPECT_FALSE(s->seed_created_schema);
+  EXPECT_EQ(s->epoch, 2u);
 }
 
 }  // namespace
