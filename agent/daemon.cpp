@@ -24,6 +24,8 @@
 #include "agent/pg/pg_conn.h"
 #include "agent/replica/applier.h"
 #include "agent/replica/receiver.h"
+#include "agent/seed/replica_seed.h"
+#include "agent/seed/seed_server.h"
 #include "agent/source/capture.h"
 #include "agent/source/control_emitter.h"
 #include "agent/source/site_registry.h"
@@ -261,6 +263,16 @@ Status RunSource(const Config& config, SiteState state) {
         if (capture) asio::post(capture_io, [&] { capture->Stop(); });
       });
   GEOSYNC_RETURN_IF_ERROR(server.Listen());
+  seed::SeedServerOptions seed_options;
+  seed_options.conninfo = config.postgres.dsn;
+  seed_options.publication = config.postgres.publication;
+  seed_options.epoch = state.epoch;
+  seed_options.chunk_bytes = config.seed.chunk_bytes;
+  seed_options.bandwidth_bytes_per_sec = config.bandwidth_bytes_per_sec;
+  seed_options.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
+  seed::SeedServer seed_server(seed_options, spool.get(), &registry);
+  server.SetSeedHandler(
+      [&](const Hello& hello, PeerStream& stream) { return seed_server.Serve(hello, stream); });
 
   SpoolSink sink(spool.get(), state.epoch, [&](Position) { server.NotifyDurable(); });
   CaptureOptions co;
@@ -428,6 +440,7 @@ struct ReplicaView {
   admin::LagTracker& tracker;
   admin::RateMeter& rate;
   std::chrono::steady_clock::time_point started;
+  seed::ReplicaSeed& seed;
 
   admin::ReplicaSnapshot Snapshot() const {
     admin::ReplicaSnapshot s;
@@ -480,11 +493,14 @@ struct ReplicaView {
     s.apply_reconnects = as.reconnects;
     s.batch_retries = as.batch_retries;
     s.apply_rate = rate.PerSecond();
+    s.seed = seed.Snapshot();
     return s;
   }
 };
 
-Status RunReplica(const Config& config, SiteState state) {
+// `*reseed` is set when POST /admin/seed asked for a seed: the caller runs
+// the replica role again, which then seeds before streaming.
+Status RunReplica(const Config& config, SiteState state, bool* reseed) {
   const auto started = std::chrono::steady_clock::now();
   if (!config.upstream) {
     return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config.path));
@@ -492,6 +508,8 @@ Status RunReplica(const Config& config, SiteState state) {
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, false));
   asio::io_context io;
+  seed::ReplicaSeed seed(config, &state, spool.get(), tls);
+  const bool must_seed = seed.Needed();
 
   ApplierOptions ao;
   ao.conninfo = config.postgres.dsn;
@@ -500,7 +518,7 @@ Status RunReplica(const Config& config, SiteState state) {
   Applier applier(ao, spool.get());
   std::atomic<bool> stopping{false};
   ApplyControl control;
-  std::thread apply_thread([&] { RunApplyLoop(applier, control, stopping); });
+  std::thread apply_thread;  // started once any seed is done
 
   ReceiverOptions ro;
   ro.cluster_id = config.cluster_id;
@@ -518,7 +536,8 @@ Status RunReplica(const Config& config, SiteState state) {
       });
   admin::LagTracker tracker;  // (source_commit, source time) from heartbeats
   admin::RateMeter apply_rate;
-  ReplicaView view{config, receiver, applier, *spool, control, tracker, apply_rate, started};
+  ReplicaView view{config,  receiver,   applier, *spool, control,
+                   tracker, apply_rate, started, seed};
   asio::steady_timer sampler(io);
   int64_t last_heartbeat_us = 0;
   Every(sampler, std::chrono::milliseconds(100), [&] {
@@ -541,28 +560,62 @@ Status RunReplica(const Config& config, SiteState state) {
   handlers.actions["apply/resume"] = [&](const admin::QueryParams&) {
     return ResumeAction(control);
   };
+  asio::steady_timer reseed_timer(io);
+  handlers.actions["seed"] = [&](const admin::QueryParams&) {
+    admin::HttpReply reply = seed.Request();
+    if (reply.status == 202) {
+      // Let the reply go out, then restart the replica role to seed.
+      *reseed = true;
+      reseed_timer.expires_after(std::chrono::milliseconds(200));
+      reseed_timer.async_wait([&](auto ec) {
+        if (ec) return;
+        receiver.Stop();
+        io.stop();
+      });
+    }
+    return reply;
+  };
   auto admin_server = StartAdmin(io, config, std::move(handlers));
-  if (!admin_server.ok()) {
-    control.Stop(stopping);
-    applier.Stop();
-    apply_thread.join();
-    return admin_server.status();
-  }
+  if (!admin_server.ok()) return admin_server.status();
 
   Status receiver_status;
-  asio::co_spawn(io, receiver.Run(), [&](std::exception_ptr e, Status st) {
-    if (e) std::rethrow_exception(e);
-    receiver_status = st;
-    if (st.code() != Code::kCancelled) spdlog::error("receiver stopped: {}", st.ToString());
-    io.stop();
-  });
+  auto start_streaming = [&] {
+    apply_thread = std::thread([&] { RunApplyLoop(applier, control, stopping); });
+    asio::co_spawn(io, receiver.Run(), [&](std::exception_ptr e, Status st) {
+      if (e) std::rethrow_exception(e);
+      receiver_status = st;
+      if (st.code() != Code::kCancelled) spdlog::error("receiver stopped: {}", st.ToString());
+      io.stop();
+    });
+  };
+  // A seed runs on its own thread while the admin API serves its progress;
+  // a half-seeded site never applies or streams.
+  std::thread seed_thread;
+  if (must_seed) {
+    seed_thread = std::thread([&] {
+      Status st = seed.Run();
+      asio::post(io, [&, st] {
+        if (st.ok()) {
+          start_streaming();
+        } else if (st.code() != Code::kCancelled) {
+          receiver_status = st;
+          io.stop();
+        }
+      });
+    });
+  } else {
+    start_streaming();
+  }
   RunUntilSignal(io, [&] {
+    seed.Stop();
     receiver.Stop();
     io.stop();
   });
+  seed.Stop();
+  if (seed_thread.joinable()) seed_thread.join();
   control.Stop(stopping);
   applier.Stop();
-  apply_thread.join();
+  if (apply_thread.joinable()) apply_thread.join();
   if (receiver_status.code() == Code::kCancelled || receiver_status.ok()) return Status::Ok();
   return receiver_status;
 }
@@ -580,7 +633,13 @@ Status RunDaemon(const Config& config) {
                config.site, config.cluster_id, state.role == Role::kSource ? "source" : "replica",
                state.epoch);
   if (state.role == Role::kSource) return RunSource(config, state);
-  return RunReplica(config, state);
+  for (;;) {
+    bool reseed = false;
+    Status st = RunReplica(config, state, &reseed);
+    if (!reseed) return st;
+    GEOSYNC_ASSIGN_OR_RETURN(state, ReadSiteState(config.state_dir));
+    spdlog::info("replica role restarts to seed");
+  }
 }
 
 }  // namespace geosync
