@@ -11,6 +11,7 @@ void RegisterAll(CLI::App& app, int* exit_code) {
   RegisterConfigCommands(app, exit_code);
   RegisterCaptureCommands(app, exit_code);
   RegisterStatusCommands(app, exit_code);
+  RegisterSeedCommands(app, exit_code);
 }
 
 int Fail(const Status& status) {

@@ -13,6 +13,7 @@ void RegisterAll(CLI::App& app, int* exit_code);
 void RegisterConfigCommands(CLI::App& app, int* exit_code);   // check-config
 void RegisterCaptureCommands(CLI::App& app, int* exit_code);  // init, tail
 void RegisterStatusCommands(CLI::App& app, int* exit_code);   // status, skip, resume
+void RegisterSeedCommands(CLI::App& app, int* exit_code);     // seed
 
 // Prints a failed Status on stderr as "geosyncctl: ..." and returns its exit code.
 int Fail(const Status& status);
