@@ -46,13 +46,17 @@ std::string Ident(PGconn* conn, std::string_view s) {
 
 // Opens a transaction in the exported snapshot, with the text formats both
 // ends of a seed agree on.
+// (Named arrays, not initializer lists: GCC 12 mishandles the lifetime of an
+// initializer list's temporaries across co_await in a range-for.)
 asio::awaitable<Status> BeginInSnapshot(AsyncPg& pg, const std::string& snapshot) {
-  for (std::string sql :
-       {std::string("SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; "
-                    "SET extra_float_digits = 3; SET TimeZone = 'UTC'"),
-        std::string("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
-        "SET TRANSACTION SNAPSHOT " + Literal(pg.raw(), snapshot)}) {
-    auto r = co_await pg.Query(sql);
+  std::vector<std::string> statements;
+  statements.push_back(
+      "SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET "
+      "TimeZone = 'UTC'");
+  statements.push_back("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  statements.push_back("SET TRANSACTION SNAPSHOT " + Literal(pg.raw(), snapshot));
+  for (size_t i = 0; i < statements.size(); ++i) {
+    auto r = co_await pg.Query(statements[i]);
     if (!r.ok()) co_return r.status().WithContext("importing seed snapshot " + snapshot);
   }
   co_return Status::Ok();
@@ -166,12 +170,19 @@ asio::awaitable<Status> SeedServer::ServeManifest(const std::string& site, PeerS
   m.consistent = Position{options_.epoch, consistent};
   std::vector<std::pair<std::string, std::string>> names;
   for (const auto& t : m.tables) names.emplace_back(t.schema, t.name);
-  for (const char* section : {"pre-data", "post-data"}) {
-    std::string conninfo = options_.conninfo, snap = snapshot, sect = section;
-    Result<std::string> sql = co_await RunBlocking<Result<std::string>>(
-        [conninfo, snap, names, sect] { return DumpSchema(conninfo, snap, names, sect); });
+  for (int pass = 0; pass < 2; ++pass) {
+    std::string conninfo = options_.conninfo, snap = snapshot;
+    std::string sect = pass == 0 ? "pre-data" : "post-data";
+    auto ex = co_await asio::this_coro::executor;
+    auto dump = RunBlocking<Result<std::string>>(
+        ex, [conninfo, snap, names, sect] { return DumpSchema(conninfo, snap, names, sect); });
+    Result<std::string> sql = co_await std::move(dump);
     if (!sql.ok()) co_return sql.status().WithContext("seed of site " + site);
-    (sect == "pre-data" ? m.pre_data : m.post_data) = std::move(sql).value();
+    if (pass == 0) {
+      m.pre_data = std::move(sql).value();
+    } else {
+      m.post_data = std::move(sql).value();
+    }
   }
   // The replica continues the stream after C - 1: every unit committing at or
   // after C, none before.

@@ -78,7 +78,7 @@ TEST_F(StateFileTest, GarbageStateIsCorruptionNamingTheFile) {
 
 TEST_F(StateFileTest, FutureVersionIsRejected) {
   std::ofstream(dir_ + "/state.json")
-      << R"({"version": 2, "cluster_id": "p", "site": "s", "epoch": 1, "role": "source"})";
+      << R"({"version": 3, "cluster_id": "p", "site": "s", "epoch": 1, "role": "source"})";
   auto s = ReadSiteState(dir_);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("version"), std::string::npos) << s.status().message();
