@@ -536,8 +536,7 @@ Status RunReplica(const Config& config, SiteState state, bool* reseed) {
       });
   admin::LagTracker tracker;  // (source_commit, source time) from heartbeats
   admin::RateMeter apply_rate;
-  ReplicaView view{config,  receiver,   applier, *spool, control,
-                   tracker, apply_rate, started, seed};
+  ReplicaView view{config, receiver, applier, *spool, control, tracker, apply_rate, started, seed};
   asio::steady_timer sampler(io);
   int64_t last_heartbeat_us = 0;
   Every(sampler, std::chrono::milliseconds(100), [&] {

@@ -229,12 +229,12 @@ void EncodeSeedChunkEnd(const SeedChunkEnd& m, std::string* out) {
 //   varint  rows         rows in the chunk
 //   varint  bytes        COPY bytes sent in its data frames
 Result<SeedChunkEnd> DecodeSeedChunkEnd(std::span<const uint8_t> bytes) {
-  return DecodeRecord<SeedChunkEnd>(
-      bytes, "seed chunk end decode", kChunkEndType, [](WireReader& r, SeedChunkEnd& m) -> Status {
-        GEOSYNC_ASSIGN_OR_RETURN(m.rows, r.Varint("rows"));
-        GEOSYNC_ASSIGN_OR_RETURN(m.bytes, r.Varint("bytes"));
-        return Status::Ok();
-      });
+  return DecodeRecord<SeedChunkEnd>(bytes, "seed chunk end decode", kChunkEndType,
+                                    [](WireReader& r, SeedChunkEnd& m) -> Status {
+                                      GEOSYNC_ASSIGN_OR_RETURN(m.rows, r.Varint("rows"));
+                                      GEOSYNC_ASSIGN_OR_RETURN(m.bytes, r.Varint("bytes"));
+                                      return Status::Ok();
+                                    });
 }
 
 void EncodeSeedFinish(const SeedFinish& m, std::string* out) {

@@ -35,8 +35,8 @@ struct SeedArgs {
 Result<std::string> AdminUrlOf(const SeedArgs& args) {
   std::ifstream in(args.topology, std::ios::binary);
   if (!in) {
-    return Status::Config(fmt::format("topology {}: cannot open file: {}", args.topology,
-                                      std::strerror(errno)));
+    return Status::Config(
+        fmt::format("topology {}: cannot open file: {}", args.topology, std::strerror(errno)));
   }
   std::ostringstream ss;
   ss << in.rdbuf();
@@ -60,18 +60,19 @@ std::string ProgressLine(const std::string& site, const nlohmann::json& seed) {
   std::string eta = seed["eta_seconds"].is_number()
                         ? fmt::format(", ETA {:.0f} s", seed["eta_seconds"].get<double>())
                         : "";
-  std::string error = seed["error"].is_string() ? " (last error: " + seed["error"].get<std::string>() + ")" : "";
-  return fmt::format("seed of {}: {} {}: {} rows, {} copied of {} on the source{}{}", site,
-                     seed.value("state", "?"),
-                     seed["phase"].is_string() ? seed["phase"].get<std::string>() : "",
-                     seed.value("rows_copied", uint64_t{0}), Mb(seed.value("bytes_copied", uint64_t{0})),
-                     Mb(seed.value("bytes_total", uint64_t{0})), eta, error);
+  std::string error =
+      seed["error"].is_string() ? " (last error: " + seed["error"].get<std::string>() + ")" : "";
+  return fmt::format(
+      "seed of {}: {} {}: {} rows, {} copied of {} on the source{}{}", site,
+      seed.value("state", "?"), seed["phase"].is_string() ? seed["phase"].get<std::string>() : "",
+      seed.value("rows_copied", uint64_t{0}), Mb(seed.value("bytes_copied", uint64_t{0})),
+      Mb(seed.value("bytes_total", uint64_t{0})), eta, error);
 }
 
 void PrintTables(const nlohmann::json& seed) {
   for (const auto& t : seed["tables"]) {
-    std::cout << fmt::format("  {:<40} {:>12} rows  {:>10}  chunks {}/{}\n",
-                             t.value("table", "?"), t.value("rows_copied", uint64_t{0}),
+    std::cout << fmt::format("  {:<40} {:>12} rows  {:>10}  chunks {}/{}\n", t.value("table", "?"),
+                             t.value("rows_copied", uint64_t{0}),
                              Mb(t.value("bytes_copied", uint64_t{0})), t.value("chunks_done", 0),
                              t.value("chunks_total", 0));
   }
@@ -93,16 +94,11 @@ int Follow(const SeedArgs& args, const std::string& url) {
         const std::string state = seed.value("state", "");
         if (state == "in_progress") seen_in_progress = true;
         if (state == "done" && seen_in_progress) {
-          std::cout << fmt::format("seed of {} done in {:.0f} s: {} rows, {}; streaming continues from {}\n",
-                                   args.site,
-                                   std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                                 started)
-                                       .count(),
-                                   seed.value("rows_copied", uint64_t{0}),
-                                   Mb(seed.value("bytes_copied", uint64_t{0})),
-                                   seed["position"].is_object()
-                                       ? seed["position"].value("position", "?")
-                                       : "?");
+          std::cout << fmt::format(
+              "seed of {} done in {:.0f} s: {} rows, {}; streaming continues from {}\n", args.site,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+              seed.value("rows_copied", uint64_t{0}), Mb(seed.value("bytes_copied", uint64_t{0})),
+              seed["position"].is_object() ? seed["position"].value("position", "?") : "?");
           PrintTables(seed);
           return kExitOk;
         }
@@ -111,8 +107,8 @@ int Follow(const SeedArgs& args, const std::string& url) {
         last = line;
       }
     }
-    if (args.timeout_s > 0 && std::chrono::steady_clock::now() - started >
-                                  std::chrono::seconds(args.timeout_s)) {
+    if (args.timeout_s > 0 &&
+        std::chrono::steady_clock::now() - started > std::chrono::seconds(args.timeout_s)) {
       std::cerr << fmt::format("geosyncctl: seed of {} not done after {} s\n", args.site,
                                args.timeout_s);
       return kExitPeer;
@@ -140,7 +136,7 @@ int RunSeed(const SeedArgs& args) {
     std::cerr << fmt::format("geosyncctl: POST {}/admin/seed answered HTTP {}: {}\n", *url,
                              answer->status, body);
     return answer->status == 401 || answer->status == 403 || answer->status == 409 ? kExitRefused
-                                                                                     : kExitPeer;
+                                                                                   : kExitPeer;
   }
   std::cout << body << "\n" << std::flush;
   if (args.no_wait) return kExitOk;

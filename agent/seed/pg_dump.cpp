@@ -39,7 +39,8 @@ std::string PgBinDir() {
 
 Result<std::string> RunAndCapture(const std::vector<std::string>& argv) {
   int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return Status::Io(fmt::format("pipe: {}", std::strerror(errno)));
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0)
+    return Status::Io(fmt::format("pipe: {}", std::strerror(errno)));
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
     ::close(out_pipe[0]);
     ::close(out_pipe[1]);
@@ -94,18 +95,18 @@ Result<std::string> DumpSchema(const std::string& conninfo, const std::string& s
                                const std::vector<std::pair<std::string, std::string>>& tables,
                                const std::string& section) {
   if (tables.empty()) return std::string();
-  std::vector<std::string> argv = {PgBinDir() + "/pg_dump", "--schema-only",
-                                   "--section=" + section,  "--snapshot=" + snapshot,
-                                   "--no-owner",            "--no-privileges",
-                                   "--no-tablespaces",      "--no-publications",
-                                   "--no-subscriptions"};
+  std::vector<std::string> argv = {
+      PgBinDir() + "/pg_dump",  "--schema-only",     "--section=" + section,
+      "--snapshot=" + snapshot, "--no-owner",        "--no-privileges",
+      "--no-tablespaces",       "--no-publications", "--no-subscriptions"};
   for (const auto& [schema, name] : tables) {
     argv.push_back("--table=" + QuotePattern(schema) + "." + QuotePattern(name));
   }
   argv.push_back("--dbname=" + conninfo);
   auto out = RunAndCapture(argv);
   if (!out.ok()) {
-    return out.status().WithContext(fmt::format("pg_dump --section={} in snapshot {}", section, snapshot));
+    return out.status().WithContext(
+        fmt::format("pg_dump --section={} in snapshot {}", section, snapshot));
   }
   return StripMetaCommands(*out);
 }

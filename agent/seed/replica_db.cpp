@@ -82,7 +82,8 @@ Status SetSequences(PgConn& conn, const SeedManifest& m) {
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND "
         "c.relname = $2 AND c.relkind = 'S'",
         {s.schema, s.name, std::to_string(s.last_value), s.is_called ? "true" : "false"});
-    if (!r.ok()) return r.status().WithContext(fmt::format("setting sequence {}.{}", s.schema, s.name));
+    if (!r.ok())
+      return r.status().WithContext(fmt::format("setting sequence {}.{}", s.schema, s.name));
   }
   return Status::Ok();
 }
@@ -106,7 +107,8 @@ Status SetOrigin(PgConn& conn, const std::string& prefix, Position consistent) {
 Status CopyIn::Begin(const SeedTable& t) {
   table_ = QualifiedName(*conn_, t.schema, t.name);
   std::string columns;
-  for (const auto& c : t.columns) columns += (columns.empty() ? "" : ", ") + conn_->EscapeIdentifier(c);
+  for (const auto& c : t.columns)
+    columns += (columns.empty() ? "" : ", ") + conn_->EscapeIdentifier(c);
   auto begin = conn_->Exec("BEGIN");
   if (!begin.ok()) return begin.status();
   std::string sql = columns.empty() ? fmt::format("COPY {} FROM STDIN", table_)

@@ -10,8 +10,8 @@
 #include <algorithm>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "agent/pg/async_pg.h"
 #include "agent/seed/blocking.h"
@@ -188,9 +188,9 @@ asio::awaitable<Status> SeedServer::ServeManifest(const std::string& site, PeerS
   // after C, none before.
   const Position floor{options_.epoch, Lsn(consistent.value() - 1)};
   if (floor < spool_->released()) {
-    co_return Status::NotFound(fmt::format(
-        "seed of site {}: the spool was released up to {}, past the snapshot's {}", site,
-        spool_->released().ToString(), floor.ToString()));
+    co_return Status::NotFound(
+        fmt::format("seed of site {}: the spool was released up to {}, past the snapshot's {}",
+                    site, spool_->released().ToString(), floor.ToString()));
   }
   registry_->Seeding(site, floor);
   uint64_t total = 0;
@@ -202,14 +202,13 @@ asio::awaitable<Status> SeedServer::ServeManifest(const std::string& site, PeerS
   GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.WriteFrame(kFrameSeedManifest, bytes));
   // Keep the snapshot (the idle replication connection) while the replica
   // copies; it sends heartbeats, then SeedFinish.
-  const auto wait = std::max<std::chrono::milliseconds>(options_.peer_timeout * 3,
-                                                        std::chrono::seconds(30));
+  const auto wait =
+      std::max<std::chrono::milliseconds>(options_.peer_timeout * 3, std::chrono::seconds(30));
   for (;;) {
     auto frame = co_await stream.ReadFrame(wait);
     if (!frame.ok()) {
-      co_return frame.status().WithContext(
-          fmt::format("seed of site {} ended before it finished (snapshot {} released)", site,
-                      snapshot));
+      co_return frame.status().WithContext(fmt::format(
+          "seed of site {} ended before it finished (snapshot {} released)", site, snapshot));
     }
     if (frame->type == FrameType::kHeartbeat) continue;
     if (frame->type == FrameType::kError) {
@@ -246,9 +245,9 @@ asio::awaitable<Status> SeedServer::ServeChunk(const std::string& site, const Se
           Literal(pg.raw(), options_.publication), Literal(pg.raw(), req.schema),
           Literal(pg.raw(), req.table))));
   if (published.Get(0, 0) == "0") {
-    co_return Status::InvalidArgument(fmt::format(
-        "site {} asked to seed table {}, which is not in publication {}", site, table,
-        options_.publication));
+    co_return Status::InvalidArgument(
+        fmt::format("site {} asked to seed table {}, which is not in publication {}", site, table,
+                    options_.publication));
   }
   std::string columns;
   for (const auto& c : req.columns) columns += (columns.empty() ? "" : ", ") + Ident(pg.raw(), c);
@@ -269,9 +268,9 @@ asio::awaitable<Status> SeedServer::ServeChunk(const std::string& site, const Se
     raw.clear();
     if (options_.bandwidth_bytes_per_sec > 0) {
       uint64_t sent = stream.counters().wire_out - before;
-      asio::steady_timer pace(co_await asio::this_coro::executor,
-                              std::chrono::microseconds(sent * 1000000 /
-                                                        options_.bandwidth_bytes_per_sec));
+      asio::steady_timer pace(
+          co_await asio::this_coro::executor,
+          std::chrono::microseconds(sent * 1000000 / options_.bandwidth_bytes_per_sec));
       co_await pace.async_wait(asio::as_tuple(use_awaitable));
     }
     co_return Status::Ok();

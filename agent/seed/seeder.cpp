@@ -103,9 +103,8 @@ asio::awaitable<Status> OpenSeedStream(const SeederOptions& o, std::unique_ptr<P
   }
   GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply, DecodeHelloReply(AsSpan(frame.payload)));
   if (!reply.accepted) {
-    co_return Status::Fenced(
-        fmt::format("source {} ({}) refused to seed this site: {}", reply.source_site, where,
-                    reply.error));
+    co_return Status::Fenced(fmt::format("source {} ({}) refused to seed this site: {}",
+                                         reply.source_site, where, reply.error));
   }
   *out = std::move(stream);
   co_return Status::Ok();
@@ -266,7 +265,8 @@ Status Seeder::Load(const SeedManifest& m) {
   GEOSYNC_ASSIGN_OR_RETURN(std::vector<bool> exists, ExistingTables(conn, m));
   std::vector<std::string> present, missing;
   for (size_t i = 0; i < m.tables.size(); ++i) {
-    (exists[i] ? present : missing).push_back(QualifiedName(conn, m.tables[i].schema, m.tables[i].name));
+    (exists[i] ? present : missing)
+        .push_back(QualifiedName(conn, m.tables[i].schema, m.tables[i].name));
   }
   if (options_.only_if_empty && !present.empty()) {
     spdlog::info("seed.auto: not seeding, the database already has published tables ({}...)",

@@ -160,7 +160,8 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
   session->start = hello.durable;
   Status ok = CheckHello(hello, session->stream);
   const bool seed = (hello.flags & kHelloNeedsSeed) != 0;
-  if (ok.ok() && seed && !seed_handler_) ok = Status::InvalidArgument("this source serves no seeds");
+  if (ok.ok() && seed && !seed_handler_)
+    ok = Status::InvalidArgument("this source serves no seeds");
   if (ok.ok() && !seed) {
     auto reader = spool_->ReadFrom(hello.durable);
     if (!reader.ok()) {

@@ -75,13 +75,13 @@ class SeedE2E : public PgClusterTest {
     replica.name = "dublin";
     replica.dsn = replica_->ConnInfo();
     replica.upstream_port = port;
-    replica.extra = {{"seed", {{"auto", true}, {"workers", 3}}}, {"admin", AdminBlock(site_admin_)}};
+    replica.extra = {{"seed", {{"auto", true}, {"workers", 3}}},
+                     {"admin", AdminBlock(site_admin_)}};
     site_ = std::make_unique<GeoSite>(replica);
-    nlohmann::json topology = {
-        {"cluster_id", "test"},
-        {"sites",
-         {{{"name", "frankfurt"}, {"admin", Url(source_admin_)}},
-          {{"name", "dublin"}, {"admin", Url(site_admin_)}}}}};
+    nlohmann::json topology = {{"cluster_id", "test"},
+                               {"sites",
+                                {{{"name", "frankfurt"}, {"admin", Url(source_admin_)}},
+                                 {{"name", "dublin"}, {"admin", Url(site_admin_)}}}}};
     topology_ = dir_ + "/topology.json";
     std::ofstream(topology_) << topology.dump(2);
   }
@@ -97,8 +97,9 @@ class SeedE2E : public PgClusterTest {
     ASSERT_TRUE(source_->Start().ok());
     ASSERT_TRUE(WaitFor(
         [&] {
-          return primary_->QueryValue("SELECT count(*) FROM pg_replication_slots WHERE "
-                                      "slot_name = 'geosync' AND active") == "1";
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'geosync' AND active") == "1";
         },
         60s, "the source created and streams its slot"));
   }
@@ -218,8 +219,8 @@ TEST_F(SeedE2E, ReseedThroughCliReplacesADamagedCopy) {
   ASSERT_NE(CompareTables(*primary_, *replica_), "");
   std::thread load([&] { primary_->RunPgbench({"-n", "-c", "2", "-T", "6"}); });
   ProcessSpec spec;
-  spec.argv = {BinaryPath("geosyncctl"), "seed",         "--site",       "dublin",
-               "--topology",             topology_,      "--token-file", token_file_};
+  spec.argv = {BinaryPath("geosyncctl"), "seed",     "--site", "dublin", "--topology", topology_,
+               "--token-file",           token_file_};
   auto out = RunProgram(spec, 240s);
   load.join();
   ASSERT_TRUE(out.ok()) << out.status().ToString();

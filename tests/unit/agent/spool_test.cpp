@@ -807,7 +807,8 @@ TEST_F(SpoolRandomTest, RandomCrashesKeepExactlyTheDurablePrefix) {
 
 TEST_F(SpoolTest, ResetToEmptiesTheSpoolAndPersistsTheFloorForASeed) {
   Open(Options(500));
-  for (uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(AppendAll(*spool_, MakeUnit(P(1, i * 100), 2, 40)).ok());
+  for (uint64_t i = 1; i <= 10; ++i)
+    ASSERT_TRUE(AppendAll(*spool_, MakeUnit(P(1, i * 100), 2, 40)).ok());
   ASSERT_TRUE(spool_->Sync().ok());
   ASSERT_GT(SegmentNames().size(), 1u);
   ASSERT_TRUE(spool_->ResetTo(P(1, 4999)).ok());

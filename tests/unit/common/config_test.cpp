@@ -193,8 +193,9 @@ TEST(ConfigTest, SeedDefaultsToFourWorkersAndNoAutoSeed) {
 }
 
 TEST(ConfigTest, SeedKeysAreReadAndCheckedByName) {
-  std::string with_seed = Replace(kValidReplica, R"("upstream")",
-                                  R"("seed": {"workers": 8, "auto": true, "chunk_mb": 4}, "upstream")");
+  std::string with_seed =
+      Replace(kValidReplica, R"("upstream")",
+              R"("seed": {"workers": 8, "auto": true, "chunk_mb": 4}, "upstream")");
   auto r = ParseConfig(with_seed, "site.json");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->seed.workers, 8);
