@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
+#include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -51,6 +52,7 @@ class SeedE2E : public PgClusterTest {
     }
     source_.reset();
     site_.reset();
+    proxy_.reset();
     std::filesystem::remove_all(dir_);
     PgClusterTest::TearDown();
   }
@@ -58,7 +60,7 @@ class SeedE2E : public PgClusterTest {
   // A source and the replica site dublin with admin APIs; dublin seeds by
   // itself on first start (seed.auto). `source_extra` is merged into the
   // source's config.
-  void MakeSites(nlohmann::json source_extra = nlohmann::json::object()) {
+  void MakeSites(nlohmann::json source_extra = nlohmann::json::object(), bool via_proxy = false) {
     uint16_t port = FreeTcpPort();
     source_admin_ = FreeTcpPort();
     site_admin_ = FreeTcpPort();
@@ -75,6 +77,11 @@ class SeedE2E : public PgClusterTest {
     replica.name = "dublin";
     replica.dsn = replica_->ConnInfo();
     replica.upstream_port = port;
+    if (via_proxy) {
+      proxy_ = std::make_unique<FaultProxy>(port);
+      ASSERT_TRUE(proxy_->Start().ok());
+      replica.upstream_port = proxy_->port();
+    }
     replica.extra = {{"seed", {{"auto", true}, {"workers", 3}}},
                      {"admin", AdminBlock(site_admin_)}};
     site_ = std::make_unique<GeoSite>(replica);
@@ -161,6 +168,7 @@ class SeedE2E : public PgClusterTest {
   PgCluster* primary_ = nullptr;
   PgCluster* replica_ = nullptr;
   std::unique_ptr<GeoSite> source_, site_;
+  std::unique_ptr<FaultProxy> proxy_;
   uint16_t source_admin_ = 0, site_admin_ = 0;
 };
 
@@ -206,6 +214,32 @@ TEST_F(SeedE2E, ReplicaAgentKilledMidSeedRestartsCleanAndEndsIdentical) {
   load.join();
   ExpectIdenticalAtCurrentLsn();
   EXPECT_EQ(StateFileSeedState(), "done");
+}
+
+TEST_F(SeedE2E, NetworkCutMidSeedStartsAgainAndEndsIdentical) {
+  MakeSites({{"bandwidth_bytes_per_sec", 1500000}}, /*via_proxy=*/true);
+  StartSource();
+  ASSERT_TRUE(site_->Start().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json seed = Seed();
+        return seed.is_object() && seed["state"] == "in_progress" &&
+               seed["rows_copied"].get<uint64_t>() > 0;
+      },
+      120s, "dublin's seed has copied rows"));
+  proxy_->Cut(CutMode::kClose);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json seed = Seed();
+        return seed.is_object() && seed["phase"] == "retrying" && seed["error"].is_string();
+      },
+      60s, "the cut seed attempt failed and waits to start again"));
+  EXPECT_EQ(Get("/readyz").first, 503u) << "a site whose seed was cut is not ready";
+  proxy_->Restore();
+  std::thread load([&] { primary_->RunPgbench({"-n", "-c", "1", "-T", "5"}); });
+  WaitSeedDone(240s);
+  load.join();
+  ExpectIdenticalAtCurrentLsn();
 }
 
 TEST_F(SeedE2E, ReseedThroughCliReplacesADamagedCopy) {
