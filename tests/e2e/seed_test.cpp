@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
+#include "tests/support/certs.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -60,7 +61,8 @@ class SeedE2E : public PgClusterTest {
   // A source and the replica site dublin with admin APIs; dublin seeds by
   // itself on first start (seed.auto). `source_extra` is merged into the
   // source's config.
-  void MakeSites(nlohmann::json source_extra = nlohmann::json::object(), bool via_proxy = false) {
+  void MakeSites(nlohmann::json source_extra = nlohmann::json::object(), bool via_proxy = false,
+                 bool tls = false) {
     uint16_t port = FreeTcpPort();
     source_admin_ = FreeTcpPort();
     site_admin_ = FreeTcpPort();
@@ -72,6 +74,11 @@ class SeedE2E : public PgClusterTest {
     source.sites = {"dublin"};
     source.extra = {{"seed", {{"chunk_mb", 8}}}, {"admin", AdminBlock(source_admin_)}};
     source.extra.merge_patch(source_extra);
+    if (tls) {
+      certs_ = std::make_unique<TestCerts>(dir_ + "/certs", "deployment-ca",
+                                           std::vector<std::string>{"frankfurt", "dublin"});
+      source.extra["tls"] = certs_->TlsConfig("frankfurt");
+    }
     source_ = std::make_unique<GeoSite>(source);
     SiteSpec replica;
     replica.name = "dublin";
@@ -84,6 +91,7 @@ class SeedE2E : public PgClusterTest {
     }
     replica.extra = {{"seed", {{"auto", true}, {"workers", 3}}},
                      {"admin", AdminBlock(site_admin_)}};
+    if (tls) replica.extra["tls"] = certs_->TlsConfig("dublin");
     site_ = std::make_unique<GeoSite>(replica);
     nlohmann::json topology = {{"cluster_id", "test"},
                                {"sites",
@@ -169,6 +177,7 @@ class SeedE2E : public PgClusterTest {
   PgCluster* replica_ = nullptr;
   std::unique_ptr<GeoSite> source_, site_;
   std::unique_ptr<FaultProxy> proxy_;
+  std::unique_ptr<TestCerts> certs_;
   uint16_t source_admin_ = 0, site_admin_ = 0;
 };
 
@@ -192,6 +201,51 @@ TEST_F(SeedE2E, NewSiteSeedsWhilePgbenchWritesAndEndsIdentical) {
                    "'geosync_seed%'") == "0";
       },
       30s, "the seed's temporary slot is gone"));
+}
+
+TEST_F(SeedE2E, NewSiteSeedsOverMutualTls) {
+  MakeSites(nlohmann::json::object(), /*via_proxy=*/false, /*tls=*/true);
+  StartSource();
+  ASSERT_TRUE(site_->Start().ok());
+  WaitSeedDone(180s);
+  ExpectIdenticalAtCurrentLsn();
+  EXPECT_NE(site_->ReadLog().find("seed of site dublin done"), std::string::npos)
+      << "the seed ran over the TLS link";
+}
+
+TEST_F(SeedE2E, SiteWithOnlySomeTablesIsRefusedNamingTheMissingOnes) {
+  replica_->Exec(
+      "CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int, filler char(88))");
+  MakeSites();
+  StartSource();
+  ASSERT_TRUE(site_->Start().ok());
+  // seed.auto declines: the database already has a published table.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json seed = Seed();
+        return seed.is_object() && seed["state"] == "none" &&
+               site_->ReadLog().find("receiver: streaming") != std::string::npos;
+      },
+      60s, "dublin declined the automatic seed and streams"));
+  ProcessSpec spec;
+  spec.argv = {BinaryPath("geosyncctl"),
+               "seed",
+               "--site",
+               "dublin",
+               "--topology",
+               topology_,
+               "--no-wait",
+               "--token-file",
+               token_file_};
+  auto out = RunProgram(spec, 60s);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->exit_status, 0) << out->output;
+  auto exited = site_->WaitExit(120s);
+  ASSERT_TRUE(exited.ok()) << "the agent stops on a seed that cannot succeed";
+  EXPECT_NE(*exited, 0);
+  std::string log = site_->ReadLog();
+  EXPECT_NE(log.find("lacks \"public\".\"pgbench_accounts\""), std::string::npos) << log;
+  EXPECT_EQ(StateFileSeedState(), "in_progress") << "the site stays marked half-seeded";
 }
 
 TEST_F(SeedE2E, ReplicaAgentKilledMidSeedRestartsCleanAndEndsIdentical) {
