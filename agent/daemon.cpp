@@ -30,6 +30,8 @@
 #include "agent/promote/transitions.h"
 #include "agent/replica/applier.h"
 #include "agent/replica/receiver.h"
+#include "agent/seed/replica_seed.h"
+#include "agent/seed/seed_server.h"
 #include "agent/source/capture.h"
 #include "agent/source/control_emitter.h"
 #include "agent/source/site_registry.h"
@@ -338,6 +340,16 @@ Status RunSource(SiteControl& control) {
       },
       on_higher_epoch);
   GEOSYNC_RETURN_IF_ERROR(server.Listen());
+  seed::SeedServerOptions seed_options;
+  seed_options.conninfo = config.postgres.dsn;
+  seed_options.publication = config.postgres.publication;
+  seed_options.epoch = state.epoch;
+  seed_options.chunk_bytes = config.seed.chunk_bytes;
+  seed_options.bandwidth_bytes_per_sec = config.bandwidth_bytes_per_sec;
+  seed_options.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
+  seed::SeedServer seed_server(seed_options, spool.get(), &registry);
+  server.SetSeedHandler(
+      [&](const Hello& hello, PeerStream& stream) { return seed_server.Serve(hello, stream); });
 
   SpoolSink sink(spool.get(), state.epoch, [&](Position) { server.NotifyDurable(); });
   CaptureOptions co;
@@ -552,6 +564,7 @@ struct ReplicaView {
   admin::LagTracker& tracker;
   admin::RateMeter& rate;
   std::chrono::steady_clock::time_point started;
+  seed::ReplicaSeed& seed;
 
   admin::ReplicaSnapshot Snapshot() const {
     admin::ReplicaSnapshot s;
@@ -604,13 +617,16 @@ struct ReplicaView {
     s.apply_reconnects = as.reconnects;
     s.batch_retries = as.batch_retries;
     s.apply_rate = rate.PerSecond();
+    s.seed = seed.Snapshot();
     return s;
   }
 };
 
+// A seed requested through POST /admin/seed reruns this role, which then
+// seeds before streaming.
 Status RunReplica(SiteControl& control) {
   const Config& config = control.config();
-  const SiteState state = control.state();
+  SiteState state = control.state();
   const auto started = std::chrono::steady_clock::now();
   if (!state.upstream && !config.upstream) {
     return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config.path));
@@ -619,6 +635,10 @@ Status RunReplica(SiteControl& control) {
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, false));
   asio::io_context io;
+  seed::ReplicaSeed seed(
+      config, &state, spool.get(), tls,
+      [&](const std::function<void(SiteState&)>& change) { return control.Update(change); });
+  const bool must_seed = seed.Needed();
 
   ApplierOptions ao;
   ao.conninfo = config.postgres.dsn;
@@ -627,7 +647,7 @@ Status RunReplica(SiteControl& control) {
   Applier applier(ao, spool.get());
   std::atomic<bool> stopping{false};
   ApplyControl apply_control;
-  std::thread apply_thread([&] { RunApplyLoop(applier, apply_control, stopping); });
+  std::thread apply_thread;  // started once any seed is done
 
   ReceiverOptions ro;
   ro.cluster_id = config.cluster_id;
@@ -643,7 +663,7 @@ Status RunReplica(SiteControl& control) {
   admin::LagTracker tracker;  // (source_commit, source time) from heartbeats
   admin::RateMeter apply_rate;
   ReplicaView view{config,        upstream, receiver,   applier, *spool,
-                   apply_control, tracker,  apply_rate, started};
+                   apply_control, tracker,  apply_rate, started, seed};
   asio::steady_timer sampler(io);
   int64_t last_heartbeat_us = 0;
   Every(sampler, std::chrono::milliseconds(100), [&] {
@@ -688,22 +708,56 @@ Status RunReplica(SiteControl& control) {
   std::shared_ptr<DrillJob> drill_job;
   std::mutex drill_mu;
   AddDrillActions(handlers, drill_job, drill_mu, config.postgres.dsn, &applier);
+  asio::steady_timer reseed_timer(io);
+  handlers.actions["seed"] = [&](const admin::QueryParams&) {
+    admin::HttpReply reply = seed.Request();
+    if (reply.status == 202) {
+      // Let the reply go out, then run the replica role again to seed.
+      NextRole rerun;
+      rerun.kind = NextRole::kRerun;
+      (void)control.Request(rerun);
+      reseed_timer.expires_after(std::chrono::milliseconds(200));
+      reseed_timer.async_wait([&](auto ec) {
+        if (ec) return;
+        receiver.Stop();
+        io.stop();
+      });
+    }
+    return reply;
+  };
   auto admin_server = StartAdmin(io, config, std::move(handlers));
-  if (!admin_server.ok()) {
-    apply_control.Stop(stopping);
-    applier.Stop();
-    apply_thread.join();
-    return admin_server.status();
-  }
+  if (!admin_server.ok()) return admin_server.status();
 
   Status receiver_status;
-  asio::co_spawn(io, receiver.Run(), [&](std::exception_ptr e, Status st) {
-    if (e) std::rethrow_exception(e);
-    receiver_status = st;
-    if (st.code() != Code::kCancelled) spdlog::error("receiver stopped: {}", st.ToString());
-    io.stop();
-  });
+  auto start_streaming = [&] {
+    apply_thread = std::thread([&] { RunApplyLoop(applier, apply_control, stopping); });
+    asio::co_spawn(io, receiver.Run(), [&](std::exception_ptr e, Status st) {
+      if (e) std::rethrow_exception(e);
+      receiver_status = st;
+      if (st.code() != Code::kCancelled) spdlog::error("receiver stopped: {}", st.ToString());
+      io.stop();
+    });
+  };
+  // A seed runs on its own thread while the admin API serves its progress;
+  // a half-seeded site never applies or streams.
+  std::thread seed_thread;
+  if (must_seed) {
+    seed_thread = std::thread([&] {
+      Status st = seed.Run();
+      asio::post(io, [&, st] {
+        if (st.ok()) {
+          start_streaming();
+        } else if (st.code() != Code::kCancelled) {
+          receiver_status = st;
+          io.stop();
+        }
+      });
+    });
+  } else {
+    start_streaming();
+  }
   RunUntilSignal(io, [&] {
+    seed.Stop();
     receiver.Stop();
     io.stop();
   });
@@ -727,9 +781,11 @@ Status RunReplica(SiteControl& control) {
       (void)control.Request(rerun);
     }
   }
+  seed.Stop();
+  if (seed_thread.joinable()) seed_thread.join();
   apply_control.Stop(stopping);
   applier.Stop();
-  apply_thread.join();
+  if (apply_thread.joinable()) apply_thread.join();
   if (receiver_status.code() == Code::kCancelled || receiver_status.ok()) return Status::Ok();
   return receiver_status;
 }

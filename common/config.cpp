@@ -119,6 +119,20 @@ void ReadAdmin(JsonReader& root, AdminConfig* admin) {
   r.CheckNoUnknownKeys();
 }
 
+void ReadSeed(JsonReader& root, SeedConfig* seed) {
+  const auto* obj = root.Object("seed");
+  if (!obj) return;
+  JsonReader r = root.Child(*obj, "seed");
+  int64_t workers = seed->workers;
+  int64_t chunk_mb = static_cast<int64_t>(seed->chunk_bytes >> 20);
+  r.Int("workers", 1, 64, &workers);
+  r.Bool("auto", &seed->auto_seed);
+  r.Int("chunk_mb", 1, 4096, &chunk_mb);
+  seed->workers = static_cast<int>(workers);
+  seed->chunk_bytes = static_cast<uint64_t>(chunk_mb) << 20;
+  r.CheckNoUnknownKeys();
+}
+
 void ReadLog(JsonReader& root, LogOptions* log) {
   const auto* obj = root.Object("log");
   if (!obj) return;
@@ -182,6 +196,7 @@ Result<Config> ParseConfig(std::string_view json_text, const std::string& path) 
   ReadCommit(r, &c.commit);
   ReadApply(r, &c.apply);
   ReadAdmin(r, &c.admin);
+  ReadSeed(r, &c.seed);
   ReadLog(r, &c.log);
   r.CheckNoUnknownKeys();
   c.compression_level = static_cast<int>(level);

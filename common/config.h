@@ -58,6 +58,12 @@ struct ApplyConfig {
   bool synchronous_commit = false;  // off: the spool and origin cover durability
 };
 
+struct SeedConfig {
+  int workers = 4;                     // parallel COPY connections
+  bool auto_seed = false;              // seed on first start when no published table exists
+  uint64_t chunk_bytes = 32ull << 20;  // tables bigger than this are copied in page ranges
+};
+
 struct AdminConfig {
   std::optional<Endpoint> listen;  // HTTP /metrics /status /healthz /readyz
   std::string token_file;          // bearer token for state-changing calls
@@ -86,6 +92,7 @@ struct Config {
   SyncConfig commit;
   ApplyConfig apply;
   AdminConfig admin;
+  SeedConfig seed;
   LogOptions log;
 };
 

@@ -104,6 +104,7 @@ bool SlotInvalidated(const SourceSnapshot& s) {
 // ---- State and readiness ----------------------------------------------------
 
 std::string ReplicaState(const ReplicaSnapshot& s) {
+  if (s.seed.state == "in_progress") return "seeding";
   if (!s.apply_error.empty()) return "apply_error";
   if (!s.connected) return "connecting";
   return "streaming";
@@ -116,6 +117,10 @@ std::string SourceState(const SourceSnapshot& s) {
 }
 
 Readiness ReplicaReadiness(const ReplicaSnapshot& s, double max_lag_s) {
+  if (s.seed.state == "in_progress") {
+    return {false, fmt::format("seed in progress ({}): a half-seeded site is never ready",
+                               s.seed.phase.empty() ? "starting" : s.seed.phase)};
+  }
   if (!s.apply_error.empty()) return {false, "apply stopped: " + s.apply_error};
   if (!s.apply_running) return {false, "apply is not running"};
   if (!s.applied_lag.seconds) {
@@ -174,6 +179,30 @@ json IdentityJson(const SiteIdentity& id, const char* role, const std::string& s
 
 }  // namespace
 
+nlohmann::json SeedJson(const SeedSnapshot& s) {
+  json tables = json::array();
+  for (const auto& t : s.tables) {
+    tables.push_back({{"table", t.table},
+                      {"bytes_total", t.bytes_total},
+                      {"bytes_copied", t.bytes_copied},
+                      {"rows_copied", t.rows_copied},
+                      {"rows_estimate", t.rows_estimate},
+                      {"chunks_total", t.chunks_total},
+                      {"chunks_done", t.chunks_done},
+                      {"eta_seconds", Opt(t.eta_s)}});
+  }
+  return {{"state", s.state},
+          {"phase", Text(s.phase)},
+          {"position", PositionJson(s.position)},
+          {"elapsed_seconds", s.elapsed_s},
+          {"bytes_total", s.bytes_total},
+          {"bytes_copied", s.bytes_copied},
+          {"rows_copied", s.rows_copied},
+          {"eta_seconds", Opt(s.eta_s)},
+          {"error", Text(s.error)},
+          {"tables", std::move(tables)}};
+}
+
 nlohmann::json StatusJson(const ReplicaSnapshot& s) {
   json doc = IdentityJson(s.id, "replica", ReplicaState(s));
   json replica = {
@@ -207,6 +236,7 @@ nlohmann::json StatusJson(const ReplicaSnapshot& s) {
         {"reconnects", s.receiver_reconnects},
         {"error", Text(s.connected ? "" : s.receiver_error)}}},
   };
+  replica["seed"] = SeedJson(s.seed);
   doc["replica"] = std::move(replica);
   doc["spool"] = {{"bytes", s.spool_bytes}, {"oldest", PositionJson(s.spool_oldest)}};
   std::string last_error = s.apply_error;

@@ -78,6 +78,28 @@ struct SiteIdentity {
   double uptime_s = 0;
 };
 
+// A replica's seed (docs/seed.md): where it stands and how far it got.
+struct SeedTableSnapshot {
+  std::string table;          // schema.name, quoted as needed
+  uint64_t bytes_total = 0;   // pg_relation_size on the source at the snapshot
+  uint64_t bytes_copied = 0;  // COPY text bytes loaded so far
+  uint64_t rows_copied = 0;
+  uint64_t rows_estimate = 0;  // pg_class.reltuples on the source
+  int chunks_total = 0, chunks_done = 0;
+  std::optional<double> eta_s;
+};
+
+struct SeedSnapshot {
+  std::string state = "none";  // none, in_progress, done (state.json's seed_state)
+  std::string phase;           // connecting, schema, copying, indexes, finishing, retrying
+  Position position;           // the consistent point; the stream continues from there
+  double elapsed_s = 0;
+  uint64_t bytes_total = 0, bytes_copied = 0, rows_copied = 0;
+  std::optional<double> eta_s;
+  std::string error;  // the last attempt's error, while retrying
+  std::vector<SeedTableSnapshot> tables;
+};
+
 struct ReplicaSnapshot {
   SiteIdentity id;
   bool connected = false;
@@ -98,6 +120,7 @@ struct ReplicaSnapshot {
   uint64_t txns = 0, changes = 0, groups = 0, apply_bytes = 0, skipped = 0;
   uint64_t apply_reconnects = 0, batch_retries = 0, apply_failures = 0;
   double apply_rate = 0;  // source transactions per second
+  SeedSnapshot seed;
 };
 
 struct SourceSiteSnapshot {

@@ -14,6 +14,7 @@ void RegisterAll(CLI::App& app, int* exit_code) {
   RegisterPromoteCommands(app, exit_code);
   RegisterVerifyCommands(app, exit_code);
   RegisterDrillCommands(app, exit_code);
+  RegisterSeedCommands(app, exit_code);
 }
 
 int Fail(const Status& status) {

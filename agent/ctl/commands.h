@@ -16,6 +16,7 @@ void RegisterStatusCommands(CLI::App& app, int* exit_code);   // status, skip, r
 void RegisterPromoteCommands(CLI::App& app, int* exit_code);  // switchover, failover, rejoin
 void RegisterVerifyCommands(CLI::App& app, int* exit_code);   // verify
 void RegisterDrillCommands(CLI::App& app, int* exit_code);    // drill
+void RegisterSeedCommands(CLI::App& app, int* exit_code);     // seed
 
 // Prints a failed Status on stderr as "geosyncctl: ..." and returns its exit code.
 int Fail(const Status& status);

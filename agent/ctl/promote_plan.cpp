@@ -89,6 +89,10 @@ const SiteReport* StartPlan(const std::vector<SiteReport>& sites, const std::str
     plan->refusal = other;
     return nullptr;
   }
+  if (t->state == "seeding") {
+    plan->refusal = fmt::format("target {} is half-seeded: it cannot be promoted", target);
+    return nullptr;
+  }
   plan->epoch = MaxEpoch(sites);
   return t;
 }

@@ -198,6 +198,9 @@ void AddReplicaActions(admin::AdminHandlers& handlers, SiteControl& control,
     auto reason = q.find("reason");
     next.reason = reason == q.end() ? "promotion" : reason->second;
     const SiteState s = control.state();
+    if (s.seed_state == SeedState::kInProgress) {
+      return Reply(409, "this site is half-seeded: it cannot be promoted until its seed is done");
+    }
     if (next.epoch <= s.epoch) {
       return Reply(409,
                    fmt::format("epoch {} is not above this site's epoch {}", next.epoch, s.epoch));

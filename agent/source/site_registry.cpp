@@ -67,6 +67,14 @@ void SiteRegistry::Readmit(const std::string& site) {
   sites_[site].dropped = false;
 }
 
+void SiteRegistry::Seeding(const std::string& site, Position floor) {
+  std::lock_guard lock(mu_);
+  auto& s = sites_[site];
+  s.dropped = false;
+  s.received = s.durable = s.applied = floor;
+  s.last_seen_unix_us = NowUs();
+}
+
 std::vector<SiteProgress> SiteRegistry::Snapshot() const {
   std::lock_guard lock(mu_);
   std::vector<SiteProgress> out;

@@ -39,6 +39,9 @@ class SiteRegistry {
   void AddTraffic(const std::string& site, uint64_t raw, uint64_t wire);
   void Drop(const std::string& site, const std::string& why);
   void Readmit(const std::string& site);
+  // A seed of `site` continues the stream after `floor`: retain the spool from
+  // there (replacing what the site acknowledged before) and readmit it.
+  void Seeding(const std::string& site, Position floor);
   std::vector<SiteProgress> Snapshot() const;
 
   // The position every retained site holds durably: segments at or before

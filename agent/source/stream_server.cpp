@@ -168,7 +168,10 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
   session->site = hello.site_name;
   session->start = hello.durable;
   Status ok = CheckHello(hello, session->stream);
-  if (ok.ok()) {
+  const bool seed = (hello.flags & kHelloNeedsSeed) != 0;
+  if (ok.ok() && seed && !seed_handler_)
+    ok = Status::InvalidArgument("this source serves no seeds");
+  if (ok.ok() && !seed) {
     auto reader = spool_->ReadFrom(hello.durable);
     if (!reader.ok()) {
       ok = Status::NotFound(fmt::format("site {} needs a re-seed: {}", hello.site_name,
@@ -194,6 +197,10 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
     spdlog::warn("refused site {} from {}: {}", hello.site_name, session->stream.remote(),
                  ok.ToString());
     co_return Status::Ok();
+  }
+  if (seed) {
+    session->site.clear();  // a seed connection is not the site's stream
+    co_return co_await seed_handler_(hello, session->stream);
   }
   registry_->Connected(hello.site_name, session->stream.remote());
   spdlog::info("site {} connected from {}{}, streaming after {}", hello.site_name,

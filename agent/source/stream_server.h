@@ -21,6 +21,7 @@
 #include "agent/net/peer_stream.h"
 #include "agent/source/site_registry.h"
 #include "agent/spool/spool.h"
+#include "common/control.h"
 #include "common/config.h"
 
 namespace geosync {
@@ -54,6 +55,10 @@ class StreamServer {
   Status Listen();
   uint16_t port() const { return port_; }
   asio::awaitable<void> AcceptLoop();
+  // Serves connections whose Hello asks for a seed (kHelloNeedsSeed), once
+  // the Hello is accepted; without a handler they are refused.
+  using SeedHandler = std::function<asio::awaitable<Status>(const Hello&, PeerStream&)>;
+  void SetSeedHandler(SeedHandler handler) { seed_handler_ = std::move(handler); }
   // Thread-safe: new durable data in the spool; wakes idle sessions.
   void NotifyDurable();
   void Stop();
@@ -77,6 +82,7 @@ class StreamServer {
   uint16_t port_ = 0;
   std::set<std::shared_ptr<Session>> sessions_;
   std::atomic<bool> stopping_{false};
+  SeedHandler seed_handler_;
 };
 
 }  // namespace geosync

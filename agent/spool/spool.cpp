@@ -532,6 +532,37 @@ Status Spool::ReleaseUpTo(Position upto) {
   return FsyncDir(shared_->dir);
 }
 
+// Segments first, then the floor: a crash in between leaves an empty spool at
+// the old floor, and the seed that called this starts again anyway.
+Status Spool::ResetTo(Position floor) {
+  if (!failed_.ok()) return failed_;
+  std::lock_guard release_lock(release_mu_);
+  buf_.clear();
+  fd_.Reset();
+  std::vector<std::string> doomed;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (const auto& seg : shared_->segments) doomed.push_back(seg.name);
+    shared_->segments.clear();
+    shared_->total_bytes = 0;
+    shared_->durable = shared_->released = shared_->last_appended = floor;
+  }
+  for (const auto& name : doomed) {
+    std::string path = shared_->Path(name);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Fail(Errno("removing", path));
+  }
+  GEOSYNC_RETURN_IF_ERROR(Fail(FsyncDir(shared_->dir)));
+  GEOSYNC_RETURN_IF_ERROR(Fail(WriteReleased(shared_->dir, floor)));
+  active_first_ = Position{};
+  active_size_ = unit_end_ = 0;
+  last_unit_ = last_appended_ = unit_pos_ = floor;
+  unit_open_ = false;
+  dir_dirty_ = false;
+  spdlog::info("spool: reset to {} ({} segment{} removed)", floor.ToString(), doomed.size(),
+               doomed.size() == 1 ? "" : "s");
+  return Status::Ok();
+}
+
 // ---------------------------------------------------------------------------
 // Readers.
 

@@ -126,6 +126,11 @@ class Spool {
   // site has acknowledged them). Never deletes the active (last) segment.
   Status ReleaseUpTo(Position upto);
 
+  // Seeding: deletes every segment and makes `floor` the release floor and
+  // the durable position, persisted, so that the site next asks for the units
+  // after `floor`. Writer thread, with no reader open.
+  Status ResetTo(Position floor);
+
  private:
   Spool(SpoolOptions options, std::shared_ptr<spool_internal::Shared> shared);
 

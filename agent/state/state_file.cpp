@@ -33,6 +33,18 @@ Status FsyncPath(const std::string& path, bool directory) {
 
 }  // namespace
 
+const char* SeedStateName(SeedState s) {
+  switch (s) {
+    case SeedState::kNone:
+      return "none";
+    case SeedState::kInProgress:
+      return "in_progress";
+    case SeedState::kDone:
+      return "done";
+  }
+  return "none";
+}
+
 Result<SiteState> ReadSiteState(const std::string& dir) {
   std::string path = StatePath(dir);
   std::ifstream in(path);
@@ -70,7 +82,14 @@ Result<SiteState> ReadSiteState(const std::string& dir) {
   r.Int("promotion_epoch", 0, INT64_MAX, &promotion_epoch);
   r.String("promotion_final", &final_pos);
   r.String("promotion_error", &s.promotion_error);
+  std::string seed_state = "none";
+  r.Enum("seed_state", {"none", "in_progress", "done"}, &seed_state);
+  r.String("seed_position", &s.seed_position);
+  r.Bool("seed_created_schema", &s.seed_created_schema);
   r.CheckNoUnknownKeys();
+  s.seed_state = seed_state == "in_progress" ? SeedState::kInProgress
+                 : seed_state == "done"      ? SeedState::kDone
+                                             : SeedState::kNone;
   if (!r.status().ok()) return Status::Corruption(r.status().message());
   s.promotion_epoch = static_cast<uint64_t>(promotion_epoch);
   if (!upstream.empty()) {
@@ -119,7 +138,10 @@ Status WriteSiteState(const std::string& dir, const SiteState& s) {
                         {"db_fenced", s.db_fenced},
                         {"promotion_target", s.promotion_target},
                         {"promotion_epoch", s.promotion_epoch},
-                        {"promotion_error", s.promotion_error}};
+                        {"promotion_error", s.promotion_error},
+                        {"seed_state", SeedStateName(s.seed_state)},
+                        {"seed_position", s.seed_position},
+                        {"seed_created_schema", s.seed_created_schema}};
   if (s.upstream) doc["upstream"] = fmt::format("{}:{}", s.upstream->host, s.upstream->port);
   nlohmann::json history = nlohmann::json::array();
   for (const Position& p : s.history) history.push_back(p.ToString());

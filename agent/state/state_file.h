@@ -14,8 +14,14 @@
 
 namespace geosync {
 
+// Where a replica stands with seeding (docs/seed.md). A site whose seed is
+// in progress holds a partial copy: it is never ready and must not be
+// promoted; the next start seeds it again from scratch.
+enum class SeedState { kNone, kInProgress, kDone };
+
 struct SiteState {
-  static constexpr int kVersion = 1;
+  // Version 2 added the seed_* keys; a version 1 file reads with their defaults.
+  static constexpr int kVersion = 2;
   std::string cluster_id;
   std::string site;
   uint64_t epoch = 1;  // promotion counter, starts at 1
@@ -45,9 +51,14 @@ struct SiteState {
 
   // The end of `epoch` in this lineage, if recorded.
   std::optional<Lsn> EpochEnd(uint64_t epoch) const;
+  SeedState seed_state = SeedState::kNone;
+  std::string seed_position;          // "epoch@LSN" the last seed continued from, when done
+  bool seed_created_schema = false;   // the seed in progress created the tables (pre-data)
 
   bool operator==(const SiteState&) const = default;
 };
+
+const char* SeedStateName(SeedState s);  // "none", "in_progress", "done"
 
 // Reads <dir>/state.json; NotFound when absent; Corruption/Config when bad.
 Result<SiteState> ReadSiteState(const std::string& dir);

@@ -805,5 +805,32 @@ TEST_F(SpoolRandomTest, RandomCrashesKeepExactlyTheDurablePrefix) {
   EXPECT_GT(SegmentNames().size(), 1u) << "the run crossed segment boundaries";
 }
 
+TEST_F(SpoolTest, ResetToEmptiesTheSpoolAndPersistsTheFloorForASeed) {
+  Open(Options(500));
+  for (uint64_t i = 1; i <= 10; ++i)
+    ASSERT_TRUE(AppendAll(*spool_, MakeUnit(P(1, i * 100), 2, 40)).ok());
+  ASSERT_TRUE(spool_->Sync().ok());
+  ASSERT_GT(SegmentNames().size(), 1u);
+  ASSERT_TRUE(spool_->ResetTo(P(1, 4999)).ok());
+  EXPECT_TRUE(SegmentNames().empty()) << "every segment was removed";
+  EXPECT_EQ(spool_->durable(), P(1, 4999)) << "the next Hello asks for units after the floor";
+  EXPECT_EQ(spool_->size_bytes(), 0u);
+  EXPECT_FALSE(spool_->ReadFrom(P(1, 1000)).ok()) << "positions before the floor are gone";
+  auto next = MakeUnit(P(1, 5000), 2, 40);
+  ASSERT_TRUE(AppendAll(*spool_, next).ok()) << "appending after the floor works";
+  ASSERT_TRUE(spool_->Sync().ok());
+  EXPECT_TRUE(SameRecords(ReadAllAfter(P(1, 4999)), next));
+  Reopen(500);
+  EXPECT_EQ(spool_->released(), P(1, 4999)) << "the floor survives a reopen";
+  EXPECT_EQ(spool_->durable(), P(1, 5000));
+}
+
+TEST_F(SpoolTest, ResetToOnAnEmptySpoolSurvivesReopen) {
+  Open(Options());
+  ASSERT_TRUE(spool_->ResetTo(P(3, 0x16B374D847)).ok());
+  Reopen();
+  EXPECT_EQ(spool_->durable(), P(3, 0x16B374D847)) << "an empty spool is durable at its floor";
+}
+
 }  // namespace
 }  // namespace geosync

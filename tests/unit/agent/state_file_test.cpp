@@ -29,6 +29,9 @@ TEST_F(StateFileTest, WriteThenReadReturnsTheSameState) {
   s.source_site = "dublin";
   s.fenced = true;
   s.fence_reason = "old primary";
+  s.seed_state = SeedState::kInProgress;
+  s.seed_position = "4@16/B374D848";
+  s.seed_created_schema = true;
   ASSERT_TRUE(WriteSiteState(dir_, s).ok());
   auto back = ReadSiteState(dir_);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -115,10 +118,20 @@ TEST_F(StateFileTest, GarbageStateIsCorruptionNamingTheFile) {
 
 TEST_F(StateFileTest, FutureVersionIsRejected) {
   std::ofstream(dir_ + "/state.json")
-      << R"({"version": 2, "cluster_id": "p", "site": "s", "epoch": 1, "role": "source"})";
+      << R"({"version": 3, "cluster_id": "p", "site": "s", "epoch": 1, "role": "source"})";
   auto s = ReadSiteState(dir_);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("version"), std::string::npos) << s.status().message();
+}
+
+TEST_F(StateFileTest, VersionOneFileReadsWithSeedDefaults) {
+  std::ofstream(dir_ + "/state.json")
+      << R"({"version": 1, "cluster_id": "prod", "site": "dublin", "epoch": 2, "role": "replica"})";
+  auto s = ReadSiteState(dir_);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->seed_state, SeedState::kNone) << "a pre-seed state file means no seed ran";
+  EXPECT_FALSE(s->seed_created_schema);
+  EXPECT_EQ(s->epoch, 2u);
 }
 
 }  // namespace

@@ -174,6 +174,21 @@ TEST(Readiness, ReplicaNeedsRunningApplyAndLagUnderTheBound) {
   EXPECT_NE(ReplicaReadiness(s, 60).reason.find("boom"), std::string::npos);
 }
 
+TEST(Readiness, HalfSeededReplicaIsNeverReady) {
+  ReplicaSnapshot s = Replica();
+  s.seed.state = "in_progress";
+  s.seed.phase = "copying";
+  auto r = ReplicaReadiness(s, 60);
+  EXPECT_FALSE(r.ready) << "a seed in progress leaves a partial copy";
+  EXPECT_NE(r.reason.find("seed in progress (copying)"), std::string::npos) << r.reason;
+  EXPECT_EQ(ReplicaState(s), "seeding");
+  auto doc = StatusJson(s);
+  EXPECT_EQ(doc["state"], "seeding");
+  EXPECT_EQ(doc["replica"]["seed"]["phase"], "copying");
+  s.seed.state = "done";
+  EXPECT_TRUE(ReplicaReadiness(s, 60).ready) << "a finished seed does not hold readiness back";
+}
+
 TEST(Readiness, SourceNeedsAnActiveSlot) {
   SourceSnapshot s = Source();
   EXPECT_TRUE(SourceReadiness(s).ready);

@@ -180,3 +180,31 @@ TEST(ConfigTest, EveryDocumentedExampleLoadsAndMatchesTheSchema) {
 
 }  // namespace
 }  // namespace geosync
+
+namespace geosync {
+namespace {
+
+TEST(ConfigTest, SeedDefaultsToFourWorkersAndNoAutoSeed) {
+  auto r = ParseConfig(kValidReplica, "site.json");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->seed.workers, 4);
+  EXPECT_FALSE(r->seed.auto_seed);
+  EXPECT_EQ(r->seed.chunk_bytes, 32ull << 20);
+}
+
+TEST(ConfigTest, SeedKeysAreReadAndCheckedByName) {
+  std::string with_seed =
+      Replace(kValidReplica, R"("upstream")",
+              R"("seed": {"workers": 8, "auto": true, "chunk_mb": 4}, "upstream")");
+  auto r = ParseConfig(with_seed, "site.json");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->seed.workers, 8);
+  EXPECT_TRUE(r->seed.auto_seed);
+  EXPECT_EQ(r->seed.chunk_bytes, 4ull << 20);
+  std::string msg =
+      ErrorOf(Replace(kValidReplica, R"("upstream")", R"("seed": {"workers": 0}, "upstream")"));
+  EXPECT_NE(msg.find("seed.workers"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace geosync

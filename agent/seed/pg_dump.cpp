@@ -1,0 +1,125 @@
+// pg_dump as a child process: fork/exec with stdout and stderr on pipes.
+#include "agent/seed/pg_dump.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace geosync::seed {
+namespace {
+
+std::string QuotePattern(const std::string& ident) {
+  std::string out = "\"";
+  for (char c : ident) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string PgBinDir() {
+  auto from_pg_config = RunAndCapture({"/usr/bin/pg_config", "--bindir"});
+  if (from_pg_config.ok()) {
+    std::string dir = *from_pg_config;
+    while (!dir.empty() && (dir.back() == '\n' || dir.back() == ' ')) dir.pop_back();
+    if (std::filesystem::exists(dir + "/pg_dump")) return dir;
+  }
+  return "/usr/lib/postgresql/15/bin";
+}
+
+Result<std::string> RunAndCapture(const std::vector<std::string>& argv) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0)
+    return Status::Io(fmt::format("pipe: {}", std::strerror(errno)));
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    return Status::Io(fmt::format("pipe: {}", std::strerror(errno)));
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::Io(fmt::format("fork for {}: {}", argv[0], std::strerror(errno)));
+  if (pid == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  std::string out, err;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open = 2;
+  char buf[65536];
+  while (open > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? out : err).append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        open--;
+      }
+    }
+  }
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    return Status::Io(fmt::format("{} failed (exit status {}): {}", argv[0],
+                                  WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, err));
+  }
+  return out;
+}
+
+Result<std::string> DumpSchema(const std::string& conninfo, const std::string& snapshot,
+                               const std::vector<std::pair<std::string, std::string>>& tables,
+                               const std::string& section) {
+  if (tables.empty()) return std::string();
+  std::vector<std::string> argv = {
+      PgBinDir() + "/pg_dump",  "--schema-only",     "--section=" + section,
+      "--snapshot=" + snapshot, "--no-owner",        "--no-privileges",
+      "--no-tablespaces",       "--no-publications", "--no-subscriptions"};
+  for (const auto& [schema, name] : tables) {
+    argv.push_back("--table=" + QuotePattern(schema) + "." + QuotePattern(name));
+  }
+  argv.push_back("--dbname=" + conninfo);
+  auto out = RunAndCapture(argv);
+  if (!out.ok()) {
+    return out.status().WithContext(
+        fmt::format("pg_dump --section={} in snapshot {}", section, snapshot));
+  }
+  return StripMetaCommands(*out);
+}
+
+std::string StripMetaCommands(const std::string& sql) {
+  std::istringstream in(sql);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] == '\\') continue;
+    out += line;
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace geosync::seed

@@ -1,0 +1,321 @@
+// End to end: seeding a new replica site from the primary while pgbench
+// writes, a seed interrupted by kill -9 of the replica agent, and a re-seed
+// of a site whose copy went bad, through `geosyncctl seed`. Each ends with a
+// row-by-row comparison of every table once the site applied the primary's
+// last LSN.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "agent/admin/admin_client.h"
+#include "tests/support/certs.h"
+#include "tests/support/fault_proxy.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tests/support/site.h"
+#include "tests/support/test_env.h"
+#include "tests/support/wait.h"
+
+namespace geosync::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class SeedE2E : public PgClusterTest {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/geosync-seed-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    token_file_ = dir_ + "/token";
+    std::ofstream(token_file_) << "seed-token\n";
+    primary_ = &NewCluster("primary");
+    replica_ = &NewCluster("dublin");
+    ProcessSpec init_spec;
+    init_spec.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
+    auto init = RunProgram(init_spec, 30s);
+    ASSERT_TRUE(init.ok()) << init.status().ToString();
+    ASSERT_EQ(init->exit_status, 0) << init->output;
+    // Data from before the source's slot exists: only a seed can bring it.
+    primary_->RunPgbench({"-i", "-s", "5", "-q"});
+  }
+
+  void TearDown() override {
+    if (HasFailure()) {
+      if (source_) source_->DumpLog();
+      if (site_) site_->DumpLog();
+    }
+    source_.reset();
+    site_.reset();
+    proxy_.reset();
+    std::filesystem::remove_all(dir_);
+    PgClusterTest::TearDown();
+  }
+
+  // A source and the replica site dublin with admin APIs; dublin seeds by
+  // itself on first start (seed.auto). `source_extra` is merged into the
+  // source's config.
+  void MakeSites(nlohmann::json source_extra = nlohmann::json::object(), bool via_proxy = false,
+                 bool tls = false) {
+    uint16_t port = FreeTcpPort();
+    source_admin_ = FreeTcpPort();
+    site_admin_ = FreeTcpPort();
+    SiteSpec source;
+    source.name = "frankfurt";
+    source.source = true;
+    source.dsn = primary_->ConnInfo();
+    source.listen_port = port;
+    source.sites = {"dublin"};
+    source.extra = {{"seed", {{"chunk_mb", 8}}}, {"admin", AdminBlock(source_admin_)}};
+    source.extra.merge_patch(source_extra);
+    if (tls) {
+      certs_ = std::make_unique<TestCerts>(dir_ + "/certs", "deployment-ca",
+                                           std::vector<std::string>{"frankfurt", "dublin"});
+      source.extra["tls"] = certs_->TlsConfig("frankfurt");
+    }
+    source_ = std::make_unique<GeoSite>(source);
+    SiteSpec replica;
+    replica.name = "dublin";
+    replica.dsn = replica_->ConnInfo();
+    replica.upstream_port = port;
+    if (via_proxy) {
+      proxy_ = std::make_unique<FaultProxy>(port);
+      ASSERT_TRUE(proxy_->Start().ok());
+      replica.upstream_port = proxy_->port();
+    }
+    replica.extra = {{"seed", {{"auto", true}, {"workers", 3}}},
+                     {"admin", AdminBlock(site_admin_)}};
+    if (tls) replica.extra["tls"] = certs_->TlsConfig("dublin");
+    site_ = std::make_unique<GeoSite>(replica);
+    nlohmann::json topology = {{"cluster_id", "test"},
+                               {"sites",
+                                {{{"name", "frankfurt"}, {"admin", Url(source_admin_)}},
+                                 {{"name", "dublin"}, {"admin", Url(site_admin_)}}}}};
+    topology_ = dir_ + "/topology.json";
+    std::ofstream(topology_) << topology.dump(2);
+  }
+
+  nlohmann::json AdminBlock(uint16_t port) const {
+    return {{"listen", {{"host", "127.0.0.1"}, {"port", port}}},
+            {"token_file", token_file_},
+            {"ready_max_lag_s", 30}};
+  }
+  static std::string Url(uint16_t port) { return fmt::format("http://127.0.0.1:{}", port); }
+
+  void StartSource() {
+    ASSERT_TRUE(source_->Start().ok());
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'geosync' AND active") == "1";
+        },
+        60s, "the source created and streams its slot"));
+  }
+
+  // GET `target` of dublin's admin API: (HTTP status, body), or (0, "").
+  std::pair<unsigned, std::string> Get(const std::string& target) {
+    admin::HttpCall call;
+    call.base_url = Url(site_admin_);
+    call.target = target;
+    auto r = admin::Http(call);
+    if (!r.ok()) return {0, ""};
+    return {r->status, r->body};
+  }
+
+  nlohmann::json Seed() {
+    auto [code, body] = Get("/status");
+    if (code != 200) return nullptr;
+    auto doc = nlohmann::json::parse(body, nullptr, false);
+    if (!doc.is_object()) return nullptr;
+    return doc["replica"]["seed"];
+  }
+
+  // Polls until dublin's seed is done; every /readyz answered while the seed
+  // was in progress must have been "not ready".
+  void WaitSeedDone(std::chrono::milliseconds deadline) {
+    int not_ready_while_seeding = 0;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          unsigned ready = Get("/readyz").first;
+          nlohmann::json seed = Seed();
+          if (!seed.is_object()) return false;
+          if (seed["state"] == "in_progress") {
+            EXPECT_NE(ready, 200u) << "a half-seeded site answered /readyz 200";
+            if (ready != 0) not_ready_while_seeding++;
+          }
+          return seed["state"] == "done";
+        },
+        deadline, "dublin's seed is done"));
+    RecordProperty("not_ready_samples_while_seeding", not_ready_while_seeding);
+  }
+
+  void ExpectIdenticalAtCurrentLsn() {
+    Lsn target = primary_->CurrentWalLsn();
+    ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*replica_) >= target; }, 180s,
+                        fmt::format("dublin applied up to primary LSN {}", target.ToString())));
+    EXPECT_EQ(CompareTables(*primary_, *replica_), "")
+        << "dublin is identical to the primary at " << target.ToString();
+    EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM pgbench_accounts"), "500000")
+        << "dublin has the 500000 accounts pgbench -s 5 created before the slot existed";
+  }
+
+  std::string StateFileSeedState() {
+    std::ifstream in(site_->dir() + "/state/state.json");
+    auto doc = nlohmann::json::parse(in, nullptr, false);
+    return doc.is_object() ? doc.value("seed_state", "") : "";
+  }
+
+  std::string dir_, token_file_, topology_;
+  PgCluster* primary_ = nullptr;
+  PgCluster* replica_ = nullptr;
+  std::unique_ptr<GeoSite> source_, site_;
+  std::unique_ptr<FaultProxy> proxy_;
+  std::unique_ptr<TestCerts> certs_;
+  uint16_t source_admin_ = 0, site_admin_ = 0;
+};
+
+TEST_F(SeedE2E, NewSiteSeedsWhilePgbenchWritesAndEndsIdentical) {
+  MakeSites();
+  StartSource();
+  std::thread load([&] { primary_->RunPgbench({"-n", "-c", "2", "-T", "12"}); });
+  ASSERT_TRUE(site_->Start().ok());
+  WaitSeedDone(180s);
+  load.join();
+  ExpectIdenticalAtCurrentLsn();
+  nlohmann::json seed = Seed();
+  EXPECT_GE(seed["rows_copied"].get<uint64_t>(), 500000u) << seed.dump();
+  EXPECT_EQ(seed["tables"].size(), 4u) << "the four pgbench tables were copied: " << seed.dump();
+  EXPECT_TRUE(seed["position"].is_object()) << "the seed reports its consistent point";
+  EXPECT_EQ(StateFileSeedState(), "done");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return primary_->QueryValue(
+                   "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
+                   "'geosync_seed%'") == "0";
+      },
+      30s, "the seed's temporary slot is gone"));
+}
+
+TEST_F(SeedE2E, NewSiteSeedsOverMutualTls) {
+  MakeSites(nlohmann::json::object(), /*via_proxy=*/false, /*tls=*/true);
+  StartSource();
+  ASSERT_TRUE(site_->Start().ok());
+  WaitSeedDone(180s);
+  ExpectIdenticalAtCurrentLsn();
+  EXPECT_NE(site_->ReadLog().find("seed of site dublin done"), std::string::npos)
+      << "the seed ran over the TLS link";
+}
+
+TEST_F(SeedE2E, SiteWithOnlySomeTablesIsRefusedNamingTheMissingOnes) {
+  replica_->Exec(
+      "CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int, filler char(88))");
+  MakeSites();
+  StartSource();
+  ASSERT_TRUE(site_->Start().ok());
+  // seed.auto declines: the database already has a published table.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json seed = Seed();
+        return seed.is_object() && seed["state"] == "none" &&
+               site_->ReadLog().find("receiver: streaming") != std::string::npos;
+      },
+      60s, "dublin declined the automatic seed and streams"));
+  ProcessSpec spec;
+  spec.argv = {BinaryPath("geosyncctl"),
+               "seed",
+               "--site",
+               "dublin",
+               "--topology",
+               topology_,
+               "--no-wait",
+               "--token-file",
+               token_file_};
+  auto out = RunProgram(spec, 60s);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->exit_status, 0) << out->output;
+  auto exited = site_->WaitExit(120s);
+  ASSERT_TRUE(exited.ok()) << "the agent stops on a seed that cannot succeed";
+  EXPECT_NE(*exited, 0);
+  std::string log = site_->ReadLog();
+  EXPECT_NE(log.find("lacks \"public\".\"pgbench_accounts\""), std::string::npos) << log;
+  EXPECT_EQ(StateFileSeedState(), "in_progress") << "the site stays marked half-seeded";
+}
+
+TEST_F(SeedE2E, ReplicaAgentKilledMidSeedRestartsCleanAndEndsIdentical) {
+  // A bandwidth cap on the source keeps the copy going long enough to be cut.
+  MakeSites({{"bandwidth_bytes_per_sec", 1500000}});
+  StartSource();
+  std::thread load([&] { primary_->RunPgbench({"-n", "-c", "1", "-T", "10"}); });
+  ASSERT_TRUE(site_->Start().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json seed = Seed();
+        return seed.is_object() && seed["state"] == "in_progress" &&
+               seed["rows_copied"].get<uint64_t>() > 0;
+      },
+      120s, "dublin's seed has copied rows"));
+  ASSERT_TRUE(site_->Kill9().ok());
+  EXPECT_EQ(StateFileSeedState(), "in_progress") << "the killed seed is recorded as unfinished";
+  ASSERT_TRUE(site_->Start().ok());
+  WaitSeedDone(240s);
+  load.join();
+  ExpectIdenticalAtCurrentLsn();
+  EXPECT_EQ(StateFileSeedState(), "done");
+}
+
+TEST_F(SeedE2E, NetworkCutMidSeedStartsAgainAndEndsIdentical) {
+  MakeSites({{"bandwidth_bytes_per_sec", 1500000}}, /*via_proxy=*/true);
+  StartSource();
+  ASSERT_TRUE(site_->Start().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json seed = Seed();
+        return seed.is_object() && seed["state"] == "in_progress" &&
+               seed["rows_copied"].get<uint64_t>() > 0;
+      },
+      120s, "dublin's seed has copied rows"));
+  proxy_->Cut(CutMode::kClose);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json seed = Seed();
+        return seed.is_object() && seed["phase"] == "retrying" && seed["error"].is_string();
+      },
+      60s, "the cut seed attempt failed and waits to start again"));
+  EXPECT_EQ(Get("/readyz").first, 503u) << "a site whose seed was cut is not ready";
+  proxy_->Restore();
+  std::thread load([&] { primary_->RunPgbench({"-n", "-c", "1", "-T", "5"}); });
+  WaitSeedDone(240s);
+  load.join();
+  ExpectIdenticalAtCurrentLsn();
+}
+
+TEST_F(SeedE2E, ReseedThroughCliReplacesADamagedCopy) {
+  MakeSites();
+  StartSource();
+  ASSERT_TRUE(site_->Start().ok());
+  WaitSeedDone(180s);
+  ExpectIdenticalAtCurrentLsn();
+  // The site's copy goes bad behind geosync's back.
+  replica_->Exec("DELETE FROM pgbench_accounts WHERE aid % 7 = 0");
+  ASSERT_NE(CompareTables(*primary_, *replica_), "");
+  std::thread load([&] { primary_->RunPgbench({"-n", "-c", "2", "-T", "6"}); });
+  ProcessSpec spec;
+  spec.argv = {BinaryPath("geosyncctl"), "seed",     "--site", "dublin", "--topology", topology_,
+               "--token-file",           token_file_};
+  auto out = RunProgram(spec, 240s);
+  load.join();
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->exit_status, 0) << out->output;
+  EXPECT_NE(out->output.find("done"), std::string::npos) << out->output;
+  ExpectIdenticalAtCurrentLsn();
+}
+
+}  // namespace
+}  // namespace geosync::testing
