@@ -52,8 +52,9 @@ TEST(ConfigTest, ApplyCollapseIsOnByDefaultAndCanBeTurnedOff) {
   auto on = ParseConfig(kValidReplica, "site.json");
   ASSERT_TRUE(on.ok()) << on.status().ToString();
   EXPECT_TRUE(on->apply.collapse) << "collapsing changes per row is the default";
-  auto off = ParseConfig(
-      Replace(kValidReplica, R"("spool")", R"("apply": {"collapse": false}, "spool")"), "site.json");
+  auto off =
+      ParseConfig(Replace(kValidReplica, R"("spool")", R"("apply": {"collapse": false}, "spool")"),
+                  "site.json");
   ASSERT_TRUE(off.ok()) << off.status().ToString();
   EXPECT_FALSE(off->apply.collapse) << "apply.collapse = false turns it off";
   std::string bad =
