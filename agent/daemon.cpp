@@ -616,6 +616,8 @@ struct ReplicaView {
     s.skipped = as.skipped;
     s.apply_reconnects = as.reconnects;
     s.batch_retries = as.batch_retries;
+    s.collapsed = as.collapsed;
+    s.collapse_fallbacks = as.collapse_fallbacks;
     s.apply_rate = rate.PerSecond();
     s.seed = seed.Snapshot();
     return s;

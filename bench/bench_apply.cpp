@@ -41,7 +41,8 @@ struct Flags {
   int seconds = 20;
   int insert_seconds = 10;
   int deadline_seconds = 600;
-  int batch_max_txns = 0;  // geosync's apply.batch_max_txns; 0 keeps its default
+  int batch_max_txns = 0;    // geosync's apply.batch_max_txns; 0 keeps its default
+  bool no_collapse = false;  // geosync's apply.collapse = false
 };
 
 // Peak resident set size (VmHWM) of a live process, in MiB; -1 when unknown.
@@ -152,9 +153,8 @@ class ApplyBench {
     r.name = "dublin";
     r.dsn = geo_->ConnInfo();
     r.upstream_port = port;
-    if (flags_.batch_max_txns > 0) {
-      r.extra = {{"apply", {{"batch_max_txns", flags_.batch_max_txns}}}};
-    }
+    if (flags_.batch_max_txns > 0) r.extra["apply"]["batch_max_txns"] = flags_.batch_max_txns;
+    if (flags_.no_collapse) r.extra["apply"]["collapse"] = false;
     replica_ = std::make_unique<GeoSite>(r);  // started only to drain
     std::cout << fmt::format("setup (3 clusters, pgbench -i -s {} each): {:.1f} s\n", flags_.scale,
                              std::chrono::duration<double>(Clock::now() - t0).count());
@@ -284,6 +284,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch-max-txns", flags.batch_max_txns,
                  "geosync replica's apply.batch_max_txns (default: geosync's own)")
       ->check(CLI::PositiveNumber);
+  app.add_flag("--no-collapse", flags.no_collapse,
+               "geosync replica's apply.collapse = false (send every change in order)");
   CLI11_PARSE(app, argc, argv);
   auto start = std::chrono::steady_clock::now();
   int rc = geosync::bench::ApplyBench(flags).Run();

@@ -101,6 +101,7 @@ void ReadApply(JsonReader& root, ApplyConfig* apply) {
   r.Int("batch_max_mb", 1, 1024, &mb);
   r.Int("batch_max_ms", 0, 60000, &ms);
   r.Bool("synchronous_commit", &apply->synchronous_commit);
+  r.Bool("collapse", &apply->collapse);
   apply->batch_max_txns = static_cast<int>(txns);
   apply->batch_max_ms = static_cast<int>(ms);
   apply->batch_max_bytes = static_cast<uint64_t>(mb) << 20;

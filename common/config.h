@@ -56,6 +56,9 @@ struct ApplyConfig {
   uint64_t batch_max_bytes = 8ull << 20;
   int batch_max_ms = 100;
   bool synchronous_commit = false;  // off: the spool and origin cover durability
+  // Fold changes to the same row within a group into their net effect
+  // (docs/apply.md); a constraint error retries the group in plain order.
+  bool collapse = true;
 };
 
 struct SeedConfig {

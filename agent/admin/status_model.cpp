@@ -472,6 +472,13 @@ std::string MetricsText(const ReplicaSnapshot& s) {
   w.One("geosync_apply_groups_total", "counter", "Replica transactions committed.", Num(s.groups));
   w.One("geosync_apply_skipped_transactions_total", "counter",
         "Source transactions skipped on DBA request.", Num(s.skipped));
+  w.One("geosync_apply_collapsed_changes_total", "counter",
+        "Row changes not sent because a later change to the same row in the group carried "
+        "their net effect.",
+        Num(s.collapsed));
+  w.One("geosync_apply_collapse_fallbacks_total", "counter",
+        "Collapsed groups that failed with a constraint error and were applied in plain order.",
+        Num(s.collapse_fallbacks));
   w.One("geosync_apply_rate_transactions", "gauge",
         "Source transactions applied per second over the last 10 s.", Num(s.apply_rate));
   w.One("geosync_apply_error", "gauge", "1 while apply is stopped on an error.",

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <charconv>
 #include <ctime>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -507,8 +508,22 @@ bool Applier::SkipRequested(uint32_t xid) const {
 // names the transaction that fails.
 Status Applier::ApplyGroup(std::span<Unit> group) {
   if (group.size() == 1) return ApplyOne(group[0]);
-  Status st = ApplyInTransaction(group);
+  bool collapsed = false;
+  Status st = ApplyInTransaction(group, options_.batch.collapse, &collapsed);
   if (st.ok() || st.retryable() || st.code() == Code::kCancelled) return st;
+  if (collapsed && st.sqlstate().starts_with("23")) {
+    // Moving a row's net change to its last place can break a unique index
+    // on another column that the original order kept (two rows swapping a
+    // value): the same group in plain order.
+    spdlog::info("apply: a collapsed group of {} units failed ({}); applying it in plain order",
+                 group.size(), st.ToString());
+    {
+      std::lock_guard lock(mu_);
+      stats_.collapse_fallbacks++;
+    }
+    st = ApplyInTransaction(group);
+    if (st.ok() || st.retryable() || st.code() == Code::kCancelled) return st;
+  }
   spdlog::info("apply: a group of {} units failed ({}); applying them one at a time", group.size(),
                st.ToString());
   {
@@ -538,7 +553,7 @@ Status Applier::ApplyOne(Unit& unit) {
 // pipelined; results are read at each sync point, and COMMIT is sent only
 // after every change's result was checked, so a failure rolls back the whole
 // replica transaction.
-Status Applier::ApplyInTransaction(std::span<Unit> units) {
+Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* collapsed) {
   GEOSYNC_RETURN_IF_ERROR(CheckConnected());
   current_ = units;
   batch_error_ = Status::Ok();
@@ -553,11 +568,20 @@ Status Applier::ApplyInTransaction(std::span<Unit> units) {
     RecordApplied(units, 0);
     return Status::Ok();
   }
+  std::optional<CollapsePlan> plan;
+  if (collapse && !skipping_ && units.size() > 1) {
+    std::vector<std::span<const Event>> events;
+    events.reserve(units.size());
+    for (const Unit& u : units) events.emplace_back(u.events);
+    plan = PlanCollapse(events, relations_);
+    if (plan->removed == 0) plan.reset();
+  }
+  if (collapsed) *collapsed = plan.has_value();
   if (last_txn) GEOSYNC_RETURN_IF_ERROR(UseOriginFor(last_txn->position.epoch));
   GEOSYNC_RETURN_IF_ERROR(EnterPipeline());
   Status st = SendSimple("BEGIN", {}, Expected{});
   for (size_t i = 0; st.ok() && batch_error_.ok() && i < units.size(); ++i) {
-    st = SendUnit(units[i], static_cast<int>(i));
+    st = SendUnit(units[i], static_cast<int>(i), plan ? &*plan : nullptr);
   }
   if (st.ok()) st = Sync();
   if (st.ok()) st = Drain(0);
@@ -578,17 +602,27 @@ Status Applier::ApplyInTransaction(std::span<Unit> units) {
     return st;
   }
   RecordApplied(units, 1);
+  if (plan) {
+    std::lock_guard lock(mu_);
+    stats_.collapsed += plan->removed;
+  }
   return Status::Ok();
 }
 
-Status Applier::SendUnit(const Unit& unit, int index) {
+Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) {
   if (skipping_) return Status::Ok();
-  for (const Event& event : unit.events) {
+  for (size_t i = 0; i < unit.events.size(); ++i) {
+    const Event& event = unit.events[i];
     Status st;
     if (const auto* rel = std::get_if<Relation>(&event)) {
       relations_[rel->oid] = *rel;
     } else if (const auto* change = std::get_if<RowChange>(&event)) {
-      st = SendChange(*change, index);
+      const int action = plan ? plan->action(index, i) : CollapsePlan::kKeep;
+      if (action == CollapsePlan::kKeep) {
+        st = SendChange(*change, index);
+      } else if (action >= 0) {
+        st = SendChange(plan->replacements[action], index);
+      }
     } else if (const auto* truncate = std::get_if<TruncateEvent>(&event)) {
       st = SendTruncate(*truncate, index);
     } else if (const auto* message = std::get_if<MessageEvent>(&event)) {

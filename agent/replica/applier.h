@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "agent/pg/pg_conn.h"
+#include "agent/replica/change_collapse.h"
 #include "agent/replica/statement_cache.h"
 #include "agent/spool/spool.h"
 #include "common/change.h"
@@ -46,13 +47,17 @@ struct ApplierOptions {
 class Applier {
  public:
   struct Stats {
-    uint64_t txns = 0;                 // source transactions applied (skipped ones included)
-    uint64_t changes = 0;              // row changes applied
-    uint64_t groups = 0;               // replica transactions committed
-    uint64_t bytes = 0;                // spool payload bytes applied
-    uint64_t skipped = 0;              // transactions skipped on DBA request
-    uint64_t reconnects = 0;           // sessions opened after a retryable failure
-    uint64_t batch_retries = 0;        // failed groups retried one transaction at a time
+    uint64_t txns = 0;           // source transactions applied (skipped ones included)
+    uint64_t changes = 0;        // row changes applied
+    uint64_t groups = 0;         // replica transactions committed
+    uint64_t bytes = 0;          // spool payload bytes applied
+    uint64_t skipped = 0;        // transactions skipped on DBA request
+    uint64_t reconnects = 0;     // sessions opened after a retryable failure
+    uint64_t batch_retries = 0;  // failed groups retried one transaction at a time
+    uint64_t collapsed = 0;      // row changes not sent: folded into a later one
+    // Collapsed groups that failed with a constraint error (SQLSTATE class
+    // 23) and were applied again in plain order.
+    uint64_t collapse_fallbacks = 0;
     PgTimestamp last_commit_time = 0;  // source commit time of the last applied txn
     std::chrono::system_clock::time_point last_apply_time{};  // when it was committed here
     // last_apply_time minus last_commit_time: the apply lag at that moment.
@@ -142,8 +147,11 @@ class Applier {
   // Applying.
   Status ApplyGroup(std::span<Unit> group);
   Status ApplyOne(Unit& unit);
-  Status ApplyInTransaction(std::span<Unit> units);
-  Status SendUnit(const Unit& unit, int index);
+  // With `collapse`, changes to the same row are folded into their net effect
+  // (change_collapse.h); *collapsed says whether any change was folded.
+  Status ApplyInTransaction(std::span<Unit> units, bool collapse = false,
+                            bool* collapsed = nullptr);
+  Status SendUnit(const Unit& unit, int index, const CollapsePlan* plan);
   Result<const Relation*> FindRelation(uint32_t oid, int index) const;
   Status SendChange(const RowChange& change, int index);
   Status SendTruncate(const TruncateEvent& truncate, int index);

@@ -496,5 +496,106 @@ TEST_F(ApplierTest, NewEpochGetsItsOwnOriginAndResumesThere) {
       << "restart resumed from the newest epoch's origin, nothing replayed";
 }
 
+// ---- apply.collapse ------------------------------------------------------------
+
+// A pgbench-like group: the same branch row updated by every transaction, a
+// row inserted and updated, one inserted and deleted, a TOASTed body left
+// unchanged by later updates. Collapsed, it must leave exactly the rows the
+// plain order leaves, with far fewer statements.
+TEST_F(ApplierTest, CollapsedGroupLeavesTheRowsThePlainOrderLeaves) {
+  CreateAccounts(*replica_);
+  replica_->Exec("CREATE TABLE public.docs (id int PRIMARY KEY, body text, rev int)");
+  const Relation docs =
+      Rel(16420, "public", "docs", {Col("id", kInt4, true), Col("body", kText), Col("rev", kInt4)});
+  replica_->Exec(
+      "INSERT INTO accounts VALUES (1, 'branch', 0); "
+      "INSERT INTO docs VALUES (1, repeat('b', 100000), 0)");
+  CommitEvent last;
+  int balance = 0;
+  for (int t = 1; t <= 50; ++t) {
+    balance += t;
+    last = AppendTxn(
+        static_cast<uint32_t>(4000 + t),
+        {kAccounts, docs, Update(16400, 0, {}, {T("1"), T("branch"), T(std::to_string(balance))}),
+         Update(16420, 0, {}, {T("1"), Toast(), T(std::to_string(t))}),
+         Insert(16400, {T(std::to_string(100 + t)), T("tmp"), T("0")}),
+         Update(16400, 0, {}, {T(std::to_string(100 + t)), T("tmp"), T("1")}),
+         Delete(16400, 'K', {T(std::to_string(100 + t)), Null(), Null()}),
+         Insert(16400, {T(std::to_string(1000 + t)), T("new"), T("0")}),
+         Update(16400, 0, {}, {T(std::to_string(1000 + t)), T("kept"), T(std::to_string(t))})});
+  }
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitApplied(last, "the 50 transactions applied"));
+
+  EXPECT_EQ(Query("SELECT balance FROM accounts WHERE id = 1"), std::to_string(balance))
+      << "the branch row holds the last of its 50 updates";
+  EXPECT_EQ(Query("SELECT count(*) || ':' || min(owner) || ':' || sum(balance) FROM accounts "
+                  "WHERE id > 1000"),
+            "50:kept:1275")
+      << "each inserted-then-updated row exists once with its final values";
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts WHERE id BETWEEN 100 AND 999"), "0")
+      << "rows inserted and deleted within the group do not exist";
+  EXPECT_EQ(Query("SELECT (body = repeat('b', 100000)) || ':' || rev FROM docs"), "true:50")
+      << "the unchanged TOAST body kept its value through the collapsed updates";
+  Applier::Stats stats = applier_->stats();
+  EXPECT_EQ(stats.changes, 350u) << "changes counts what the source changed";
+  // In one group: 49 + 49 updates of branch and doc, 3 of each insert/update/
+  // delete triple, 1 of each insert/update pair, 298 in all; a little less if
+  // batch_max_ms split the group.
+  EXPECT_GE(stats.collapsed, 250u) << "most changes were folded into a later one";
+  EXPECT_EQ(stats.collapse_fallbacks, 0u);
+  EXPECT_EQ(OriginProgress(), last.end_lsn.ToString())
+      << "origin progress is the group's last transaction";
+}
+
+// Two rows swap a value under a UNIQUE constraint on a non-key column across
+// three transactions of one group. Collapsed, row 1's two updates move to the
+// third place, so row 2 takes 'a' while row 1 still has it: 23505. The group
+// must be applied again in plain order and end as on the source.
+TEST_F(ApplierTest, UniqueSwapThatCollapseBreaksFallsBackToPlainOrder) {
+  replica_->Exec(
+      "CREATE TABLE public.codes (id int PRIMARY KEY, code text NOT NULL UNIQUE);"
+      "INSERT INTO codes VALUES (1, 'a'), (2, 'b')");
+  const Relation codes =
+      Rel(16460, "public", "codes", {Col("id", kInt4, true), Col("code", kText)});
+  AppendTxn(4100, {codes, Update(16460, 0, {}, {T("1"), T("tmp")})});
+  AppendTxn(4101, {codes, Update(16460, 0, {}, {T("2"), T("a")})});
+  CommitEvent last = AppendTxn(4102, {codes, Update(16460, 0, {}, {T("1"), T("b")})});
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitApplied(last, "the swap applied"));
+
+  EXPECT_EQ(Query("SELECT string_agg(id || '=' || code, ',' ORDER BY id) FROM codes"), "1=b,2=a")
+      << "the rows swapped their codes as on the source";
+  Applier::Stats stats = applier_->stats();
+  EXPECT_EQ(stats.collapse_fallbacks, 1u) << "the collapsed group failed once and fell back";
+  EXPECT_EQ(stats.batch_retries, 0u) << "plain order of the whole group was enough";
+  EXPECT_EQ(stats.collapsed, 0u) << "nothing was folded in what was committed";
+  EXPECT_EQ(stats.groups, 1u) << "one replica transaction for the three";
+  EXPECT_EQ(OriginProgress(), last.end_lsn.ToString());
+  EXPECT_FALSE(RunReturned()) << "the fallback is not an apply error";
+}
+
+TEST_F(ApplierTest, CollapseOffSendsEveryChange) {
+  replica_->Exec(
+      "CREATE TABLE public.codes (id int PRIMARY KEY, code text NOT NULL UNIQUE);"
+      "INSERT INTO codes VALUES (1, 'a'), (2, 'b')");
+  const Relation codes =
+      Rel(16460, "public", "codes", {Col("id", kInt4, true), Col("code", kText)});
+  AppendTxn(4100, {codes, Update(16460, 0, {}, {T("1"), T("tmp")})});
+  AppendTxn(4101, {codes, Update(16460, 0, {}, {T("2"), T("a")})});
+  CommitEvent last = AppendTxn(4102, {codes, Update(16460, 0, {}, {T("1"), T("b")})});
+  SyncSpool();
+  ApplyConfig batch;
+  batch.collapse = false;
+  StartApplier(batch);
+  ASSERT_TRUE(WaitApplied(last, "the swap applied"));
+
+  EXPECT_EQ(Query("SELECT string_agg(id || '=' || code, ',' ORDER BY id) FROM codes"), "1=b,2=a");
+  EXPECT_EQ(applier_->stats().collapse_fallbacks, 0u)
+      << "with apply.collapse off the group is sent in plain order the first time";
+}
+
 }  // namespace
 }  // namespace geosync

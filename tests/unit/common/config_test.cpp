@@ -48,6 +48,20 @@ TEST(ConfigTest, ValidReplicaLoadsWithDefaults) {
   EXPECT_EQ(r->commit.policy, CommitPolicy::kAsync);
 }
 
+TEST(ConfigTest, ApplyCollapseIsOnByDefaultAndCanBeTurnedOff) {
+  auto on = ParseConfig(kValidReplica, "site.json");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_TRUE(on->apply.collapse) << "collapsing changes per row is the default";
+  auto off =
+      ParseConfig(Replace(kValidReplica, R"("spool")", R"("apply": {"collapse": false}, "spool")"),
+                  "site.json");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->apply.collapse) << "apply.collapse = false turns it off";
+  std::string bad =
+      ErrorOf(Replace(kValidReplica, R"("spool")", R"("apply": {"collapse": 1}, "spool")"));
+  EXPECT_NE(bad.find("apply.collapse"), std::string::npos) << bad;
+}
+
 TEST(ConfigTest, MissingFileNamesThePath) {
   auto r = LoadConfig("/nonexistent/geosync.json");
   ASSERT_FALSE(r.ok());
