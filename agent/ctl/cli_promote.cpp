@@ -37,7 +37,8 @@ struct PromoteArgs {
   bool accept_loss = false;   // failover: even above --max-lag
   int64_t sequence_gap = -1;  // -1: 0 for switchover, 1000 for failover
   int timeout_s = 120;
-  bool abort = false;  // switchover: call off an interrupted one
+  bool abort = false;   // switchover: call off an interrupted one
+  bool reseed = false;  // rejoin: seed a diverged old primary again
 };
 
 // Everything a run needs, shared by its steps.
@@ -468,7 +469,8 @@ int RunRejoin(const PromoteArgs& args) {
   std::cout << fmt::format(
       "\nplan: rejoin {} as a replica of {} (epoch {})\n"
       "  1. export what {} committed after {} (where epoch {} ended on {})\n"
-      "  2. if nothing diverged, follow {} from there; otherwise stop for a re-seed\n",
+      "  2. if nothing diverged, follow {} from there; otherwise stop, or with --reseed copy "
+      "the new source's data again\n",
       args.to, source->name, source->epoch, args.to, end->ToString(), old->epoch, source->name,
       source->name);
   if (args.dry_run) {
@@ -489,13 +491,15 @@ int RunRejoin(const PromoteArgs& args) {
     return error->code;
   }
   const std::string new_source = source->name;
-  if (auto e = Post(run, args.to, "rejoin/follow", query + "&after=" + end->ToString())) {
+  if (auto e = Post(run, args.to, "rejoin/follow",
+                    query + "&after=" + end->ToString() + (args.reseed ? "&reseed=1" : ""))) {
     std::cerr << "geosyncctl: " << e->message << "\n";
     return e->code;
   }
   if (auto e = WaitUntil(run, args.to + " to stream from " + new_source, [&](const Run& r) {
         const SiteReport* s = r.Find(args.to);
-        return s && s->role == "replica" && s->connected && s->source_site == new_source;
+        return s && s->role == "replica" && s->connected && s->source_site == new_source &&
+               s->state != "seeding";
       })) {
     std::cerr << "geosyncctl: " << e->message << "\n";
     return e->code;
@@ -549,6 +553,9 @@ void RegisterPromoteCommands(CLI::App& app, int* exit_code) {
       "make a returning old primary a replica of the new source, after exporting "
       "what it committed that the new source never received");
   r->add_option("--site", rj->to, "the returning old primary")->required();
+  r->add_flag("--reseed", rj->reseed,
+              "when it diverged (exit 8 without this), export its divergent transactions, then "
+              "empty its tables and seed them again from the new source");
   AddCommon(r, *rj);
   r->callback([rj, exit_code] { *exit_code = RunRejoin(*rj); });
 }

@@ -275,15 +275,22 @@ void AddRejoinActions(admin::AdminHandlers& handlers, SiteControl& control, Spoo
     auto report =
         ExportDivergent(control.config(), spool, after, control.config().state_dir + "/rejoin");
     if (!report.ok()) return Reply(500, report.status().ToString());
-    if (report->transactions > 0) {
+    auto reseed = q.find("reseed");
+    next.reseed = reseed != q.end() && reseed->second == "1";
+    if (report->transactions > 0 && !next.reseed) {
       return Reply(409, fmt::format("{} divergent transaction(s) after {} (exported to {}): the "
-                                    "site must be re-seeded from {}",
+                                    "site must be re-seeded from {} (rejoin --reseed)",
                                     report->transactions, after.ToString(), report->sql_path,
                                     next.source_site));
     }
     Status st = control.Request(next);
     if (!st.ok()) return Reply(409, st.message());
     stop();
+    if (next.reseed) {
+      return Reply(202, fmt::format("{} divergent transaction(s) exported; this site becomes a "
+                                    "replica of {} and is seeded again from it",
+                                    report->transactions, next.source_site));
+    }
     return Reply(202, fmt::format("no divergence after {}: this site becomes a replica of {}",
                                   after.ToString(), next.source_site));
   };

@@ -39,6 +39,7 @@ struct NextRole {
   Endpoint upstream;               // kDemote: where it listens
   std::vector<std::string> peers;  // kPromote: sites that may connect
   int64_t sequence_gap = 0;        // kPromote: 0 for a switchover
+  bool reseed = false;             // kDemote: the data diverged; seed it again from the source
   std::string reason;              // "switchover", "failover", kFence's why
 };
 

@@ -79,7 +79,7 @@ Status Demote(SiteControl& control, const NextRole& next) {
   GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, promote::ConnectAdmin(config.postgres.dsn));
   GEOSYNC_RETURN_IF_ERROR(promote::FenceDatabase(conn).status());
   GEOSYNC_RETURN_IF_ERROR(promote::DropSlot(conn, config.postgres.slot, kSlotDeadline));
-  if (end.lsn.valid()) {
+  if (end.lsn.valid() && !next.reseed) {
     // The database holds its own stream up to `end`: record it as applied,
     // so apply resumes strictly after it (origin progress is an end LSN).
     GEOSYNC_RETURN_IF_ERROR(promote::SetOriginProgress(
@@ -96,6 +96,12 @@ Status Demote(SiteControl& control, const NextRole& next) {
     s.promotion_epoch = 0;
     s.promotion_final = Position{};
     s.promotion_error.clear();
+    if (next.reseed) {
+      // Diverged: its tables are emptied and copied again from the source
+      // before it streams (agent/seed); the seed sets the origin and spool.
+      s.seed_state = SeedState::kInProgress;
+      s.seed_created_schema = false;
+    }
   }));
   spdlog::warn("site {} is now a replica of {} ({}:{}), resuming after its own last position {}",
                config.site, next.source_site, next.upstream.host, next.upstream.port,

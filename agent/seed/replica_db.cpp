@@ -14,7 +14,7 @@ Result<PgConn> ConnectForSeed(const std::string& conninfo) {
       "SET session_replication_role = replica; SET DateStyle = 'ISO'; SET IntervalStyle = "
       "'postgres'; SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET synchronous_commit = "
       "off; SET statement_timeout = 0; SET lock_timeout = 0; SET application_name = "
-      "'geosync_seed'");
+      "'geosync_seed'; SET default_transaction_read_only = off");
   if (!r.ok()) return r.status().WithContext("setting up a seed session");
   return conn;
 }

@@ -61,7 +61,15 @@ Status ReplicaSeed::Run() {
     SeederOptions o;
     o.cluster_id = config_.cluster_id;
     o.site = config_.site;
-    o.upstream = *config_.upstream;
+    // The source to copy from: the one a promotion pointed this site at,
+    // else the config's.
+    if (state_->upstream) {
+      o.upstream = *state_->upstream;
+    } else if (config_.upstream) {
+      o.upstream = *config_.upstream;
+    } else {
+      return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config_.path));
+    }
     o.tls = tls_;
     o.conninfo = config_.postgres.dsn;
     o.origin_prefix = "geosync_" + config_.cluster_id;

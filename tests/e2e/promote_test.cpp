@@ -309,7 +309,16 @@ TEST_F(PromoteE2E, FailoverAfterKill9PromotesMostAdvancedAndOldPrimaryIsFencedOn
   } else {
     EXPECT_EQ(out.exit_status, 8) << out.output;
     EXPECT_NE(out.output.find("re-seeded"), std::string::npos) << out.output;
+    // Only then is it re-seeded: its tables are copied again from the new
+    // source and it follows it.
+    out = Ctl({"rejoin", "--site", "frankfurt", "--reseed", "--topology", topology_, "--token-file",
+               token_file_, "--yes"});
+    std::cout << out.output;
+    ASSERT_EQ(out.exit_status, 0) << out.output;
   }
+  ExpectIdentical(target, 2, {0, other});
+  EXPECT_THROW(pg_[0]->Exec("INSERT INTO orders (note) VALUES ('replica')"), std::exception)
+      << "the rejoined old primary stays read-only for applications";
 }
 
 TEST_F(PromoteE2E, AnEpochClaimedInEtcdByAnotherOperatorRefusesTheSwitchover) {
