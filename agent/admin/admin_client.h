@@ -20,6 +20,10 @@ struct HttpUrl {
   std::string path;  // "" or "/prefix"
 };
 
+// Percent-encodes a query parameter value (all but A-Z a-z 0-9 - . _ ~);
+// the admin server's ParseQuery decodes it.
+std::string QueryEncode(std::string_view value);
+
 // "http://host:port[/prefix]"; InvalidArgument naming the URL otherwise.
 Result<HttpUrl> ParseHttpUrl(std::string_view url);
 

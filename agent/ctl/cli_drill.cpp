@@ -37,18 +37,6 @@ struct DrillArgs {
   int timeout_s = 120;
 };
 
-std::string Encode(const std::string& v) {
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '.' || c == '_' || c == '-') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 std::string IsoNow() {
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
 }
@@ -142,7 +130,9 @@ int RunDrill(const DrillArgs& args) {
   event("drill start");
   std::cout << fmt::format("drill on {}: freezing apply, making it writable, {} probe(s)\n",
                            args.site, args.probes.size());
-  if (auto a = Call(target, "POST", "/admin/drill/run?probes=" + Encode(probes), *token); !a.ok()) {
+  if (auto a =
+          Call(target, "POST", "/admin/drill/run?probes=" + admin::QueryEncode(probes), *token);
+      !a.ok()) {
     return Fail(a.status());
   }
   json result;
@@ -168,9 +158,9 @@ int RunDrill(const DrillArgs& args) {
   // what the site had durably received.
   json rpo = {{"transactions", nullptr}, {"bytes", nullptr}, {"seconds", nullptr}};
   if (writable_seen && at_writable.durable.lsn.valid()) {
-    auto behind =
-        Call(source, "POST", "/admin/drill/behind?after=" + Encode(at_writable.durable.ToString()),
-             *token);
+    auto behind = Call(
+        source, "POST",
+        "/admin/drill/behind?after=" + admin::QueryEncode(at_writable.durable.ToString()), *token);
     if (behind.ok()) {
       json b = json::parse(behind->body, nullptr, false);
       rpo["transactions"] = b.value("transactions", 0);

@@ -34,18 +34,6 @@ struct VerifyArgs {
   int max_keys = 20;  // differing keys listed per table
 };
 
-std::string Encode(const std::string& v) {
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == ',' || c == '@' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 class Caller {
  public:
   Caller(const admin::Topology& t, std::string token) : topology_(t), token_(std::move(token)) {}
@@ -91,9 +79,9 @@ class Caller {
 
   Result<std::map<std::string, std::string>> Rows(const std::string& site, const std::string& table,
                                                   int bucket) const {
-    GEOSYNC_ASSIGN_OR_RETURN(
-        admin::HttpAnswer a,
-        Post(site, fmt::format("/admin/verify/rows?table={}&bucket={}", Encode(table), bucket)));
+    GEOSYNC_ASSIGN_OR_RETURN(admin::HttpAnswer a,
+                             Post(site, fmt::format("/admin/verify/rows?table={}&bucket={}",
+                                                    admin::QueryEncode(table), bucket)));
     json doc = json::parse(a.body, nullptr, false);
     std::map<std::string, std::string> rows;
     if (!doc.is_array()) return Status::Protocol("site " + site + ": verify/rows not a list");
@@ -218,7 +206,8 @@ int RunVerify(const VerifyArgs& args) {
   for (const std::string& replica : replicas) {
     auto begin = caller.Post(replica, fmt::format("/admin/verify/begin?buckets={}&position={}"
                                                   "&tables={}",
-                                                  args.buckets, Encode(position), Encode(tables)));
+                                                  args.buckets, admin::QueryEncode(position),
+                                                  admin::QueryEncode(tables)));
     if (!begin.ok()) return fail(begin.status());
     auto rep = caller.Wait(replica, args.timeout_s);
     if (!rep.ok()) return fail(rep.status());
