@@ -102,6 +102,9 @@ void ReadApply(JsonReader& root, ApplyConfig* apply) {
   r.Int("batch_max_ms", 0, 60000, &ms);
   r.Bool("synchronous_commit", &apply->synchronous_commit);
   r.Bool("collapse", &apply->collapse);
+  int64_t insert_rows = apply->insert_batch_rows;
+  r.Int("insert_batch_rows", 1, 4096, &insert_rows);
+  apply->insert_batch_rows = static_cast<int>(insert_rows);
   apply->batch_max_txns = static_cast<int>(txns);
   apply->batch_max_ms = static_cast<int>(ms);
   apply->batch_max_bytes = static_cast<uint64_t>(mb) << 20;
@@ -166,9 +169,8 @@ Result<Config> ParseConfig(std::string_view json_text, const std::string& path) 
     return Status::Config(fmt::format("config {}: not valid JSON: {}", path, e.what()));
   }
   if (!doc.is_object()) {
-    return Status::Config(
-        fmt::format("config {}: expected a JSON object at the top, found {}", path,
-                    DescribeJson(doc)));
+    return Status::Config(fmt::format("config {}: expected a JSON object at the top, found {}",
+                                      path, DescribeJson(doc)));
   }
   Config c;
   c.path = path;
@@ -212,8 +214,8 @@ Result<Config> ParseConfig(std::string_view json_text, const std::string& path) 
 Result<Config> LoadConfig(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return Status::Config(fmt::format("config {}: cannot open file: {}", path,
-                                      std::strerror(errno)));
+    return Status::Config(
+        fmt::format("config {}: cannot open file: {}", path, std::strerror(errno)));
   }
   std::ostringstream ss;
   ss << in.rdbuf();

@@ -59,6 +59,9 @@ struct ApplyConfig {
   // Fold changes to the same row within a group into their net effect
   // (docs/apply.md); a constraint error retries the group in plain order.
   bool collapse = true;
+  // Inserts into one table are sent as multi-row INSERTs of up to this many
+  // rows (docs/apply.md); 1 sends every row on its own.
+  int insert_batch_rows = 128;
 };
 
 struct SeedConfig {
@@ -88,7 +91,7 @@ struct Config {
   // the others for their epoch and fences itself when one is higher.
   std::string topology;
   TlsConfig tls;
-  int compression_level = 3;  // zstd level; 0 = uncompressed
+  int compression_level = 3;             // zstd level; 0 = uncompressed
   uint64_t bandwidth_bytes_per_sec = 0;  // per-site cap, 0 = none
   int heartbeat_ms = 1000;
   int peer_timeout_ms = 10000;

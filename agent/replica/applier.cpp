@@ -271,7 +271,36 @@ Status Applier::SetUpSession() {
       "SET application_name = 'geosync_applier'; SET synchronous_commit = {}",
       options_.batch.synchronous_commit ? "on" : "off");
   auto r = conn_.Exec(sql);
+  check_reorder_ = true;
   return r.ok() ? Status::Ok() : r.status().WithContext("setting up the apply session");
+}
+
+// Sending queued inserts after later changes to other tables, and collapsing
+// a row's changes, are safe unless something runs during apply that could
+// see the difference: under session_replication_role = replica that is only
+// a trigger or rule enabled ALWAYS or REPLICA.
+Status Applier::CheckReorderSafe() {
+  auto r = conn_.Exec(
+      "SELECT pg_catalog.format('%s %s on %s', x.kind, x.name, x.rel::pg_catalog.regclass) "
+      "FROM (SELECT tgrelid AS rel, 'trigger' AS kind, tgname::pg_catalog.text AS name "
+      "      FROM pg_catalog.pg_trigger WHERE NOT tgisinternal AND tgenabled IN ('A', 'R') "
+      "      UNION ALL "
+      "      SELECT ev_class, 'rule', rulename::pg_catalog.text FROM pg_catalog.pg_rewrite "
+      "      WHERE ev_type <> '1' AND ev_enabled IN ('A', 'R')) x LIMIT 1");
+  if (!r.ok()) return r.status().WithContext("looking for triggers that fire during apply");
+  const bool safe = r->rows() == 0;
+  std::string blocker = safe ? "" : r->Get(0, 0);
+  if (!safe && blocker != reorder_blocker_) {
+    spdlog::info(
+        "apply: {} fires during apply: changes are applied in source order, without "
+        "collapsing, and inserts are batched only within runs of consecutive inserts into one "
+        "table",
+        blocker);
+  }
+  reorder_blocker_ = std::move(blocker);
+  reorder_ok_ = safe;
+  check_reorder_ = false;
+  return Status::Ok();
 }
 
 void Applier::Disconnect() {
@@ -284,6 +313,7 @@ void Applier::Disconnect() {
   syncs_outstanding_ = 0;
   reader_.reset();
   partial_.clear();
+  inserts_.clear();
   have_pending_unit_ = false;
 }
 
@@ -555,6 +585,7 @@ Status Applier::ApplyOne(Unit& unit) {
 // replica transaction.
 Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* collapsed) {
   GEOSYNC_RETURN_IF_ERROR(CheckConnected());
+  if (check_reorder_ && !in_pipeline_) GEOSYNC_RETURN_IF_ERROR(CheckReorderSafe());
   current_ = units;
   batch_error_ = Status::Ok();
   const Unit* last_txn = nullptr;
@@ -569,7 +600,8 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* c
     return Status::Ok();
   }
   std::optional<CollapsePlan> plan;
-  if (collapse && !skipping_ && units.size() > 1) {
+  // A trigger that fires during apply could see the states collapsing skips.
+  if (collapse && reorder_ok_ && !skipping_ && units.size() > 1) {
     std::vector<std::span<const Event>> events;
     events.reserve(units.size());
     for (const Unit& u : units) events.emplace_back(u.events);
@@ -578,11 +610,16 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* c
   }
   if (collapsed) *collapsed = plan.has_value();
   if (last_txn) GEOSYNC_RETURN_IF_ERROR(UseOriginFor(last_txn->position.epoch));
+  inserts_.clear();
+  group_insert_statements_ = 0;
+  group_inserted_rows_ = 0;
   GEOSYNC_RETURN_IF_ERROR(EnterPipeline());
   Status st = SendSimple("BEGIN", {}, Expected{});
   for (size_t i = 0; st.ok() && batch_error_.ok() && i < units.size(); ++i) {
     st = SendUnit(units[i], static_cast<int>(i), plan ? &*plan : nullptr);
   }
+  if (st.ok() && batch_error_.ok()) st = FlushInserts();
+  inserts_.clear();
   if (st.ok()) st = Sync();
   if (st.ok()) st = Drain(0);
   if (st.ok()) st = batch_error_;
@@ -602,9 +639,11 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* c
     return st;
   }
   RecordApplied(units, 1);
-  if (plan) {
+  {
     std::lock_guard lock(mu_);
-    stats_.collapsed += plan->removed;
+    if (plan) stats_.collapsed += plan->removed;
+    stats_.insert_statements += group_insert_statements_;
+    stats_.inserted_rows += group_inserted_rows_;
   }
   return Status::Ok();
 }
@@ -615,6 +654,8 @@ Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) 
     const Event& event = unit.events[i];
     Status st;
     if (const auto* rel = std::get_if<Relation>(&event)) {
+      auto known = relations_.find(rel->oid);
+      if (known != relations_.end() && known->second != *rel) st = FlushInserts();
       relations_[rel->oid] = *rel;
     } else if (const auto* change = std::get_if<RowChange>(&event)) {
       const int action = plan ? plan->action(index, i) : CollapsePlan::kKeep;
@@ -624,9 +665,11 @@ Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) 
         st = SendChange(plan->replacements[action], index);
       }
     } else if (const auto* truncate = std::get_if<TruncateEvent>(&event)) {
-      st = SendTruncate(*truncate, index);
+      st = FlushInserts();
+      if (st.ok()) st = SendTruncate(*truncate, index);
     } else if (const auto* message = std::get_if<MessageEvent>(&event)) {
-      st = SendMessage(*message, index);
+      if (IsSqlMessage(event)) st = FlushInserts();
+      if (st.ok()) st = SendMessage(*message, index);
     }
     GEOSYNC_RETURN_IF_ERROR(st);
     if (!batch_error_.ok()) return Status::Ok();  // the rest would be discarded
@@ -648,16 +691,81 @@ Status Applier::SendChange(const RowChange& change, int index) {
   auto shaped = ShapeChange(*rel, change);
   if (!shaped.ok()) return UnitError(index, target, shaped.status());
   if (!shaped->has_statement) return Status::Ok();
+  if (change.op == RowOp::kInsert && options_.batch.insert_batch_rows > 1) {
+    return QueueInsert(*rel, std::move(shaped).value(), index);
+  }
+  GEOSYNC_RETURN_IF_ERROR(FlushInserts(reorder_ok_ ? change.rel_oid : 0));
   bool created = false;
   const StatementCache::Entry& entry = cache_.Get(*rel, shaped->shape, &created);
   Expected expected{Expected::kChange, index, target};
-  if (change.op != RowOp::kInsert) {
+  if (change.op == RowOp::kInsert) {
+    group_insert_statements_++;
+    group_inserted_rows_++;
+  } else {
     expected.must_match = true;
     expected.key =
         fmt::format("{} found no row with {}", change.op == RowOp::kUpdate ? "update" : "delete",
                     DescribeKey(*rel, *shaped));
   }
   return SendPrepared(entry, created, shaped->params, std::move(expected));
+}
+
+// Rows of one table keep their order: a run is sent before any other change
+// to its table, and before a row with another column set. Without
+// reorder_ok_, only one table has a run at a time, so nothing is reordered.
+Status Applier::QueueInsert(const Relation& rel, ShapedChange shaped, int index) {
+  auto run = std::find_if(inserts_.begin(), inserts_.end(),
+                          [&](const PendingInserts& p) { return p.rel_oid == rel.oid; });
+  if (run != inserts_.end() && run->shape.set_columns != shaped.shape.set_columns) {
+    GEOSYNC_RETURN_IF_ERROR(FlushInserts(rel.oid));
+    run = inserts_.end();
+  }
+  if (run == inserts_.end()) {
+    if (!reorder_ok_) GEOSYNC_RETURN_IF_ERROR(FlushInserts());
+    inserts_.push_back(PendingInserts{rel.oid, std::move(shaped.shape), {}, 0, index});
+    run = inserts_.end() - 1;
+  }
+  run->params.insert(run->params.end(), shaped.params.begin(), shaped.params.end());
+  if (++run->rows >= options_.batch.insert_batch_rows) return FlushInserts(rel.oid);
+  return Status::Ok();
+}
+
+Status Applier::FlushInserts(uint32_t rel_oid) {
+  if (inserts_.empty()) return Status::Ok();
+  std::vector<PendingInserts> runs;
+  if (rel_oid == 0) {
+    runs.swap(inserts_);
+  } else {
+    auto run = std::find_if(inserts_.begin(), inserts_.end(),
+                            [&](const PendingInserts& p) { return p.rel_oid == rel_oid; });
+    if (run == inserts_.end()) return Status::Ok();
+    runs.push_back(std::move(*run));
+    inserts_.erase(run);
+  }
+  for (const PendingInserts& run : runs) {
+    GEOSYNC_RETURN_IF_ERROR(SendInsertRun(run));
+    if (!batch_error_.ok()) break;
+  }
+  return Status::Ok();
+}
+
+Status Applier::SendInsertRun(const PendingInserts& run) {
+  GEOSYNC_ASSIGN_OR_RETURN(const Relation* rel, FindRelation(run.rel_oid, run.unit));
+  const std::string target = " to " + DisplayName(*rel);
+  const int columns = static_cast<int>(run.shape.set_columns.size());
+  size_t first = 0;
+  for (int rows : InsertChunkSizes(run.rows, columns, options_.batch.insert_batch_rows)) {
+    bool created = false;
+    const StatementCache::Entry& entry = cache_.Get(*rel, run.shape, &created, rows);
+    const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(columns);
+    GEOSYNC_RETURN_IF_ERROR(SendPrepared(entry, created,
+                                         std::span(run.params).subspan(first, count),
+                                         Expected{Expected::kChange, run.unit, target}));
+    first += count;
+    group_insert_statements_++;
+    group_inserted_rows_ += static_cast<uint64_t>(rows);
+  }
+  return Status::Ok();
 }
 
 // Tables are named from the transaction's Relation events. The source lists
@@ -724,6 +832,9 @@ Status Applier::RunDdl(const std::string& content, int index) {
     }
   }
   cache_.Clear();
+  // The DDL may have added a trigger that fires during apply.
+  reorder_ok_ = false;
+  check_reorder_ = true;
   return EnterPipeline();
 }
 

@@ -44,6 +44,15 @@ struct ApplierOptions {
   int statements_per_sync = 256;
 };
 
+// Queued inserts into one table with one column set.
+struct PendingInserts {
+  uint32_t rel_oid = 0;
+  StatementShape shape;
+  std::vector<const Datum*> params;  // row after row
+  int rows = 0;
+  int unit = -1;  // the unit of the first row: what an error names
+};
+
 class Applier {
  public:
   struct Stats {
@@ -58,6 +67,10 @@ class Applier {
     // Collapsed groups that failed with a constraint error (SQLSTATE class
     // 23) and were applied again in plain order.
     uint64_t collapse_fallbacks = 0;
+    // INSERT statements sent in committed groups, and the rows they carried:
+    // runs of inserts become multi-row INSERTs (apply.insert_batch_rows).
+    uint64_t insert_statements = 0;
+    uint64_t inserted_rows = 0;
     PgTimestamp last_commit_time = 0;  // source commit time of the last applied txn
     std::chrono::system_clock::time_point last_apply_time{};  // when it was committed here
     // last_apply_time minus last_commit_time: the apply lag at that moment.
@@ -154,6 +167,14 @@ class Applier {
   Status SendUnit(const Unit& unit, int index, const CollapsePlan* plan);
   Result<const Relation*> FindRelation(uint32_t oid, int index) const;
   Status SendChange(const RowChange& change, int index);
+  // Runs of inserts: queued per table, sent as multi-row INSERTs.
+  Status QueueInsert(const Relation& rel, ShapedChange shaped, int index);
+  // Sends the queued inserts of `rel_oid` (0: of every table).
+  Status FlushInserts(uint32_t rel_oid = 0);
+  Status SendInsertRun(const PendingInserts& run);
+  // Whether anything that fires during apply (an ENABLE ALWAYS or REPLICA
+  // trigger or rule) could see one table's rows while changing another.
+  Status CheckReorderSafe();
   Status SendTruncate(const TruncateEvent& truncate, int index);
   Status SendMessage(const MessageEvent& message, int index);
   Status RunDdl(const std::string& content, int index);
@@ -191,6 +212,19 @@ class Applier {
   std::span<Unit> current_;  // the units being applied
   bool skipping_ = false;    // applying a transaction skipped on DBA request
   std::unordered_map<uint32_t, Relation> relations_;
+  // Queued inserts, at most one run per table, in the order of their first
+  // row. Datums point into the units (or the collapse plan) being applied.
+  std::vector<PendingInserts> inserts_;
+  // Inserts into one table may be sent after later changes to other tables,
+  // and a row's changes collapsed: with session_replication_role = replica no
+  // FK or ordinary trigger fires, so statements on different tables commute
+  // and intermediate row states are never seen. Off while a trigger or rule
+  // that fires during apply exists (checked per session and after DDL).
+  bool reorder_ok_ = false;
+  bool check_reorder_ = true;
+  uint64_t group_insert_statements_ = 0;  // in the replica transaction being sent
+  uint64_t group_inserted_rows_ = 0;
+  std::string reorder_blocker_;  // the trigger or rule that last turned it off
   std::unique_ptr<SpoolReader> reader_;
   std::vector<SpoolRecord> partial_;  // records of a unit not yet complete
   // Whether `pos` must wait for ReleaseHold(); records that apply reached it.

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace geosync {
 
 std::string QuoteIdent(std::string_view ident) {
@@ -139,19 +141,8 @@ std::string BuildStatementSql(const Relation& rel, const StatementShape& shape) 
   std::string sql;
   int n = 1;
   switch (shape.op) {
-    case RowOp::kInsert: {
-      std::string cols;
-      std::string values;
-      for (size_t i = 0; i < shape.set_columns.size(); ++i) {
-        if (i > 0) {
-          cols += ", ";
-          values += ", ";
-        }
-        cols += QuoteIdent(rel.columns[shape.set_columns[i]].name);
-        values += fmt::format("${}", n++);
-      }
-      return fmt::format("INSERT INTO {} ({}) VALUES ({})", table, cols, values);
-    }
+    case RowOp::kInsert:
+      return BuildInsertSql(rel, shape, 1);
     case RowOp::kUpdate: {
       sql = fmt::format("UPDATE {} SET ", table);
       for (size_t i = 0; i < shape.set_columns.size(); ++i) {
@@ -164,6 +155,40 @@ std::string BuildStatementSql(const Relation& rel, const StatementShape& shape) 
       return fmt::format("DELETE FROM {} WHERE {}", table, WhereSql(rel, shape, n));
   }
   return sql;
+}
+
+std::string BuildInsertSql(const Relation& rel, const StatementShape& shape, int rows) {
+  std::string cols;
+  for (size_t i = 0; i < shape.set_columns.size(); ++i) {
+    if (i > 0) cols += ", ";
+    cols += QuoteIdent(rel.columns[shape.set_columns[i]].name);
+  }
+  std::string sql = fmt::format("INSERT INTO {} ({}) VALUES ", QualifiedName(rel), cols);
+  int n = 1;
+  for (int row = 0; row < rows; ++row) {
+    sql += row > 0 ? ", (" : "(";
+    for (size_t i = 0; i < shape.set_columns.size(); ++i) {
+      if (i > 0) sql += ", ";
+      sql += fmt::format("${}", n++);
+    }
+    sql += ')';
+  }
+  return sql;
+}
+
+std::vector<int> InsertChunkSizes(int rows, int columns, int max_rows) {
+  int cap = std::max(1, max_rows);
+  if (columns > 0) cap = std::min(cap, kMaxStatementParams / columns);
+  int largest = 1;
+  while (largest * 2 <= cap) largest *= 2;
+  std::vector<int> sizes;
+  for (int size = largest; rows > 0; size /= 2) {
+    while (rows >= size) {
+      sizes.push_back(size);
+      rows -= size;
+    }
+  }
+  return sizes;
 }
 
 std::string DescribeKey(const Relation& rel, const ShapedChange& change) {
@@ -194,7 +219,7 @@ std::string DescribeKey(const Relation& rel, const ShapedChange& change) {
 }
 
 const StatementCache::Entry& StatementCache::Get(const Relation& rel, const StatementShape& shape,
-                                                 bool* created) {
+                                                 bool* created, int rows) {
   // Names and column names cannot contain NUL, so it separates fields.
   std::string key;
   key += static_cast<char>(shape.op);
@@ -208,10 +233,18 @@ const StatementCache::Entry& StatementCache::Get(const Relation& rel, const Stat
   for (int i : shape.set_columns) add(rel.columns[i].name);
   key.push_back('\1');
   for (int i : shape.where_columns) add(rel.columns[i].name);
+  if (rows > 1) {
+    key.push_back('\3');
+    key += std::to_string(rows);
+  }
   auto it = entries_.find(key);
   if (it != entries_.end()) {
     *created = false;
     return it->second;
+  }
+  if (rows > 1) {
+    const int nparams = static_cast<int>(shape.set_columns.size()) * rows;
+    return Insert(std::move(key), BuildInsertSql(rel, shape, rows), nparams, created);
   }
   const int nparams = static_cast<int>(shape.set_columns.size() + shape.where_columns.size());
   return Insert(std::move(key), BuildStatementSql(rel, shape), nparams, created);

@@ -61,6 +61,19 @@ Result<ShapedChange> ShapeChange(const Relation& rel, const RowChange& change);
 //     DISTINCT FROM $1 AND ... LIMIT 1)
 std::string BuildStatementSql(const Relation& rel, const StatementShape& shape);
 
+// A multi-row insert of `rows` rows (rows >= 1), parameters row by row:
+//   INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)
+std::string BuildInsertSql(const Relation& rel, const StatementShape& shape, int rows);
+
+// PostgreSQL's limit on the parameters of one statement.
+inline constexpr int kMaxStatementParams = 65535;
+
+// How a run of `rows` inserts of `columns` columns each is sent: statement
+// sizes in order, each a power of two (so few distinct statements get
+// prepared), at most `max_rows` rows and kMaxStatementParams parameters;
+// largest first, summing to `rows`. 5 rows, max 128 -> {4, 1}.
+std::vector<int> InsertChunkSizes(int rows, int columns, int max_rows);
+
 // "(id, region)=(42, eu)" for messages; long values are cut.
 std::string DescribeKey(const Relation& rel, const ShapedChange& change);
 
@@ -76,7 +89,8 @@ class StatementCache {
 
   // The entry for this shape; *created is true when it is new and the caller
   // must prepare it before use.
-  const Entry& Get(const Relation& rel, const StatementShape& shape, bool* created);
+  // `rows` > 1 only for inserts: a multi-row insert (BuildInsertSql).
+  const Entry& Get(const Relation& rel, const StatementShape& shape, bool* created, int rows = 1);
   // The entry for a fixed statement (not per table), e.g. sequence setval.
   const Entry& GetFixed(std::string_view key, std::string_view sql, int nparams, bool* created);
   void Clear() { entries_.clear(); }

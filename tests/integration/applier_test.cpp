@@ -598,4 +598,100 @@ TEST_F(ApplierTest, CollapseOffSendsEveryChange) {
 }
 
 }  // namespace
+// ---- runs of inserts (apply.insert_batch_rows) -----------------------------
+
+const Relation kHistory =
+    Rel(16480, "public", "history", {Col("aid", kInt4), Col("delta", kInt4), Col("seen", kInt4)});
+
+// pgbench's shape: each transaction updates an account and inserts a history
+// row (no key). The history inserts of the whole group go out as a few
+// multi-row INSERTs, sent after account updates of later transactions, and
+// the tables end exactly as in source order.
+TEST_F(ApplierTest, HistoryInsertsBecomeMultiRowInsertsAcrossTransactions) {
+  CreateAccounts(*replica_);
+  replica_->Exec(
+      "CREATE TABLE public.history (aid int, delta int, seen int);"
+      "INSERT INTO accounts SELECT g, 'acct', 0 FROM generate_series(1, 10) g");
+  CommitEvent last;
+  int balance[11] = {};
+  for (int t = 0; t < 300; ++t) {
+    const int aid = 1 + t % 10;
+    balance[aid] += t;
+    last = AppendTxn(
+        static_cast<uint32_t>(5000 + t),
+        {kAccounts, kHistory,
+         Update(16400, 0, {}, {T(std::to_string(aid)), T("acct"), T(std::to_string(balance[aid]))}),
+         Insert(16480, {T(std::to_string(aid)), T(std::to_string(t)), Null()})});
+  }
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitApplied(last, "300 pgbench-like transactions applied"));
+
+  std::string want;
+  for (int aid = 1; aid <= 10; ++aid) {
+    want += (aid > 1 ? "," : "") + std::to_string(aid) + "=" + std::to_string(balance[aid]);
+  }
+  EXPECT_EQ(Query("SELECT string_agg(id || '=' || balance, ',' ORDER BY id) FROM accounts"), want);
+  EXPECT_EQ(Query("SELECT count(*) || ':' || sum(delta) || ':' || count(DISTINCT delta) "
+                  "FROM history"),
+            "300:44850:300")
+      << "every history row once";
+  Applier::Stats stats = applier_->stats();
+  EXPECT_EQ(stats.inserted_rows, 300u);
+  EXPECT_LE(stats.insert_statements, stats.groups * 8)
+      << "each group sent its history rows in at most 8 statements (powers of two up to 128), "
+         "not one per row: "
+      << stats.insert_statements << " statements in " << stats.groups << " groups";
+  EXPECT_LT(stats.insert_statements, 100u);
+}
+
+// Within one table the order is kept: an insert, a delete of that row and an
+// insert of the same key again must not become insert, insert, delete.
+TEST_F(ApplierTest, InsertRunIsSentBeforeALaterChangeToTheSameTable) {
+  CreateAccounts(*replica_);
+  ApplyConfig batch;
+  batch.collapse = false;  // the applier itself must keep the order
+  AppendTxn(5400, {kAccounts, Insert(16400, {T("1"), T("first"), T("1")}),
+                   Insert(16400, {T("2"), T("other"), T("1")})});
+  AppendTxn(5401, {kAccounts, Delete(16400, 'K', {T("1"), Null(), Null()})});
+  CommitEvent last = AppendTxn(5402, {kAccounts, Insert(16400, {T("1"), T("again"), T("2")})});
+  SyncSpool();
+  StartApplier(batch);
+  ASSERT_TRUE(WaitApplied(last, "insert, delete, insert applied"));
+  EXPECT_EQ(Query("SELECT string_agg(id || owner, ',' ORDER BY id) FROM accounts"),
+            "1again,2other");
+  EXPECT_EQ(applier_->stats().batch_retries, 0u) << "no error on the way";
+}
+
+// A trigger enabled ALWAYS fires during apply and may read other tables:
+// then inserts are not moved past changes to other tables, and the account's
+// updates are not collapsed. The BEFORE INSERT trigger records the account's
+// balance when each history row goes in.
+TEST_F(ApplierTest, AlwaysTriggerKeepsInsertsInSourceOrderAcrossTables) {
+  CreateAccounts(*replica_);
+  replica_->Exec(
+      "CREATE TABLE public.history (aid int, delta int, seen int);"
+      "INSERT INTO accounts VALUES (1, 'acct', 0);"
+      "CREATE FUNCTION public.note_balance() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "NEW.seen := (SELECT balance FROM public.accounts WHERE id = NEW.aid); RETURN NEW; END $$;"
+      "CREATE TRIGGER note BEFORE INSERT ON public.history FOR EACH ROW "
+      "EXECUTE FUNCTION public.note_balance();"
+      "ALTER TABLE public.history ENABLE ALWAYS TRIGGER note");
+  CommitEvent last;
+  for (int t = 1; t <= 20; ++t) {
+    last = AppendTxn(static_cast<uint32_t>(5500 + t),
+                     {kAccounts, kHistory, Insert(16480, {T("1"), T(std::to_string(t)), Null()}),
+                      Update(16400, 0, {}, {T("1"), T("acct"), T(std::to_string(t))})});
+  }
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitApplied(last, "20 transactions applied"));
+  EXPECT_EQ(Query("SELECT string_agg(delta || ':' || seen, ',' ORDER BY delta) FROM history "
+                  "WHERE delta <= 3"),
+            "1:0,2:1,3:2")
+      << "each history row saw the balance of the transactions before it, as on the source";
+  EXPECT_EQ(Query("SELECT count(*) FROM history WHERE seen <> delta - 1"), "0");
+  EXPECT_EQ(applier_->stats().collapsed, 0u) << "no update of account 1 was folded";
+}
+
 }  // namespace geosync
