@@ -102,9 +102,9 @@ void ReadApply(JsonReader& root, ApplyConfig* apply) {
   r.Int("batch_max_ms", 0, 60000, &ms);
   r.Bool("synchronous_commit", &apply->synchronous_commit);
   r.Bool("collapse", &apply->collapse);
-  int64_t insert_rows = apply->insert_batch_rows;
-  r.Int("insert_batch_rows", 1, 4096, &insert_rows);
-  apply->insert_batch_rows = static_cast<int>(insert_rows);
+  int64_t rows = apply->rows_per_statement;
+  r.Int("rows_per_statement", 1, 4096, &rows);
+  apply->rows_per_statement = static_cast<int>(rows);
   apply->batch_max_txns = static_cast<int>(txns);
   apply->batch_max_ms = static_cast<int>(ms);
   apply->batch_max_bytes = static_cast<uint64_t>(mb) << 20;

@@ -59,9 +59,9 @@ struct ApplyConfig {
   // Fold changes to the same row within a group into their net effect
   // (docs/apply.md); a constraint error retries the group in plain order.
   bool collapse = true;
-  // Inserts into one table are sent as multi-row INSERTs of up to this many
-  // rows (docs/apply.md); 1 sends every row on its own.
-  int insert_batch_rows = 128;
+  // Inserts into one table, and updates by key, are sent as multi-row
+  // statements of up to this many rows (docs/apply.md); 1: one row each.
+  int rows_per_statement = 128;
 };
 
 struct SeedConfig {

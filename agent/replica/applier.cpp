@@ -275,34 +275,6 @@ Status Applier::SetUpSession() {
   return r.ok() ? Status::Ok() : r.status().WithContext("setting up the apply session");
 }
 
-// Sending queued inserts after later changes to other tables, and collapsing
-// a row's changes, are safe unless something runs during apply that could
-// see the difference: under session_replication_role = replica that is only
-// a trigger or rule enabled ALWAYS or REPLICA.
-Status Applier::CheckReorderSafe() {
-  auto r = conn_.Exec(
-      "SELECT pg_catalog.format('%s %s on %s', x.kind, x.name, x.rel::pg_catalog.regclass) "
-      "FROM (SELECT tgrelid AS rel, 'trigger' AS kind, tgname::pg_catalog.text AS name "
-      "      FROM pg_catalog.pg_trigger WHERE NOT tgisinternal AND tgenabled IN ('A', 'R') "
-      "      UNION ALL "
-      "      SELECT ev_class, 'rule', rulename::pg_catalog.text FROM pg_catalog.pg_rewrite "
-      "      WHERE ev_type <> '1' AND ev_enabled IN ('A', 'R')) x LIMIT 1");
-  if (!r.ok()) return r.status().WithContext("looking for triggers that fire during apply");
-  const bool safe = r->rows() == 0;
-  std::string blocker = safe ? "" : r->Get(0, 0);
-  if (!safe && blocker != reorder_blocker_) {
-    spdlog::info(
-        "apply: {} fires during apply: changes are applied in source order, without "
-        "collapsing, and inserts are batched only within runs of consecutive inserts into one "
-        "table",
-        blocker);
-  }
-  reorder_blocker_ = std::move(blocker);
-  reorder_ok_ = safe;
-  check_reorder_ = false;
-  return Status::Ok();
-}
-
 void Applier::Disconnect() {
   conn_ = PgConn();
   in_pipeline_ = false;
@@ -313,8 +285,8 @@ void Applier::Disconnect() {
   syncs_outstanding_ = 0;
   reader_.reset();
   partial_.clear();
-  inserts_.clear();
-  have_pending_unit_ = false;
+  runs_.clear();
+  pending_units_.clear();
 }
 
 // Finds the newest epoch's origin and its flushed progress. The next
@@ -395,7 +367,7 @@ Status Applier::OpenReader() {
   if (!reader.ok()) return reader.status().WithContext("opening the spool for apply");
   reader_ = std::move(reader).value();
   partial_.clear();
-  have_pending_unit_ = false;
+  pending_units_.clear();
   return Status::Ok();
 }
 
@@ -468,12 +440,33 @@ bool Applier::HeldBack(const Position& pos) {
 }
 
 Result<bool> Applier::ReadUnit(Unit* unit) {
-  if (have_pending_unit_) {
-    if (HeldBack(pending_unit_.position)) return false;
-    *unit = std::move(pending_unit_);
-    have_pending_unit_ = false;
-    return true;
+  if (pending_units_.empty()) {
+    GEOSYNC_ASSIGN_OR_RETURN(bool got, ReadSpoolUnit(unit));
+    if (!got) return false;
+    pending_units_.push_back(std::move(*unit));
   }
+  if (HeldBack(pending_units_.front().position)) return false;
+  *unit = std::move(pending_units_.front());
+  pending_units_.pop_front();
+  return true;
+}
+
+// While the server executes a group, the next one is read and decoded.
+Status Applier::ReadAhead() {
+  uint64_t bytes = 0;
+  for (const Unit& u : pending_units_) bytes += u.bytes;
+  while (pending_units_.size() < static_cast<size_t>(options_.batch.batch_max_txns) &&
+         bytes < options_.batch.batch_max_bytes) {
+    Unit unit;
+    GEOSYNC_ASSIGN_OR_RETURN(bool got, ReadSpoolUnit(&unit));
+    if (!got) break;
+    bytes += unit.bytes;
+    pending_units_.push_back(std::move(unit));
+  }
+  return Status::Ok();
+}
+
+Result<bool> Applier::ReadSpoolUnit(Unit* unit) {
   while (true) {
     GEOSYNC_ASSIGN_OR_RETURN(std::optional<SpoolRecord> rec, reader_->Next());
     if (!rec) return false;
@@ -488,11 +481,6 @@ Result<bool> Applier::ReadUnit(Unit* unit) {
   Status st = DecodeUnit(partial_, unit);
   partial_.clear();
   if (!st.ok()) return st;
-  if (HeldBack(unit->position)) {
-    pending_unit_ = std::move(*unit);
-    have_pending_unit_ = true;
-    return false;
-  }
   return true;
 }
 
@@ -511,8 +499,7 @@ Status Applier::CollectGroup(std::vector<Unit>* group) {
     if (!got) break;
     const bool skip = unit.is_txn && SkipRequested(unit.begin.xid);
     if (!group->empty() && (unit.position.epoch != group->front().position.epoch || skip)) {
-      pending_unit_ = std::move(unit);
-      have_pending_unit_ = true;
+      pending_units_.push_front(std::move(unit));
       break;
     }
     txns += unit.is_txn ? 1 : 0;
@@ -538,20 +525,15 @@ bool Applier::SkipRequested(uint32_t xid) const {
 // names the transaction that fails.
 Status Applier::ApplyGroup(std::span<Unit> group) {
   if (group.size() == 1) return ApplyOne(group[0]);
-  bool collapsed = false;
-  Status st = ApplyInTransaction(group, options_.batch.collapse, &collapsed);
+  bool reordered = false;
+  Status st = ApplyInTransaction(group, options_.batch.collapse, &reordered);
   if (st.ok() || st.retryable() || st.code() == Code::kCancelled) return st;
-  if (collapsed && st.sqlstate().starts_with("23")) {
-    // Moving a row's net change to its last place can break a unique index
-    // on another column that the original order kept (two rows swapping a
-    // value): the same group in plain order.
-    spdlog::info("apply: a collapsed group of {} units failed ({}); applying it in plain order",
-                 group.size(), st.ToString());
-    {
-      std::lock_guard lock(mu_);
-      stats_.collapse_fallbacks++;
-    }
-    st = ApplyInTransaction(group);
+  if (reordered && (st.sqlstate().starts_with("23") || st.code() == Code::kNotFound)) {
+    // Moving a row's net change to its last place, or changing rows in a
+    // multi-row update's order, can break a unique index on another column
+    // that the original order kept (two rows swapping a value): the same
+    // group in plain order.
+    st = ApplyPlain(group, st);
     if (st.ok() || st.retryable() || st.code() == Code::kCancelled) return st;
   }
   spdlog::info("apply: a group of {} units failed ({}); applying them one at a time", group.size(),
@@ -564,9 +546,30 @@ Status Applier::ApplyGroup(std::span<Unit> group) {
   return Status::Ok();
 }
 
+Status Applier::ApplyPlain(std::span<Unit> units, const Status& failed) {
+  spdlog::info(
+      "apply: {} unit(s) sent collapsed or with multi-row updates failed ({}); applying "
+      "in plain order",
+      units.size(), failed.ToString());
+  {
+    std::lock_guard lock(mu_);
+    stats_.collapse_fallbacks++;
+  }
+  plain_ = true;
+  Status st = ApplyInTransaction(units);
+  plain_ = false;
+  return st;
+}
+
 Status Applier::ApplyOne(Unit& unit) {
   skipping_ = unit.is_txn && SkipRequested(unit.begin.xid);
-  Status st = ApplyInTransaction(std::span<Unit>(&unit, 1));
+  auto one = std::span<Unit>(&unit, 1);
+  bool reordered = false;
+  Status st = ApplyInTransaction(one, false, &reordered);
+  if (reordered && !st.ok() && !st.retryable() && st.code() != Code::kCancelled) {
+    // Plain order names the row a multi-row update missed.
+    st = ApplyPlain(one, st);
+  }
   if (skipping_ && st.ok()) {
     spdlog::warn("apply: skipped xid {} at commit LSN {} on DBA request", unit.begin.xid,
                  unit.commit.commit_lsn.ToString());
@@ -583,7 +586,7 @@ Status Applier::ApplyOne(Unit& unit) {
 // pipelined; results are read at each sync point, and COMMIT is sent only
 // after every change's result was checked, so a failure rolls back the whole
 // replica transaction.
-Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* collapsed) {
+Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* reordered) {
   GEOSYNC_RETURN_IF_ERROR(CheckConnected());
   if (check_reorder_ && !in_pipeline_) GEOSYNC_RETURN_IF_ERROR(CheckReorderSafe());
   current_ = units;
@@ -601,26 +604,27 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* c
   }
   std::optional<CollapsePlan> plan;
   // A trigger that fires during apply could see the states collapsing skips.
-  if (collapse && reorder_ok_ && !skipping_ && units.size() > 1) {
+  if (collapse && reorder_ok_ && !plain_ && !skipping_ && units.size() > 1) {
     std::vector<std::span<const Event>> events;
     events.reserve(units.size());
     for (const Unit& u : units) events.emplace_back(u.events);
     plan = PlanCollapse(events, relations_);
     if (plan->removed == 0) plan.reset();
   }
-  if (collapsed) *collapsed = plan.has_value();
   if (last_txn) GEOSYNC_RETURN_IF_ERROR(UseOriginFor(last_txn->position.epoch));
-  inserts_.clear();
-  group_insert_statements_ = 0;
-  group_inserted_rows_ = 0;
+  runs_.clear();
+  group_row_statements_ = 0;
+  group_update_runs_ = false;
   GEOSYNC_RETURN_IF_ERROR(EnterPipeline());
   Status st = SendSimple("BEGIN", {}, Expected{});
   for (size_t i = 0; st.ok() && batch_error_.ok() && i < units.size(); ++i) {
     st = SendUnit(units[i], static_cast<int>(i), plan ? &*plan : nullptr);
   }
-  if (st.ok() && batch_error_.ok()) st = FlushInserts();
-  inserts_.clear();
+  if (st.ok() && batch_error_.ok()) st = FlushRuns();
+  runs_.clear();
   if (st.ok()) st = Sync();
+  // The server is busy with the group: read the next one meanwhile.
+  if (st.ok()) st = ReadAhead();
   if (st.ok()) st = Drain(0);
   if (st.ok()) st = batch_error_;
   if (st.ok()) {
@@ -634,6 +638,7 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* c
     }
   }
   if (st.ok()) st = ExitPipeline();
+  if (reordered) *reordered = plan.has_value() || group_update_runs_;
   if (!st.ok()) {
     if (!st.retryable()) Rollback();
     return st;
@@ -642,8 +647,7 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* c
   {
     std::lock_guard lock(mu_);
     if (plan) stats_.collapsed += plan->removed;
-    stats_.insert_statements += group_insert_statements_;
-    stats_.inserted_rows += group_inserted_rows_;
+    stats_.row_statements += group_row_statements_;
   }
   return Status::Ok();
 }
@@ -655,7 +659,7 @@ Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) 
     Status st;
     if (const auto* rel = std::get_if<Relation>(&event)) {
       auto known = relations_.find(rel->oid);
-      if (known != relations_.end() && known->second != *rel) st = FlushInserts();
+      if (known != relations_.end() && known->second != *rel) st = FlushRuns();
       relations_[rel->oid] = *rel;
     } else if (const auto* change = std::get_if<RowChange>(&event)) {
       const int action = plan ? plan->action(index, i) : CollapsePlan::kKeep;
@@ -665,10 +669,10 @@ Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) 
         st = SendChange(plan->replacements[action], index);
       }
     } else if (const auto* truncate = std::get_if<TruncateEvent>(&event)) {
-      st = FlushInserts();
+      st = FlushRuns();
       if (st.ok()) st = SendTruncate(*truncate, index);
     } else if (const auto* message = std::get_if<MessageEvent>(&event)) {
-      if (IsSqlMessage(event)) st = FlushInserts();
+      if (IsSqlMessage(event)) st = FlushRuns();
       if (st.ok()) st = SendMessage(*message, index);
     }
     GEOSYNC_RETURN_IF_ERROR(st);
@@ -691,81 +695,19 @@ Status Applier::SendChange(const RowChange& change, int index) {
   auto shaped = ShapeChange(*rel, change);
   if (!shaped.ok()) return UnitError(index, target, shaped.status());
   if (!shaped->has_statement) return Status::Ok();
-  if (change.op == RowOp::kInsert && options_.batch.insert_batch_rows > 1) {
-    return QueueInsert(*rel, std::move(shaped).value(), index);
-  }
-  GEOSYNC_RETURN_IF_ERROR(FlushInserts(reorder_ok_ ? change.rel_oid : 0));
+  if (Batchable(*rel, shaped->shape)) return QueueRow(*rel, std::move(shaped).value(), index);
+  GEOSYNC_RETURN_IF_ERROR(FlushRuns(reorder_ok_ ? change.rel_oid : 0));
   bool created = false;
   const StatementCache::Entry& entry = cache_.Get(*rel, shaped->shape, &created);
   Expected expected{Expected::kChange, index, target};
-  if (change.op == RowOp::kInsert) {
-    group_insert_statements_++;
-    group_inserted_rows_++;
-  } else {
+  group_row_statements_++;
+  if (change.op != RowOp::kInsert) {
     expected.must_match = true;
     expected.key =
         fmt::format("{} found no row with {}", change.op == RowOp::kUpdate ? "update" : "delete",
                     DescribeKey(*rel, *shaped));
   }
   return SendPrepared(entry, created, shaped->params, std::move(expected));
-}
-
-// Rows of one table keep their order: a run is sent before any other change
-// to its table, and before a row with another column set. Without
-// reorder_ok_, only one table has a run at a time, so nothing is reordered.
-Status Applier::QueueInsert(const Relation& rel, ShapedChange shaped, int index) {
-  auto run = std::find_if(inserts_.begin(), inserts_.end(),
-                          [&](const PendingInserts& p) { return p.rel_oid == rel.oid; });
-  if (run != inserts_.end() && run->shape.set_columns != shaped.shape.set_columns) {
-    GEOSYNC_RETURN_IF_ERROR(FlushInserts(rel.oid));
-    run = inserts_.end();
-  }
-  if (run == inserts_.end()) {
-    if (!reorder_ok_) GEOSYNC_RETURN_IF_ERROR(FlushInserts());
-    inserts_.push_back(PendingInserts{rel.oid, std::move(shaped.shape), {}, 0, index});
-    run = inserts_.end() - 1;
-  }
-  run->params.insert(run->params.end(), shaped.params.begin(), shaped.params.end());
-  if (++run->rows >= options_.batch.insert_batch_rows) return FlushInserts(rel.oid);
-  return Status::Ok();
-}
-
-Status Applier::FlushInserts(uint32_t rel_oid) {
-  if (inserts_.empty()) return Status::Ok();
-  std::vector<PendingInserts> runs;
-  if (rel_oid == 0) {
-    runs.swap(inserts_);
-  } else {
-    auto run = std::find_if(inserts_.begin(), inserts_.end(),
-                            [&](const PendingInserts& p) { return p.rel_oid == rel_oid; });
-    if (run == inserts_.end()) return Status::Ok();
-    runs.push_back(std::move(*run));
-    inserts_.erase(run);
-  }
-  for (const PendingInserts& run : runs) {
-    GEOSYNC_RETURN_IF_ERROR(SendInsertRun(run));
-    if (!batch_error_.ok()) break;
-  }
-  return Status::Ok();
-}
-
-Status Applier::SendInsertRun(const PendingInserts& run) {
-  GEOSYNC_ASSIGN_OR_RETURN(const Relation* rel, FindRelation(run.rel_oid, run.unit));
-  const std::string target = " to " + DisplayName(*rel);
-  const int columns = static_cast<int>(run.shape.set_columns.size());
-  size_t first = 0;
-  for (int rows : InsertChunkSizes(run.rows, columns, options_.batch.insert_batch_rows)) {
-    bool created = false;
-    const StatementCache::Entry& entry = cache_.Get(*rel, run.shape, &created, rows);
-    const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(columns);
-    GEOSYNC_RETURN_IF_ERROR(SendPrepared(entry, created,
-                                         std::span(run.params).subspan(first, count),
-                                         Expected{Expected::kChange, run.unit, target}));
-    first += count;
-    group_insert_statements_++;
-    group_inserted_rows_ += static_cast<uint64_t>(rows);
-  }
-  return Status::Ok();
 }
 
 // Tables are named from the transaction's Relation events. The source lists
@@ -947,7 +889,11 @@ Status Applier::ExitPipeline() {
 Status Applier::SendPrepared(const StatementCache::Entry& entry, bool created,
                              std::span<const Datum* const> params, Expected expected) {
   if (created) {
-    if (PQsendPrepare(conn_.get(), entry.name.c_str(), entry.sql.c_str(), entry.nparams, nullptr) !=
+    static_assert(sizeof(Oid) == sizeof(uint32_t));
+    const Oid* types = entry.param_types.empty()
+                           ? nullptr
+                           : reinterpret_cast<const Oid*>(entry.param_types.data());
+    if (PQsendPrepare(conn_.get(), entry.name.c_str(), entry.sql.c_str(), entry.nparams, types) !=
         1) {
       return ConnectionLost(conn_.get(), "sending a prepare");
     }
@@ -1033,7 +979,15 @@ void Applier::NoteResult(const Expected& e, PGresult* r) {
   }
   switch (e.kind) {
     case Expected::kChange:
-      if (e.must_match && std::string_view(PQcmdTuples(r)) == "0") {
+      if (e.expect_rows > 0) {
+        const std::string_view n = PQcmdTuples(r);
+        if (n != std::to_string(e.expect_rows)) {
+          batch_error_ = UnitError(
+              e.unit, e.target,
+              Status::NotFound(fmt::format(
+                  "row not found: an update by key of {} row(s) changed {}", e.expect_rows, n)));
+        }
+      } else if (e.must_match && std::string_view(PQcmdTuples(r)) == "0") {
         // Logical replication would log and go on; a DR copy must not
         // silently diverge, so apply stops.
         batch_error_ = UnitError(e.unit, e.target, Status::NotFound("row not found: " + e.key));

@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "agent/pg/pg_conn.h"
@@ -44,13 +45,14 @@ struct ApplierOptions {
   int statements_per_sync = 256;
 };
 
-// Queued inserts into one table with one column set.
-struct PendingInserts {
+// Queued inserts, or updates by key, of one table with one column set.
+struct PendingRun {
   uint32_t rel_oid = 0;
   StatementShape shape;
   std::vector<const Datum*> params;  // row after row
   int rows = 0;
-  int unit = -1;  // the unit of the first row: what an error names
+  int unit = -1;                         // the unit of the first row: what an error names
+  std::unordered_set<std::string> keys;  // updates: the rows' keys, distinct
 };
 
 class Applier {
@@ -64,13 +66,13 @@ class Applier {
     uint64_t reconnects = 0;     // sessions opened after a retryable failure
     uint64_t batch_retries = 0;  // failed groups retried one transaction at a time
     uint64_t collapsed = 0;      // row changes not sent: folded into a later one
-    // Collapsed groups that failed with a constraint error (SQLSTATE class
-    // 23) and were applied again in plain order.
+    // Groups sent collapsed or with multi-row updates that failed with a
+    // constraint error (SQLSTATE class 23) or a multi-row update that missed
+    // a row, and were applied again in plain order.
     uint64_t collapse_fallbacks = 0;
-    // INSERT statements sent in committed groups, and the rows they carried:
-    // runs of inserts become multi-row INSERTs (apply.insert_batch_rows).
-    uint64_t insert_statements = 0;
-    uint64_t inserted_rows = 0;
+    // Statements sent for row changes in committed groups: fewer than the
+    // changes sent, as runs become multi-row statements (rows_per_statement).
+    uint64_t row_statements = 0;
     PgTimestamp last_commit_time = 0;  // source commit time of the last applied txn
     std::chrono::system_clock::time_point last_apply_time{};  // when it was committed here
     // last_apply_time minus last_commit_time: the apply lag at that moment.
@@ -138,6 +140,7 @@ class Applier {
     std::string target;  // " to public.accounts": completes "applying xid N (commit L)"
     std::string key;     // kChange of an update/delete: what "row not found" reports
     bool must_match = false;
+    int expect_rows = 0;  // a multi-row update: it must change this many rows
   };
 
   // Session lifecycle.
@@ -154,6 +157,9 @@ class Applier {
 
   // Reading the spool.
   Result<bool> ReadUnit(Unit* unit);
+  Result<bool> ReadSpoolUnit(Unit* unit);
+  // Reads the next group's units into pending_units_ (bounded as a group).
+  Status ReadAhead();
   Status CollectGroup(std::vector<Unit>* group);
   bool SkipRequested(uint32_t xid) const;
 
@@ -161,17 +167,22 @@ class Applier {
   Status ApplyGroup(std::span<Unit> group);
   Status ApplyOne(Unit& unit);
   // With `collapse`, changes to the same row are folded into their net effect
-  // (change_collapse.h); *collapsed says whether any change was folded.
+  // (change_collapse.h). *reordered says whether any change was folded or
+  // sent in a multi-row update: whether plain order might do better.
   Status ApplyInTransaction(std::span<Unit> units, bool collapse = false,
-                            bool* collapsed = nullptr);
+                            bool* reordered = nullptr);
+  // The units again in plain order (plain_), after `failed` (logged).
+  Status ApplyPlain(std::span<Unit> units, const Status& failed);
   Status SendUnit(const Unit& unit, int index, const CollapsePlan* plan);
   Result<const Relation*> FindRelation(uint32_t oid, int index) const;
   Status SendChange(const RowChange& change, int index);
-  // Runs of inserts: queued per table, sent as multi-row INSERTs.
-  Status QueueInsert(const Relation& rel, ShapedChange shaped, int index);
-  // Sends the queued inserts of `rel_oid` (0: of every table).
-  Status FlushInserts(uint32_t rel_oid = 0);
-  Status SendInsertRun(const PendingInserts& run);
+  // Runs of inserts and of updates by key: queued per table, sent as
+  // multi-row statements (applier_runs.cpp).
+  bool Batchable(const Relation& rel, const StatementShape& shape) const;
+  Status QueueRow(const Relation& rel, ShapedChange shaped, int index);
+  // Sends the queued rows of `rel_oid` (0: of every table).
+  Status FlushRuns(uint32_t rel_oid = 0);
+  Status SendRun(const PendingRun& run);
   // Whether anything that fires during apply (an ENABLE ALWAYS or REPLICA
   // trigger or rule) could see one table's rows while changing another.
   Status CheckReorderSafe();
@@ -212,9 +223,9 @@ class Applier {
   std::span<Unit> current_;  // the units being applied
   bool skipping_ = false;    // applying a transaction skipped on DBA request
   std::unordered_map<uint32_t, Relation> relations_;
-  // Queued inserts, at most one run per table, in the order of their first
+  // Queued rows, at most one run per table, in the order of their first
   // row. Datums point into the units (or the collapse plan) being applied.
-  std::vector<PendingInserts> inserts_;
+  std::vector<PendingRun> runs_;
   // Inserts into one table may be sent after later changes to other tables,
   // and a row's changes collapsed: with session_replication_role = replica no
   // FK or ordinary trigger fires, so statements on different tables commute
@@ -222,8 +233,10 @@ class Applier {
   // that fires during apply exists (checked per session and after DDL).
   bool reorder_ok_ = false;
   bool check_reorder_ = true;
-  uint64_t group_insert_statements_ = 0;  // in the replica transaction being sent
-  uint64_t group_inserted_rows_ = 0;
+  uint64_t group_row_statements_ = 0;  // in the replica transaction being sent
+  bool group_update_runs_ = false;     // it sent updates through runs
+  // Plain ordered apply (the fallback): no collapsing, no multi-row updates.
+  bool plain_ = false;
   std::string reorder_blocker_;  // the trigger or rule that last turned it off
   std::unique_ptr<SpoolReader> reader_;
   std::vector<SpoolRecord> partial_;  // records of a unit not yet complete
@@ -232,8 +245,9 @@ class Applier {
   std::optional<Position> hold_;  // under mu_
   std::chrono::steady_clock::time_point hold_until_{};
   bool held_ = false;  // under mu_
-  bool have_pending_unit_ = false;
-  Unit pending_unit_;  // read, but it belongs to the next group
+  // Units read from the spool but not yet applied: one put back by
+  // CollectGroup, or the next group read ahead while the server works.
+  std::deque<Unit> pending_units_;
   uint64_t origin_epoch_ = 0;
   bool origin_set_up_ = false;
   std::string origin_name_;

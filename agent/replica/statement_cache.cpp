@@ -176,7 +176,49 @@ std::string BuildInsertSql(const Relation& rel, const StatementShape& shape, int
   return sql;
 }
 
-std::vector<int> InsertChunkSizes(int rows, int columns, int max_rows) {
+bool CanBatchUpdates(const Relation& rel, const StatementShape& shape) {
+  constexpr uint32_t kFirstNormalObjectId = 16384;
+  if (shape.op != RowOp::kUpdate || shape.where != WhereMode::kKey) return false;
+  if (shape.set_columns.empty() || shape.where_columns.empty()) return false;
+  auto builtin = [&rel](int i) {
+    const uint32_t type = rel.columns[i].type_oid;
+    return type != 0 && type < kFirstNormalObjectId;
+  };
+  return std::all_of(shape.set_columns.begin(), shape.set_columns.end(), builtin) &&
+         std::all_of(shape.where_columns.begin(), shape.where_columns.end(), builtin);
+}
+
+std::string BuildUpdateBatchSql(const Relation& rel, const StatementShape& shape, int rows) {
+  const size_t nset = shape.set_columns.size();
+  const size_t per_row = nset + shape.where_columns.size();
+  std::string sql = fmt::format("UPDATE {} AS geosync_t SET ", QualifiedName(rel));
+  for (size_t i = 0; i < nset; ++i) {
+    if (i > 0) sql += ", ";
+    sql += fmt::format("{} = geosync_v.c{}", QuoteIdent(rel.columns[shape.set_columns[i]].name),
+                       i + 1);
+  }
+  sql += " FROM (VALUES ";
+  int n = 1;
+  for (int row = 0; row < rows; ++row) {
+    sql += row > 0 ? ", (" : "(";
+    for (size_t i = 0; i < per_row; ++i) {
+      if (i > 0) sql += ", ";
+      sql += fmt::format("${}", n++);
+    }
+    sql += ')';
+  }
+  sql += ") AS geosync_v (";
+  for (size_t i = 0; i < per_row; ++i) sql += fmt::format("{}c{}", i > 0 ? ", " : "", i + 1);
+  sql += ") WHERE ";
+  for (size_t i = 0; i < shape.where_columns.size(); ++i) {
+    if (i > 0) sql += " AND ";
+    sql += fmt::format("geosync_t.{} = geosync_v.c{}",
+                       QuoteIdent(rel.columns[shape.where_columns[i]].name), nset + i + 1);
+  }
+  return sql;
+}
+
+std::vector<int> ChunkSizes(int rows, int columns, int max_rows) {
   int cap = std::max(1, max_rows);
   if (columns > 0) cap = std::min(cap, kMaxStatementParams / columns);
   int largest = 1;
@@ -242,6 +284,16 @@ const StatementCache::Entry& StatementCache::Get(const Relation& rel, const Stat
     *created = false;
     return it->second;
   }
+  if (rows > 1 && shape.op == RowOp::kUpdate) {
+    std::vector<uint32_t> types;
+    for (int row = 0; row < rows; ++row) {
+      for (int i : shape.set_columns) types.push_back(rel.columns[i].type_oid);
+      for (int i : shape.where_columns) types.push_back(rel.columns[i].type_oid);
+    }
+    const int nparams = static_cast<int>(types.size());
+    return Insert(std::move(key), BuildUpdateBatchSql(rel, shape, rows), nparams, created,
+                  std::move(types));
+  }
   if (rows > 1) {
     const int nparams = static_cast<int>(shape.set_columns.size()) * rows;
     return Insert(std::move(key), BuildInsertSql(rel, shape, rows), nparams, created);
@@ -263,9 +315,9 @@ const StatementCache::Entry& StatementCache::GetFixed(std::string_view key, std:
 }
 
 const StatementCache::Entry& StatementCache::Insert(std::string key, std::string sql, int nparams,
-                                                    bool* created) {
+                                                    bool* created, std::vector<uint32_t> types) {
   *created = true;
-  Entry entry{fmt::format("g{}", next_id_++), std::move(sql), nparams};
+  Entry entry{fmt::format("g{}", next_id_++), std::move(sql), nparams, std::move(types)};
   return entries_.emplace(std::move(key), std::move(entry)).first->second;
 }
 

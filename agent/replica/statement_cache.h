@@ -65,14 +65,26 @@ std::string BuildStatementSql(const Relation& rel, const StatementShape& shape);
 //   INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)
 std::string BuildInsertSql(const Relation& rel, const StatementShape& shape, int rows);
 
+// Whether updates of this shape can be sent many rows per statement: by key,
+// and every parameter of a built-in type (OID below 16384, the same on every
+// PostgreSQL), so that the VALUES list can be typed without the catalog.
+bool CanBatchUpdates(const Relation& rel, const StatementShape& shape);
+
+// A multi-row update by key (rows >= 2), parameters row by row, each row its
+// set columns then its key columns, typed as the columns' types:
+//   UPDATE t AS geosync_t SET a = geosync_v.c1 FROM (VALUES ($1, $2), ($3, $4))
+//     AS geosync_v (c1, c2) WHERE geosync_t.k = geosync_v.c2
+// The keys of one statement must be distinct.
+std::string BuildUpdateBatchSql(const Relation& rel, const StatementShape& shape, int rows);
+
 // PostgreSQL's limit on the parameters of one statement.
 inline constexpr int kMaxStatementParams = 65535;
 
-// How a run of `rows` inserts of `columns` columns each is sent: statement
+// How a run of `rows` rows of `columns` parameters each is sent: statement
 // sizes in order, each a power of two (so few distinct statements get
 // prepared), at most `max_rows` rows and kMaxStatementParams parameters;
 // largest first, summing to `rows`. 5 rows, max 128 -> {4, 1}.
-std::vector<int> InsertChunkSizes(int rows, int columns, int max_rows);
+std::vector<int> ChunkSizes(int rows, int columns, int max_rows);
 
 // "(id, region)=(42, eu)" for messages; long values are cut.
 std::string DescribeKey(const Relation& rel, const ShapedChange& change);
@@ -85,11 +97,14 @@ class StatementCache {
     std::string name;  // g1, g2...
     std::string sql;
     int nparams = 0;
+    // Parameter type OIDs for the prepare; empty: PostgreSQL infers them.
+    std::vector<uint32_t> param_types;
   };
 
   // The entry for this shape; *created is true when it is new and the caller
   // must prepare it before use.
-  // `rows` > 1 only for inserts: a multi-row insert (BuildInsertSql).
+  // `rows` > 1: a multi-row insert (BuildInsertSql) or update by key
+  // (BuildUpdateBatchSql).
   const Entry& Get(const Relation& rel, const StatementShape& shape, bool* created, int rows = 1);
   // The entry for a fixed statement (not per table), e.g. sequence setval.
   const Entry& GetFixed(std::string_view key, std::string_view sql, int nparams, bool* created);
@@ -97,7 +112,8 @@ class StatementCache {
   size_t size() const { return entries_.size(); }
 
  private:
-  const Entry& Insert(std::string key, std::string sql, int nparams, bool* created);
+  const Entry& Insert(std::string key, std::string sql, int nparams, bool* created,
+                      std::vector<uint32_t> types = {});
 
   std::unordered_map<std::string, Entry> entries_;
   uint64_t next_id_ = 1;

@@ -410,6 +410,48 @@ TEST_F(ApplierTest, UpdateOfMissingRowStopsApplyWithRowNotFound) {
       << "divergence stops apply instead of being logged and ignored";
 }
 
+// A source transaction that updates 1000 accounts by key goes out as a few
+// multi-row UPDATEs, and each row gets its own values.
+TEST_F(ApplierTest, UpdatesByKeyBecomeMultiRowUpdates) {
+  CreateAccounts(*replica_);
+  replica_->Exec("INSERT INTO accounts SELECT g, 'old', 0 FROM generate_series(1, 1000) g");
+  std::vector<Event> body = {kAccounts};
+  for (int id = 1; id <= 1000; ++id) {
+    body.push_back(
+        Update(16400, 0, {}, {T(std::to_string(id)), T("new"), T(std::to_string(id * 3) + ".5")}));
+  }
+  CommitEvent last = AppendTxn(5600, body);
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitApplied(last, "1000 updates applied"));
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts WHERE owner = 'new' AND balance = id * 3 + 0.5"),
+            "1000");
+  Applier::Stats stats = applier_->stats();
+  EXPECT_EQ(stats.row_statements, 10u) << "1000 rows: 7 statements of 128, then 104 as 64 + 32 + 8";
+  EXPECT_EQ(stats.collapse_fallbacks, 0u);
+}
+
+// Three updates in one transaction, the middle row missing on the replica:
+// the multi-row UPDATE changes 2 rows of 3, the transaction is applied again
+// in plain order, and the error names the row.
+TEST_F(ApplierTest, MultiRowUpdateMissingARowStopsApplyNamingTheRow) {
+  CreateAccounts(*replica_);
+  replica_->Exec("INSERT INTO accounts VALUES (1, 'a', 0), (3, 'c', 0)");
+  CommitEvent bad = AppendTxn(743, {kAccounts, Update(16400, 0, {}, {T("1"), T("a"), T("1")}),
+                                    Update(16400, 0, {}, {T("2"), T("b"), T("1")}),
+                                    Update(16400, 0, {}, {T("3"), T("c"), T("1")})});
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitFor([&] { return RunReturned(); }, 30s, "Run() stops on the missing row"));
+  Status st = run_.get();
+  EXPECT_EQ(st.code(), Code::kNotFound);
+  EXPECT_EQ(st.message(), fmt::format("applying xid 743 (commit {}) to public.accounts: row not "
+                                      "found: update found no row with (id)=(2)",
+                                      bad.commit_lsn.ToString()));
+  EXPECT_EQ(Query("SELECT sum(balance) FROM accounts"), "0") << "nothing half-applied";
+  EXPECT_EQ(applier_->stats().collapse_fallbacks, 1u);
+}
+
 TEST_F(ApplierTest, FailingDdlStopsApplyNamingItsTransactionAndRollsBack) {
   CreateAccounts(*replica_);
   CommitEvent bad = AppendTxn(
@@ -598,7 +640,7 @@ TEST_F(ApplierTest, CollapseOffSendsEveryChange) {
 }
 
 }  // namespace
-// ---- runs of inserts (apply.insert_batch_rows) -----------------------------
+// ---- runs of inserts (apply.rows_per_statement) -----------------------------
 
 const Relation kHistory =
     Rel(16480, "public", "history", {Col("aid", kInt4), Col("delta", kInt4), Col("seen", kInt4)});
@@ -637,12 +679,12 @@ TEST_F(ApplierTest, HistoryInsertsBecomeMultiRowInsertsAcrossTransactions) {
             "300:44850:300")
       << "every history row once";
   Applier::Stats stats = applier_->stats();
-  EXPECT_EQ(stats.inserted_rows, 300u);
-  EXPECT_LE(stats.insert_statements, stats.groups * 8)
-      << "each group sent its history rows in at most 8 statements (powers of two up to 128), "
-         "not one per row: "
-      << stats.insert_statements << " statements in " << stats.groups << " groups";
-  EXPECT_LT(stats.insert_statements, 100u);
+  EXPECT_EQ(stats.changes, 600u);
+  EXPECT_LE(stats.row_statements, stats.groups * 16)
+      << "each group sent its history rows and its (collapsed) account updates in at most 8 "
+         "statements each (powers of two up to 128), not one per row: "
+      << stats.row_statements << " statements in " << stats.groups << " groups";
+  EXPECT_LT(stats.row_statements, 100u);
 }
 
 // Within one table the order is kept: an insert, a delete of that row and an

@@ -36,18 +36,18 @@ TEST(StatementCacheTest, MultiRowInsertNumbersParametersRowByRow) {
 }
 
 TEST(StatementCacheTest, RunsSplitIntoPowersOfTwoLargestFirst) {
-  EXPECT_EQ(InsertChunkSizes(5, 3, 128), (std::vector<int>{4, 1}));
-  EXPECT_EQ(InsertChunkSizes(300, 3, 128), (std::vector<int>{128, 128, 32, 8, 4}));
-  EXPECT_EQ(InsertChunkSizes(1, 3, 128), (std::vector<int>{1}));
-  EXPECT_TRUE(InsertChunkSizes(0, 3, 128).empty());
-  EXPECT_EQ(InsertChunkSizes(7, 3, 1), (std::vector<int>(7, 1))) << "max 1: row by row";
-  EXPECT_EQ(InsertChunkSizes(100, 3, 100), (std::vector<int>{64, 32, 4}))
+  EXPECT_EQ(ChunkSizes(5, 3, 128), (std::vector<int>{4, 1}));
+  EXPECT_EQ(ChunkSizes(300, 3, 128), (std::vector<int>{128, 128, 32, 8, 4}));
+  EXPECT_EQ(ChunkSizes(1, 3, 128), (std::vector<int>{1}));
+  EXPECT_TRUE(ChunkSizes(0, 3, 128).empty());
+  EXPECT_EQ(ChunkSizes(7, 3, 1), (std::vector<int>(7, 1))) << "max 1: row by row";
+  EXPECT_EQ(ChunkSizes(100, 3, 100), (std::vector<int>{64, 32, 4}))
       << "a maximum that is not a power of two rounds down";
 }
 
 TEST(StatementCacheTest, NoStatementExceedsPostgresParameterLimit) {
   // 1000 columns: at most 65 rows (65000 parameters) per statement.
-  const std::vector<int> sizes = InsertChunkSizes(1000, 1000, 4096);
+  const std::vector<int> sizes = ChunkSizes(1000, 1000, 4096);
   EXPECT_EQ(std::accumulate(sizes.begin(), sizes.end(), 0), 1000);
   for (int rows : sizes) EXPECT_LE(rows * 1000, kMaxStatementParams);
   EXPECT_EQ(sizes.front(), 64);
@@ -67,6 +67,47 @@ TEST(StatementCacheTest, EachRowCountIsItsOwnPreparedStatement) {
   cache.Get(kHistory, InsertShape(), &created, 4);
   EXPECT_FALSE(created) << "the 4-row statement is prepared once";
   EXPECT_EQ(cache.size(), 2u);
+}
+
+const Relation kAccounts{
+    16400,
+    "public",
+    "accounts",
+    'd',
+    {Column{"id", 23, -1, true}, Column{"owner", 25, -1, false}, Column{"mood", 90001, -1, false}}};
+
+StatementShape UpdateShape(std::vector<int> set) {
+  StatementShape shape;
+  shape.op = RowOp::kUpdate;
+  shape.set_columns = std::move(set);
+  shape.where_columns = {0};
+  return shape;
+}
+
+TEST(StatementCacheTest, MultiRowUpdateJoinsTypedValuesByKey) {
+  EXPECT_EQ(BuildUpdateBatchSql(kAccounts, UpdateShape({0, 1}), 2),
+            "UPDATE \"public\".\"accounts\" AS geosync_t SET \"id\" = geosync_v.c1, \"owner\" = "
+            "geosync_v.c2 FROM (VALUES ($1, $2, $3), ($4, $5, $6)) AS geosync_v (c1, c2, c3) "
+            "WHERE geosync_t.\"id\" = geosync_v.c3");
+  StatementCache cache;
+  bool created = false;
+  const auto& entry = cache.Get(kAccounts, UpdateShape({0, 1}), &created, 2);
+  EXPECT_EQ(entry.param_types, (std::vector<uint32_t>{23, 25, 23, 23, 25, 23}))
+      << "each row's set columns, then its key, typed as the source columns";
+  EXPECT_TRUE(cache.Get(kAccounts, UpdateShape({0, 1}), &created).param_types.empty())
+      << "one-row statements let PostgreSQL infer the types";
+}
+
+TEST(StatementCacheTest, OnlyKeyUpdatesOfBuiltinTypesAreBatched) {
+  EXPECT_TRUE(CanBatchUpdates(kAccounts, UpdateShape({0, 1})));
+  EXPECT_FALSE(CanBatchUpdates(kAccounts, UpdateShape({0, 1, 2})))
+      << "a user type's OID (an enum) is the source's own: not the same on the replica";
+  StatementShape full = UpdateShape({0, 1});
+  full.where = WhereMode::kFull;
+  EXPECT_FALSE(CanBatchUpdates(kAccounts, full)) << "REPLICA IDENTITY FULL matches by text";
+  StatementShape del = UpdateShape({});
+  del.op = RowOp::kDelete;
+  EXPECT_FALSE(CanBatchUpdates(kAccounts, del));
 }
 
 }  // namespace
