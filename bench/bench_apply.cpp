@@ -1,6 +1,7 @@
 // bench_apply: how fast a replica drains a backlog, geosync against native
-// logical replication, on the same primary, the same backlog and the same box.
-// Prints transactions, seconds and txn/s per workload and the ratio geosync/native.
+// logical replication and pglogical, on the same primary, the same backlog and
+// the same box. Prints transactions, seconds and txn/s per workload and the
+// ratios geosync/native and geosync/pglogical.
 #include <unistd.h>
 
 #include <chrono>
@@ -43,6 +44,7 @@ struct Flags {
   int deadline_seconds = 600;
   int batch_max_txns = 0;    // geosync's apply.batch_max_txns; 0 keeps its default
   bool no_collapse = false;  // geosync's apply.collapse = false
+  bool pglogical = true;     // also drain through pglogical (postgresql-15-pglogical)
 };
 
 // Peak resident set size (VmHWM) of a live process, in MiB; -1 when unknown.
@@ -60,6 +62,7 @@ struct Drain {
   uint64_t txns = 0;
   uint64_t wal_bytes = 0;
   double native_s = 0;
+  double pglogical_s = 0;  // 0: not measured
   double geosync_s = 0;
 };
 
@@ -90,7 +93,7 @@ class ApplyBench {
       std::cerr << "bench_apply: FAILED: " << e.what() << "\n";
       if (source_) source_->DumpLog();
       if (replica_) replica_->DumpLog();
-      for (auto* c : {primary_.get(), native_.get(), geo_.get()}) {
+      for (auto* c : {primary_.get(), native_.get(), geo_.get(), pgl_.get()}) {
         if (c) std::cerr << "server log of " << c->name() << ": " << c->LogPath() << "\n";
       }
       return 1;
@@ -98,10 +101,11 @@ class ApplyBench {
   }
 
  private:
-  std::unique_ptr<PgCluster> NewCluster(const std::string& name) {
+  std::unique_ptr<PgCluster> NewCluster(const std::string& name, bool pglogical = false) {
     PgClusterOptions o;
     o.name = name;
     auto c = std::make_unique<PgCluster>(o);
+    if (pglogical) c->SetSetting("shared_preload_libraries", "pglogical");
     // The logical replication launcher starts at most one apply worker per
     // wal_retrieve_retry_interval (5 s by default): a re-ENABLE sooner than
     // that would wait out the rest of it inside the native drain.
@@ -113,13 +117,15 @@ class ApplyBench {
   void Setup() {
     RequireExecutable(testing::BinaryPath("geosyncd"));
     auto t0 = Clock::now();
-    primary_ = NewCluster("primary");
+    primary_ = NewCluster("primary", flags_.pglogical);
     RequireExecutable(primary_->BinDir() + "/pgbench");
     native_ = NewCluster("native_target");
     geo_ = NewCluster("geosync_target");
+    if (flags_.pglogical) pgl_ = NewCluster("pglogical_target", true);
     // The same deterministic starting data everywhere (pgbench -i generates
     // identical rows), so the targets can be compared row by row at the end.
-    for (auto* c : {primary_.get(), native_.get(), geo_.get()}) {
+    for (auto* c : {primary_.get(), native_.get(), geo_.get(), pgl_.get()}) {
+      if (c == nullptr) continue;
       c->RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q"});
       c->Exec(
           "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, k int NOT NULL, "
@@ -133,6 +139,7 @@ class ApplyBench {
         "CREATE SUBSCRIPTION bench_native CONNECTION '{}' PUBLICATION bench_native WITH "
         "(enabled = false, copy_data = false, create_slot = true, slot_name = 'bench_native')",
         primary_->ConnInfo()));
+    if (flags_.pglogical) SetUpPglogical();
     uint16_t port = testing::FreeTcpPort();
     SiteSpec s;
     s.name = "frankfurt";
@@ -140,6 +147,8 @@ class ApplyBench {
     s.dsn = primary_->ConnInfo();
     s.listen_port = port;
     s.sites = {"dublin"};
+    // The bench tables only, like the other two: not pglogical's own.
+    for (const char* table : kTables) s.extra["postgres"]["tables"].push_back(table);
     source_ = std::make_unique<GeoSite>(s);
     Check(source_->Start(), "starting the source geosyncd");
     WaitFact(
@@ -158,6 +167,55 @@ class ApplyBench {
     replica_ = std::make_unique<GeoSite>(r);  // started only to drain
     std::cout << fmt::format("setup (3 clusters, pgbench -i -s {} each): {:.1f} s\n", flags_.scale,
                              std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  // A pglogical provider node on the primary with every bench table (the
+  // key-less pgbench_history in the insert-only set, as pglogical requires)
+  // and a subscriber without initial copy, left disabled once its slot
+  // exists, like the native subscription.
+  void SetUpPglogical() {
+    const std::string lib = primary_->BinDir() + "/../lib/pglogical.so";
+    if (!std::filesystem::exists(lib)) {
+      throw std::runtime_error(lib + " is missing: install postgresql-15-pglogical "
+                                     "(scripts/install-deps.sh) or pass --no-pglogical");
+    }
+    primary_->Exec("CREATE EXTENSION pglogical");
+    primary_->Exec(fmt::format("SELECT pglogical.create_node(node_name := 'bench_provider', "
+                               "dsn := '{}')",
+                               primary_->ConnInfo()));
+    for (const char* table : kTables) {
+      const bool keyless = std::string_view(table) == "pgbench_history";
+      primary_->Exec(fmt::format("SELECT pglogical.replication_set_add_table('{}', 'public.{}')",
+                                 keyless ? "default_insert_only" : "default", table));
+    }
+    pgl_->Exec("CREATE EXTENSION pglogical");
+    pgl_->Exec(fmt::format("SELECT pglogical.create_node(node_name := 'bench_subscriber', "
+                           "dsn := '{}')",
+                           pgl_->ConnInfo()));
+    pgl_->Exec(fmt::format(
+        "SELECT pglogical.create_subscription(subscription_name := 'bench_pgl', "
+        "provider_dsn := '{}', replication_sets := ARRAY['default', 'default_insert_only'], "
+        "synchronize_structure := false, synchronize_data := false, forward_origins := '{{}}')",
+        primary_->ConnInfo()));
+    WaitFact(
+        [&] {
+          return pgl_->QueryValue(
+                     "SELECT status FROM pglogical.show_subscription_status('bench_pgl')") ==
+                 "replicating";
+        },
+        60s, "the pglogical subscription replicates");
+    PausePglogical();
+  }
+
+  void PausePglogical() {
+    pgl_->Exec("SELECT pglogical.alter_subscription_disable('bench_pgl', true)");
+    WaitFact(
+        [&] {
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE plugin = "
+                     "'pglogical_output' AND active") == "0";
+        },
+        60s, "the pglogical subscription's walsender exited");
   }
 
   std::string InsertScript() {
@@ -180,6 +238,7 @@ class ApplyBench {
                      "slot_name = 'bench_native' AND active") == "0";
         },
         60s, "the native subscription's walsender exited");
+    if (pgl_) PausePglogical();
     rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(replica_->Pid()));
     Check(replica_->Stop(), "stopping the geosync replica");
   }
@@ -215,8 +274,16 @@ class ApplyBench {
         native_->QueryValue("SELECT oid FROM pg_subscription WHERE subname = 'bench_native'");
     d.native_s = WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + subid), target, t0,
                              deadline, "native subscriber");
-    std::cout << fmt::format("[{}] native drained in {:.2f} s; draining geosync...\n", name,
-                             d.native_s);
+    std::cout << fmt::format("[{}] native drained in {:.2f} s\n", name, d.native_s);
+    if (pgl_) {
+      std::cout << fmt::format("[{}] draining pglogical...\n", name);
+      t0 = Clock::now();
+      pgl_->Exec("SELECT pglogical.alter_subscription_enable('bench_pgl', true)");
+      d.pglogical_s = WaitApplied(*pgl_, "postgres", OriginLsnQuery("pgl_%"), target, t0,
+                                  deadline, "pglogical subscriber");
+      std::cout << fmt::format("[{}] pglogical drained in {:.2f} s\n", name, d.pglogical_s);
+    }
+    std::cout << fmt::format("[{}] draining geosync...\n", name);
     t0 = Clock::now();
     Check(replica_->Start(), "starting the geosync replica");
     d.geosync_s = WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), target, t0, deadline,
@@ -231,14 +298,17 @@ class ApplyBench {
     rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
     std::string diff_native = testing::CompareTables(*primary_, *native_);
     std::string diff_geo = testing::CompareTables(*primary_, *geo_);
-    verified_ = diff_native.empty() && diff_geo.empty();
+    std::string diff_pgl = pgl_ ? testing::CompareTables(*primary_, *pgl_) : "";
+    verified_ = diff_native.empty() && diff_geo.empty() && diff_pgl.empty();
 
     std::cout << "\napply drain rate (one run; same primary, same backlog, drained one after "
                  "the other)\n";
     std::cout << fmt::format("{:<20} {:<8} {:>9} {:>9} {:>9} {:>10}\n", "workload", "system",
                              "txns", "WAL MB", "seconds", "txn/s");
     for (const auto& d : drains) {
-      for (auto [sys, s] : {std::pair{"native", d.native_s}, std::pair{"geosync", d.geosync_s}}) {
+      for (auto [sys, s] : {std::pair{"native", d.native_s}, std::pair{"pglogical", d.pglogical_s},
+                            std::pair{"geosync", d.geosync_s}}) {
+        if (s <= 0) continue;
         std::cout << fmt::format("{:<20} {:<8} {:>9} {:>9.1f} {:>9.2f} {:>10.0f}\n", d.workload,
                                  sys, d.txns, d.wal_bytes / 1e6, s, d.txns / s);
       }
@@ -249,6 +319,10 @@ class ApplyBench {
         rss_source_mib_, rss_replica_mib_);
     std::cout << fmt::format("native target matches primary: {}\n",
                              diff_native.empty() ? "yes" : "NO: " + diff_native);
+    if (pgl_) {
+      std::cout << fmt::format("pglogical target matches primary: {}\n",
+                               diff_pgl.empty() ? "yes" : "NO: " + diff_pgl);
+    }
     std::cout << fmt::format("geosync target matches primary: {}\n",
                              diff_geo.empty() ? "yes" : "NO: " + diff_geo);
     std::string ratios;
@@ -257,10 +331,18 @@ class ApplyBench {
                             d.native_s / d.geosync_s);
     }
     std::cout << "ratio: geosync/native txn/s: " << ratios << "\n";
+    if (pgl_) {
+      ratios.clear();
+      for (const auto& d : drains) {
+        ratios += fmt::format("{}{} {:.2f}x", ratios.empty() ? "" : ", ", d.workload,
+                              d.pglogical_s / d.geosync_s);
+      }
+      std::cout << "ratio: geosync/pglogical txn/s: " << ratios << "\n";
+    }
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_, native_, geo_;
+  std::unique_ptr<PgCluster> primary_, native_, geo_, pgl_;
   std::unique_ptr<GeoSite> source_, replica_;
   double rss_source_mib_ = -1, rss_replica_mib_ = -1;
   bool verified_ = false;
@@ -271,7 +353,8 @@ class ApplyBench {
 
 int main(int argc, char** argv) {
   geosync::bench::Flags flags;
-  CLI::App app{"bench_apply: replica drain rate, geosync vs native logical replication"};
+  CLI::App app{
+      "bench_apply: replica drain rate, geosync vs native logical replication and pglogical"};
   app.add_option("--scale", flags.scale, "pgbench -i scale factor")->check(CLI::PositiveNumber);
   app.add_option("--clients", flags.clients, "pgbench clients")->check(CLI::PositiveNumber);
   app.add_option("--seconds", flags.seconds, "pgbench tpcb-like run building the backlog")
@@ -284,6 +367,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch-max-txns", flags.batch_max_txns,
                  "geosync replica's apply.batch_max_txns (default: geosync's own)")
       ->check(CLI::PositiveNumber);
+  app.add_flag("--no-pglogical{false}", flags.pglogical,
+               "skip the pglogical subscriber (postgresql-15-pglogical)");
   app.add_flag("--no-collapse", flags.no_collapse,
                "geosync replica's apply.collapse = false (send every change in order)");
   CLI11_PARSE(app, argc, argv);

@@ -61,7 +61,8 @@ Lsn AppliedLsn(PgCluster& replica);
 // come from different primaries and must not be compared.
 Lsn AppliedLsnAt(PgCluster& replica, uint64_t epoch);
 
-// Every user table (schema-qualified) in `dbname`, sorted.
+// Every user table (schema-qualified) in `dbname`, sorted: none of the system
+// schemas, geosync's, or an extension's own tables (pglogical's bookkeeping).
 std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbname = "postgres");
 
 // Compares every user table of `a` and `b` row by row (rows as text, sorted).
