@@ -358,6 +358,8 @@ Status RunSource(SiteControl& control) {
   co.publication = config.postgres.publication;
   co.tables = config.postgres.tables;
   co.binary = config.postgres.binary;
+  co.streaming = config.postgres.streaming;
+  co.spill_dir = config.spool.dir + "/stream-spill";
   if (config.commit.policy == CommitPolicy::kSync) {
     sink.SetSyncQuorum([&] { return registry.Quorum(config.commit.sites, config.commit.quorum); });
     co.status_interval = std::chrono::milliseconds(10);

@@ -38,11 +38,6 @@ void ReadPostgres(JsonReader& root, PostgresConfig* pg) {
   r.String("publication", &pg->publication);
   r.StringList("tables", &pg->tables);
   r.Bool("streaming", &pg->streaming);
-  if (pg->streaming) {
-    r.AddError(
-        "key 'postgres.streaming' is true, but streaming of in-progress transactions "
-        "(pgoutput v2) is not implemented yet: remove the key or set it to false");
-  }
   r.Bool("binary", &pg->binary);
   r.CheckNoUnknownKeys();
 }

@@ -61,8 +61,9 @@ bool RetryableForCapture(const Status& st) {
 
 Capture::Capture(asio::any_io_executor ex, CaptureOptions options, CaptureSink& sink)
     : ex_(std::move(ex)), options_(std::move(options)), sink_(sink) {
-  pgoutput_.protocol_version = 1;
+  pgoutput_.protocol_version = options_.streaming ? 2 : 1;
   pgoutput_.binary = options_.binary;
+  if (options_.streaming) spill_ = std::make_unique<StreamSpill>(options_.spill_dir);
 }
 
 void Capture::Stop() {
@@ -73,6 +74,9 @@ void Capture::Stop() {
 }
 
 asio::awaitable<Status> Capture::Run() {
+  if (options_.streaming && options_.spill_dir.empty()) {
+    co_return Status::InvalidArgument("capture: streaming needs a spill directory (spill_dir)");
+  }
   auto backoff = std::chrono::milliseconds(100);
   int failures = 0;
   while (!stopping_) {
@@ -94,6 +98,11 @@ asio::awaitable<Status> Capture::RunOnce() {
   GEOSYNC_RETURN_IF_ERROR_CO(sink_.OnReconnect());
   in_txn_ = false;
   relations_.Clear();
+  // PostgreSQL streams every in-progress transaction again from its first
+  // segment on the new connection.
+  replay_.reset();
+  pgoutput_.in_streamed_block = false;
+  if (spill_) GEOSYNC_RETURN_IF_ERROR_CO(spill_->Reset());
   pg_ = std::make_unique<AsyncPg>(ex_);
   GEOSYNC_RETURN_IF_ERROR_CO(
       co_await pg_->Connect(options_.conninfo, options_.connect_timeout, true, kSessionOptions,
@@ -174,10 +183,11 @@ asio::awaitable<Status> Capture::Setup() {
   // back from a restart with an older one, which would resend transactions
   // the sink already has. It starts at the later of this and confirmed_flush.
   std::string start = fmt::format(
-      "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}, "
-      "messages 'true'{})",
-      QuoteIdent(options_.slot), sink_.DurableLsn().ToString(), QuoteLiteral(QuoteIdent(pub)),
-      options_.binary ? ", binary 'true'" : "");
+      "START_REPLICATION SLOT {} LOGICAL {} (proto_version '{}', publication_names {}, "
+      "messages 'true'{}{})",
+      QuoteIdent(options_.slot), sink_.DurableLsn().ToString(), pgoutput_.protocol_version,
+      QuoteLiteral(QuoteIdent(pub)), options_.binary ? ", binary 'true'" : "",
+      options_.streaming ? ", streaming 'on'" : "");
   GEOSYNC_RETURN_IF_ERROR_CO(co_await pg_->StartCopy(start));
   spdlog::info("capture: streaming slot \"{}\" of system {}", options_.slot, system_id_);
   co_return Status::Ok();
@@ -188,18 +198,25 @@ asio::awaitable<Status> Capture::Stream() {
   uint64_t since_idle = 0;
   while (!stopping_) {
     for (;;) {
-      auto r = pg_->TryReadCopyData();
-      if (!r.ok()) {
-        if (r.status().code() == Code::kNotFound) break;
-        co_return r.status();
-      }
-      if (!r->has_value()) {
-        co_return Status::Io("PostgreSQL ended the replication stream");
-      }
       bool reply_now = false;
-      dispatching_ = true;
-      Status handled = HandleCopyData(**r, &reply_now);
-      dispatching_ = false;
+      Status handled;
+      if (replay_) {
+        dispatching_ = true;
+        handled = ReplayNext();
+        dispatching_ = false;
+      } else {
+        auto r = pg_->TryReadCopyData();
+        if (!r.ok()) {
+          if (r.status().code() == Code::kNotFound) break;
+          co_return r.status();
+        }
+        if (!r->has_value()) {
+          co_return Status::Io("PostgreSQL ended the replication stream");
+        }
+        dispatching_ = true;
+        handled = HandleCopyData(**r, &reply_now);
+        dispatching_ = false;
+      }
       GEOSYNC_RETURN_IF_ERROR_CO(handled);
       if (stopping_) {
         // Stopped by the sink (tail --limit): a last standby status update.
@@ -246,6 +263,14 @@ Status Capture::HandleCopyData(const std::string& data, bool* reply_now) {
   if (!decoded.ok()) {
     return decoded.status().WithContext(
         fmt::format("decoding WAL at {}", xlog.wal_start.ToString()));
+  }
+  if (decoded->streamed_xid) return HandleStreamed(std::move(decoded).value(), xlog.payload);
+  if (options_.streaming) {
+    const PgOutputBody& body = decoded->body;
+    if (std::holds_alternative<StreamStart>(body) || std::holds_alternative<StreamStop>(body) ||
+        std::holds_alternative<StreamCommit>(body) || std::holds_alternative<StreamAbort>(body)) {
+      return HandleStreamControl(body);
+    }
   }
   return HandleMessage(std::move(decoded).value());
 }

@@ -12,10 +12,13 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "agent/pg/async_pg.h"
+#include "agent/source/stream_spill.h"
 #include "common/change.h"
 #include "common/pgoutput.h"
 #include "common/status.h"
@@ -33,6 +36,14 @@ struct CaptureOptions {
   bool create_publication = true;
   bool temporary_slot = false;  // dropped by PostgreSQL when the connection ends
   bool binary = false;
+  // pgoutput protocol version 2 with streaming 'on': PostgreSQL sends a
+  // transaction that outgrows logical_decoding_work_mem in chunks before it
+  // commits. Capture spills the chunks to one file per xid under spill_dir
+  // (required then; its *.spill files are deleted at every connection) and
+  // replays the transaction to the sink at Stream Commit, exactly as a
+  // transaction sent at commit would have arrived.
+  bool streaming = false;
+  std::string spill_dir;
   std::chrono::milliseconds status_interval{1000};  // well under wal_sender_timeout
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds max_backoff{5000};
@@ -62,8 +73,12 @@ struct CaptureStats {
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> transactions{0};
   std::atomic<uint64_t> reconnects{0};
-  std::atomic<uint64_t> server_wal_end{0};   // from XLogData/keepalives
-  std::atomic<uint64_t> confirmed_flush{0};  // last flush_lsn sent
+  std::atomic<uint64_t> stream_starts{0};          // Stream Start messages
+  std::atomic<uint64_t> streamed_transactions{0};  // replayed at Stream Commit
+  std::atomic<uint64_t> stream_aborts{0};          // whole streamed transactions aborted
+  std::atomic<uint64_t> spilled_bytes{0};          // streamed messages written to spill files
+  std::atomic<uint64_t> server_wal_end{0};         // from XLogData/keepalives
+  std::atomic<uint64_t> confirmed_flush{0};        // last flush_lsn sent
 };
 
 class Capture {
@@ -85,6 +100,11 @@ class Capture {
   asio::awaitable<Status> Stream();
   Status HandleCopyData(const std::string& data, bool* reply_now);
   Status HandleMessage(PgOutputMessage message);
+  // Protocol version 2 streaming (capture_stream.cpp).
+  Status HandleStreamed(PgOutputMessage message, std::span<const uint8_t> payload);
+  Status HandleStreamControl(const PgOutputBody& body);
+  Status StartReplay(const StreamCommit& commit);
+  Status ReplayNext();
   Status EmitRelation(uint32_t oid);
   asio::awaitable<Status> SendFeedback(bool reply_requested);
 
@@ -102,6 +122,17 @@ class Capture {
   std::string system_id_;
   CaptureStats stats_;
   PgOutputOptions pgoutput_;
+  std::unique_ptr<StreamSpill> spill_;  // set when streaming
+  uint32_t stream_xid_ = 0;             // top-level xid of the open streamed block
+  // A committed streamed transaction being replayed from its spill file, one
+  // record per turn of the stream loop (so feedback keeps flowing); no
+  // CopyData is read until it is done.
+  struct Replay {
+    StreamCommit commit;
+    SpillReader reader;
+  };
+  std::optional<Replay> replay_;
+  std::vector<uint8_t> replay_record_;
 };
 
 }  // namespace geosync

@@ -127,9 +127,16 @@ TEST(ConfigTest, ReplicaWithoutUpstreamIsRejected) {
   EXPECT_NE(msg.find("needs key 'upstream'"), std::string::npos) << msg;
 }
 
-TEST(ConfigTest, UnimplementedStreamingIsRejectedNotIgnored) {
-  std::string msg = ErrorOf(Replace(kValidReplica, R"("dsn": )", R"("streaming": true, "dsn": )"));
-  EXPECT_NE(msg.find("postgres.streaming"), std::string::npos) << msg;
+TEST(ConfigTest, StreamingIsOffByDefaultAndCanBeTurnedOn) {
+  auto off = ParseConfig(kValidReplica, "site.json");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->postgres.streaming) << "pgoutput v2 streaming is opt-in";
+  auto on = ParseConfig(Replace(kValidReplica, R"("dsn": )", R"("streaming": true, "dsn": )"),
+                        "site.json");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_TRUE(on->postgres.streaming) << "postgres.streaming = true is accepted";
+  std::string bad = ErrorOf(Replace(kValidReplica, R"("dsn": )", R"("streaming": "on", "dsn": )"));
+  EXPECT_NE(bad.find("postgres.streaming"), std::string::npos) << bad;
 }
 
 TEST(ConfigTest, SyncQuorumLargerThanSitesIsRejected) {
