@@ -17,7 +17,8 @@ namespace geosync {
 
 // Version of the site-to-site conversation, negotiated in Hello. Distinct
 // from kEncodingVersion, which versions the byte layout of each record.
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: Data frames carry record batch format 2 (common/record_batch.h).
+inline constexpr uint32_t kProtocolVersion = 2;
 
 // Hello.flags bits.
 // The sender can decompress zstd frames (frame flag bit 0).
