@@ -361,7 +361,14 @@ TEST_F(ShipLimitsE2E, SpoolCapDropsTheSlowestSiteWhichIsRefusedUntilReseeded) {
       std::this_thread::sleep_for(20ms);
     }
   });
-  for (int i = 0; i < 24; ++i) InsertBlobs(1000, 512);  // ~12 MB
+  // ~12 MB in 0.5 MB transactions, each applied by virginia before the next:
+  // virginia stays well within the cap of the head, so only dublin is in the
+  // way. (A burst of more than the cap within one retention run, 1 s, would
+  // find virginia behind by more than the cap and drop it too.)
+  for (int i = 0; i < 24; ++i) {
+    InsertBlobs(1000, 512);
+    WaitApplied(virginia_pg, primary_->CurrentWalLsn());
+  }
   Lsn target = primary_->CurrentWalLsn();
   WaitSpooled(target);
   WaitApplied(virginia_pg, target);
