@@ -62,6 +62,12 @@ void SiteRegistry::Drop(const std::string& site, const std::string& why) {
   s.last_error = why;
 }
 
+bool SiteRegistry::Dropped(const std::string& site) const {
+  std::lock_guard lock(mu_);
+  auto it = sites_.find(site);
+  return it != sites_.end() && it->second.dropped;
+}
+
 void SiteRegistry::Readmit(const std::string& site) {
   std::lock_guard lock(mu_);
   sites_[site].dropped = false;

@@ -38,6 +38,10 @@ class SiteRegistry {
   void Update(const std::string& site, const Ack& ack);
   void AddTraffic(const std::string& site, uint64_t raw, uint64_t wire);
   void Drop(const std::string& site, const std::string& why);
+  // Whether `site` was dropped from retention and not yet re-seeded; such a
+  // site is refused a stream (its Hello position may be gone from the spool,
+  // and nothing retains the spool for it any more).
+  bool Dropped(const std::string& site) const;
   void Readmit(const std::string& site);
   // A seed of `site` continues the stream after `floor`: retain the spool from
   // there (replacing what the site acknowledged before) and readmit it.

@@ -171,11 +171,20 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
   const bool seed = (hello.flags & kHelloNeedsSeed) != 0;
   if (ok.ok() && seed && !seed_handler_)
     ok = Status::InvalidArgument("this source serves no seeds");
+  if (ok.ok() && !seed && registry_->Dropped(hello.site_name)) {
+    // Not a fenced refusal: the site keeps retrying and stays reachable for
+    // `geosyncctl seed`, whose seed connection readmits it.
+    ok = Status::NotFound(fmt::format(
+        "site {} was dropped from spool retention (the spool reached spool.max_mb while it "
+        "lagged) and needs a re-seed: run `geosyncctl seed --site {}`",
+        hello.site_name, hello.site_name));
+  }
   if (ok.ok() && !seed) {
     auto reader = spool_->ReadFrom(hello.durable);
     if (!reader.ok()) {
-      ok = Status::NotFound(fmt::format("site {} needs a re-seed: {}", hello.site_name,
-                                        reader.status().message()));
+      ok = Status::NotFound(
+          fmt::format("site {} needs a re-seed (`geosyncctl seed --site {}`): {}",
+                      hello.site_name, hello.site_name, reader.status().message()));
     } else {
       session->reader = std::move(reader).value();
     }
