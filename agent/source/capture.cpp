@@ -104,9 +104,8 @@ asio::awaitable<Status> Capture::RunOnce() {
   pgoutput_.in_streamed_block = false;
   if (spill_) GEOSYNC_RETURN_IF_ERROR_CO(spill_->Reset());
   pg_ = std::make_unique<AsyncPg>(ex_);
-  GEOSYNC_RETURN_IF_ERROR_CO(
-      co_await pg_->Connect(options_.conninfo, options_.connect_timeout, true, kSessionOptions,
-                            options_.slot));
+  GEOSYNC_RETURN_IF_ERROR_CO(co_await pg_->Connect(options_.conninfo, options_.connect_timeout,
+                                                   true, kSessionOptions, options_.slot));
   GEOSYNC_RETURN_IF_ERROR_CO(co_await Setup());
   Status st = co_await Stream();
   pg_->Close();
@@ -155,9 +154,9 @@ asio::awaitable<Status> Capture::Setup() {
       co_return Status::NotFound(
           fmt::format("replication slot \"{}\" does not exist", options_.slot));
     }
-    std::string sql = fmt::format("CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput (SNAPSHOT 'nothing')",
-                                  QuoteIdent(options_.slot),
-                                  options_.temporary_slot ? " TEMPORARY" : "");
+    std::string sql =
+        fmt::format("CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput (SNAPSHOT 'nothing')",
+                    QuoteIdent(options_.slot), options_.temporary_slot ? " TEMPORARY" : "");
     GEOSYNC_ASSIGN_OR_RETURN_CO(PgResult created, co_await pg_->Query(sql));
     spdlog::info("capture: created replication slot \"{}\" at {}", options_.slot,
                  created.rows() > 0 ? created.Get(0, 1) : "?");
@@ -174,8 +173,8 @@ asio::awaitable<Status> Capture::Setup() {
           options_.slot, slots.Get(0, 2)));
     }
     if (slots.Get(0, 3) != "t") {
-      co_return Status::Config(fmt::format(
-          "replication slot \"{}\" belongs to another database", options_.slot));
+      co_return Status::Config(
+          fmt::format("replication slot \"{}\" belongs to another database", options_.slot));
     }
   }
   // Start where the sink is durable, as PostgreSQL's subscriber starts at its
@@ -282,7 +281,8 @@ Status Capture::EmitRelation(uint32_t oid) {
   }
   const Relation* rel = relations_.Lookup(oid);
   if (!rel) {
-    return Status::Protocol(fmt::format("change for relation OID {} before its Relation message", oid));
+    return Status::Protocol(
+        fmt::format("change for relation OID {} before its Relation message", oid));
   }
   relations_in_txn_.push_back(oid);
   return sink_.OnEvent(*rel);

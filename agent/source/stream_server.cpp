@@ -98,8 +98,7 @@ asio::awaitable<void> StreamServer::AcceptLoop() {
 Status StreamServer::CheckHello(const Hello& hello, PeerStream& stream) const {
   if (hello.protocol_version != kProtocolVersion) {
     return Status::Protocol(fmt::format("site {} speaks protocol version {}, this source {}",
-                                        hello.site_name, hello.protocol_version,
-                                        kProtocolVersion));
+                                        hello.site_name, hello.protocol_version, kProtocolVersion));
   }
   if (hello.cluster_id != options_.cluster_id) {
     return Status::Fenced(fmt::format("site {} belongs to cluster \"{}\", this source to \"{}\"",
@@ -112,8 +111,8 @@ Status StreamServer::CheckHello(const Hello& hello, PeerStream& stream) const {
   if (stream.tls()) {
     std::string cn = stream.PeerCommonName();
     if (cn != hello.site_name) {
-      return Status::Fenced(fmt::format(
-          "site says it is \"{}\" but its certificate is for \"{}\"", hello.site_name, cn));
+      return Status::Fenced(fmt::format("site says it is \"{}\" but its certificate is for \"{}\"",
+                                        hello.site_name, cn));
     }
   }
   if (hello.epoch > options_.epoch) {
@@ -161,8 +160,8 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
   GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame first,
                               co_await session->stream.ReadFrame(options_.peer_timeout));
   if (first.type != FrameType::kHello) {
-    co_return Status::Protocol(fmt::format("expected Hello, got frame type {}",
-                                           static_cast<int>(first.type)));
+    co_return Status::Protocol(
+        fmt::format("expected Hello, got frame type {}", static_cast<int>(first.type)));
   }
   GEOSYNC_ASSIGN_OR_RETURN_CO(Hello hello, DecodeHello(AsSpan(first.payload)));
   session->site = hello.site_name;
@@ -182,9 +181,9 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
   if (ok.ok() && !seed) {
     auto reader = spool_->ReadFrom(hello.durable);
     if (!reader.ok()) {
-      ok = Status::NotFound(
-          fmt::format("site {} needs a re-seed (`geosyncctl seed --site {}`): {}",
-                      hello.site_name, hello.site_name, reader.status().message()));
+      ok = Status::NotFound(fmt::format("site {} needs a re-seed (`geosyncctl seed --site {}`): {}",
+                                        hello.site_name, hello.site_name,
+                                        reader.status().message()));
     } else {
       session->reader = std::move(reader).value();
     }
@@ -239,9 +238,9 @@ asio::awaitable<Status> StreamServer::Send(std::shared_ptr<Session> session) {
       GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kData, batch));
       if (options_.bandwidth_bytes_per_sec > 0) {
         uint64_t sent = session->stream.counters().wire_out - before;
-        asio::steady_timer pace(co_await asio::this_coro::executor,
-                                std::chrono::microseconds(sent * 1000000 /
-                                                          options_.bandwidth_bytes_per_sec));
+        asio::steady_timer pace(
+            co_await asio::this_coro::executor,
+            std::chrono::microseconds(sent * 1000000 / options_.bandwidth_bytes_per_sec));
         co_await pace.async_wait(asio::as_tuple(use_awaitable));
       }
     }
