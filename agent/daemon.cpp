@@ -98,6 +98,17 @@ void EnforceRetention(const Config& config, Spool& spool, SiteRegistry& registry
   }
 }
 
+// A replica deletes segments applied and flushed on its database, oldest
+// first, beyond what it keeps to serve its peers once promoted:
+// spool.keep_applied_mb, at most half of spool.max_mb.
+void ReleaseApplied(const Config& config, Spool& spool, Position flushed) {
+  uint64_t keep = config.spool.keep_applied_bytes;
+  if (config.spool.max_bytes > 0) keep = std::min(keep, config.spool.max_bytes / 2);
+  if (!flushed.lsn.valid() || spool.size_bytes() <= keep) return;
+  Status st = spool.ReleaseUpTo(flushed, keep);
+  if (!st.ok()) spdlog::error("spool retention: {}", st.ToString());
+}
+
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -678,6 +689,9 @@ Status RunReplica(SiteControl& control) {
     }
     apply_rate.Observe(applier.stats().txns, NowUs());
   });
+  asio::steady_timer retention(io);
+  Every(retention, std::chrono::seconds(1),
+        [&] { ReleaseApplied(config, *spool, applier.flushed()); });
   admin::AdminHandlers handlers;
   handlers.ready = [&] {
     return admin::ReplicaReadiness(view.Snapshot(), config.admin.ready_max_lag_s);

@@ -47,11 +47,14 @@ void ReadSpool(JsonReader& root, SpoolConfig* spool) {
   if (!obj) return;
   JsonReader r = root.Child(*obj, "spool");
   int64_t seg_mb = static_cast<int64_t>(spool->segment_bytes >> 20), max_mb = 0;
+  int64_t keep_mb = static_cast<int64_t>(spool->keep_applied_bytes >> 20);
   r.String("dir", &spool->dir, true);
   r.Int("segment_mb", 1, 4096, &seg_mb);
   r.Int("max_mb", 0, int64_t{1} << 40, &max_mb);
+  r.Int("keep_applied_mb", 1, int64_t{1} << 40, &keep_mb);
   spool->segment_bytes = static_cast<uint64_t>(seg_mb) << 20;
   spool->max_bytes = static_cast<uint64_t>(max_mb) << 20;
+  spool->keep_applied_bytes = static_cast<uint64_t>(keep_mb) << 20;
   r.CheckNoUnknownKeys();
 }
 

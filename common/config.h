@@ -29,6 +29,10 @@ struct SpoolConfig {
   std::string dir;
   uint64_t segment_bytes = 64ull << 20;
   uint64_t max_bytes = 0;  // 0: no cap
+  // Replica role: applied units are kept up to this size (at most half of
+  // max_bytes when capped), so that once promoted this site can serve peers
+  // that are behind it; older applied segments are deleted.
+  uint64_t keep_applied_bytes = 1024ull << 20;
 };
 
 struct Endpoint {

@@ -499,7 +499,7 @@ Position Spool::released() const {
 // ---------------------------------------------------------------------------
 // Retention.
 
-Status Spool::ReleaseUpTo(Position upto) {
+Status Spool::ReleaseUpTo(Position upto, uint64_t keep_bytes) {
   std::lock_guard release_lock(release_mu_);
   std::vector<std::string> doomed;
   Position new_released;
@@ -507,9 +507,13 @@ Status Spool::ReleaseUpTo(Position upto) {
     std::lock_guard lock(shared_->mu);
     new_released = shared_->released;
     const auto& segs = shared_->segments;
-    for (size_t i = 0; i + 1 < segs.size() && segs[i].sealed && segs[i].last <= upto; ++i) {
+    uint64_t left = shared_->total_bytes;
+    for (size_t i = 0; i + 1 < segs.size() && segs[i].sealed && segs[i].last <= upto &&
+                       (keep_bytes == 0 || left > keep_bytes);
+         ++i) {
       doomed.push_back(segs[i].name);
       new_released = std::max(new_released, segs[i].last);
+      left -= segs[i].bytes;
     }
   }
   if (doomed.empty()) return Status::Ok();

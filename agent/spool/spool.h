@@ -123,8 +123,10 @@ class Spool {
   Result<std::unique_ptr<SpoolReader>> ReadFrom(Position after);
 
   // Deletes whole segments all of whose units are at or before `upto` (every
-  // site has acknowledged them). Never deletes the active (last) segment.
-  Status ReleaseUpTo(Position upto);
+  // site has acknowledged them), oldest first, and stops once the spool
+  // holds no more than `keep_bytes` (0: release all it may). Never deletes
+  // the active (last) segment.
+  Status ReleaseUpTo(Position upto, uint64_t keep_bytes = 0);
 
   // Seeding: deletes every segment and makes `floor` the release floor and
   // the durable position, persisted, so that the site next asks for the units

@@ -59,10 +59,22 @@ runbook_says() {
   grep -qF -- "$1" "$SRC/docs/runbook.md" || fail "docs/runbook.md no longer says: $1"
 }
 free_port() {  # free_port [N]: N (default 1) free TCP ports on 127.0.0.1, one per line
-  python3 -c 'import socket,sys
-ss=[socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1",0))
-for s in ss: print(s.getsockname()[1])' "${1:-1}"
+  # From 20000-32767, below the ephemeral range, skipping ports that a C++
+  # test holds (tests/support/ports.h).
+  python3 -c 'import fcntl,os,random,socket,sys
+os.makedirs("/tmp/geosync-test-ports",exist_ok=True)
+got=[]
+while len(got)<int(sys.argv[1]):
+  p=random.randint(20000,32767)
+  if p in got: continue
+  with open("/tmp/geosync-test-ports/%d"%p,"a") as f:
+    try: fcntl.flock(f,fcntl.LOCK_EX|fcntl.LOCK_NB)
+    except OSError: continue
+  s=socket.socket()
+  try: s.bind(("127.0.0.1",p)); got.append(p)
+  except OSError: pass
+  s.close()
+for p in got: print(p)' "${1:-1}"
 }
 psql_at() {  # psql_at SITE SQL: as the postgres superuser, database app
   "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PGPORT[$1]}" -U postgres -d app -c "$2"

@@ -25,8 +25,8 @@ TestCerts::TestCerts(std::string dir, std::string ca_name, const std::vector<std
     : dir_(std::move(dir)), ca_(std::move(ca_name)) {
   std::filesystem::create_directories(dir_);
   std::string ca = dir_ + "/" + ca_;
-  Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-           "/CN=" + ca_, "-keyout", ca + ".key", "-out", ca + ".crt"});
+  Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=" + ca_,
+           "-keyout", ca + ".key", "-out", ca + ".crt"});
   for (const auto& site : sites) {
     std::string base = dir_ + "/" + site;
     Openssl({"req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + site, "-keyout",

@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/ports.h"
 #include "tests/support/test_env.h"
 
 namespace geosync::testing {
@@ -201,18 +202,11 @@ TemplateStore& Templates() {
 }
 
 Result<uint16_t> PickFreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return Status::Io(fmt::format("socket: {}", std::strerror(errno)));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  if (rc == 0) rc = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int err = errno;
-  close(fd);
-  if (rc != 0) return Status::Io(fmt::format("bind 127.0.0.1:0: {}", std::strerror(err)));
-  return static_cast<uint16_t>(ntohs(addr.sin_port));
+  try {
+    return ClaimTcpPort();
+  } catch (const std::exception& e) {
+    return Status::Io(e.what());
+  }
 }
 
 // Pids whose process group is `pgid` (the postmaster leads its own group:

@@ -14,22 +14,12 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/ports.h"
 #include "tests/support/test_env.h"
 
 namespace geosync::testing {
 
-uint16_t FreeTcpPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+uint16_t FreeTcpPort() { return ClaimTcpPort(); }
 
 GeoSite::GeoSite(SiteSpec spec) : spec_(std::move(spec)) {
   char tmpl[] = "/tmp/geosync-site-XXXXXX";

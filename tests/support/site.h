@@ -21,10 +21,10 @@ struct SiteSpec {
   std::string cluster_id = "test";
   std::string name;
   bool source = false;
-  std::string dsn;                 // the site's PostgreSQL
-  uint16_t listen_port = 0;        // source
-  uint16_t upstream_port = 0;      // replica
-  std::vector<std::string> sites;  // source: allowed replicas
+  std::string dsn;                                  // the site's PostgreSQL
+  uint16_t listen_port = 0;                         // source
+  uint16_t upstream_port = 0;                       // replica
+  std::vector<std::string> sites;                   // source: allowed replicas
   nlohmann::json extra = nlohmann::json::object();  // merged into the config
 };
 

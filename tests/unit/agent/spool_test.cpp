@@ -491,6 +491,20 @@ TEST_F(SpoolRetentionTest, ReleaseDeletesOnlyFullyAcknowledgedSegments) {
   EXPECT_TRUE(SameRecords(ReadAllAfter(P(1, 400)), units_[4]));
 }
 
+TEST_F(SpoolRetentionTest, ReleaseStopsOnceTheSpoolHoldsNoMoreThanItKeeps) {
+  // A{600} B{600} C{300}: keeping 1000 bytes deletes A only, though B is
+  // acknowledged too.
+  ASSERT_TRUE(spool_->ReleaseUpTo(P(9, 0), 1000).ok());
+  EXPECT_EQ(SegmentNames(), (std::vector<std::string>{names_[1], names_[2]}));
+  EXPECT_EQ(spool_->released(), P(1, 200));
+  EXPECT_EQ(spool_->size_bytes(), 900u);
+  ASSERT_TRUE(spool_->ReleaseUpTo(P(9, 0), 1000).ok());
+  EXPECT_EQ(spool_->size_bytes(), 900u) << "already under what it keeps";
+  ASSERT_TRUE(spool_->ReleaseUpTo(P(9, 0), 300).ok());
+  EXPECT_EQ(SegmentNames(), std::vector<std::string>{names_[2]});
+  EXPECT_EQ(spool_->released(), P(1, 400));
+}
+
 TEST_F(SpoolRetentionTest, ReadFromReleasedPositionSaysReseedNeeded) {
   ASSERT_TRUE(spool_->ReleaseUpTo(P(1, 200)).ok());
   auto reader = spool_->ReadFrom(P(1, 100));

@@ -62,6 +62,20 @@ TEST(ConfigTest, ApplyCollapseIsOnByDefaultAndCanBeTurnedOff) {
   EXPECT_NE(bad.find("apply.collapse"), std::string::npos) << bad;
 }
 
+TEST(ConfigTest, SpoolKeepAppliedDefaultsToOneGigabyteAndIsChecked) {
+  auto d = ParseConfig(kValidReplica, "site.json");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->spool.keep_applied_bytes, 1024ull << 20);
+  auto set = ParseConfig(Replace(kValidReplica, R"("dir": "/tmp/s/spool")",
+                                 R"("dir": "/tmp/s/spool", "keep_applied_mb": 64)"),
+                         "site.json");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->spool.keep_applied_bytes, 64ull << 20);
+  std::string bad = ErrorOf(Replace(kValidReplica, R"("dir": "/tmp/s/spool")",
+                                    R"("dir": "/tmp/s/spool", "keep_applied_mb": 0)"));
+  EXPECT_NE(bad.find("spool.keep_applied_mb"), std::string::npos) << bad;
+}
+
 TEST(ConfigTest, MissingFileNamesThePath) {
   auto r = LoadConfig("/nonexistent/geosync.json");
   ASSERT_FALSE(r.ok());
