@@ -21,16 +21,24 @@ enum ExitCode : int {
 
 inline int ExitCodeFor(const Status& s) {
   switch (s.code()) {
-    case Code::kOk: return kExitOk;
-    case Code::kConfig: return kExitConfig;
-    case Code::kPostgres: return kExitPostgres;
+    case Code::kOk:
+      return kExitOk;
+    case Code::kConfig:
+      return kExitConfig;
+    case Code::kPostgres:
+      return kExitPostgres;
     case Code::kProtocol:
     case Code::kIo:
-    case Code::kTimeout: return kExitPeer;
-    case Code::kFenced: return kExitFenced;
-    case Code::kCorruption: return kExitCorruption;
-    case Code::kInvalidArgument: return kExitUsage;
-    default: return kExitFailure;
+    case Code::kTimeout:
+      return kExitPeer;
+    case Code::kFenced:
+      return kExitFenced;
+    case Code::kCorruption:
+      return kExitCorruption;
+    case Code::kInvalidArgument:
+      return kExitUsage;
+    default:
+      return kExitFailure;
   }
 }
 

@@ -1,7 +1,7 @@
 // geosyncctl: the DBA's tool. Results go to stdout, logs to stderr. Each
 // command family lives in agent/ctl/ and registers itself here.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 

@@ -1,8 +1,8 @@
 // geosyncd: the per-site daemon. On the primary's site it is the source
 // (captures the WAL, spools it, serves replica sites); elsewhere a replica
 // (receives, spools, applies). Exit codes: docs/exit-codes.md.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 

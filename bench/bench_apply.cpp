@@ -176,22 +176,25 @@ class ApplyBench {
   void SetUpPglogical() {
     const std::string lib = primary_->BinDir() + "/../lib/pglogical.so";
     if (!std::filesystem::exists(lib)) {
-      throw std::runtime_error(lib + " is missing: install postgresql-15-pglogical "
-                                     "(scripts/install-deps.sh) or pass --no-pglogical");
+      throw std::runtime_error(lib +
+                               " is missing: install postgresql-15-pglogical "
+                               "(scripts/install-deps.sh) or pass --no-pglogical");
     }
     primary_->Exec("CREATE EXTENSION pglogical");
-    primary_->Exec(fmt::format("SELECT pglogical.create_node(node_name := 'bench_provider', "
-                               "dsn := '{}')",
-                               primary_->ConnInfo()));
+    primary_->Exec(
+        fmt::format("SELECT pglogical.create_node(node_name := 'bench_provider', "
+                    "dsn := '{}')",
+                    primary_->ConnInfo()));
     for (const char* table : kTables) {
       const bool keyless = std::string_view(table) == "pgbench_history";
       primary_->Exec(fmt::format("SELECT pglogical.replication_set_add_table('{}', 'public.{}')",
                                  keyless ? "default_insert_only" : "default", table));
     }
     pgl_->Exec("CREATE EXTENSION pglogical");
-    pgl_->Exec(fmt::format("SELECT pglogical.create_node(node_name := 'bench_subscriber', "
-                           "dsn := '{}')",
-                           pgl_->ConnInfo()));
+    pgl_->Exec(
+        fmt::format("SELECT pglogical.create_node(node_name := 'bench_subscriber', "
+                    "dsn := '{}')",
+                    pgl_->ConnInfo()));
     pgl_->Exec(fmt::format(
         "SELECT pglogical.create_subscription(subscription_name := 'bench_pgl', "
         "provider_dsn := '{}', replication_sets := ARRAY['default', 'default_insert_only'], "
@@ -279,8 +282,8 @@ class ApplyBench {
       std::cout << fmt::format("[{}] draining pglogical...\n", name);
       t0 = Clock::now();
       pgl_->Exec("SELECT pglogical.alter_subscription_enable('bench_pgl', true)");
-      d.pglogical_s = WaitApplied(*pgl_, "postgres", OriginLsnQuery("pgl_%"), target, t0,
-                                  deadline, "pglogical subscriber");
+      d.pglogical_s = WaitApplied(*pgl_, "postgres", OriginLsnQuery("pgl_%"), target, t0, deadline,
+                                  "pglogical subscriber");
       std::cout << fmt::format("[{}] pglogical drained in {:.2f} s\n", name, d.pglogical_s);
     }
     std::cout << fmt::format("[{}] draining geosync...\n", name);

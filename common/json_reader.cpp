@@ -9,13 +9,20 @@ std::string DescribeJson(const nlohmann::json& v) {
   std::string text = v.dump();
   if (text.size() > 60) text = text.substr(0, 57) + "...";
   switch (v.type()) {
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::object: return "an object";
-    case nlohmann::json::value_t::array: return "an array";
-    case nlohmann::json::value_t::string: return "string " + text;
-    case nlohmann::json::value_t::boolean: return "boolean " + text;
-    case nlohmann::json::value_t::number_float: return "number " + text;
-    default: return "integer " + text;
+    case nlohmann::json::value_t::null:
+      return "null";
+    case nlohmann::json::value_t::object:
+      return "an object";
+    case nlohmann::json::value_t::array:
+      return "an array";
+    case nlohmann::json::value_t::string:
+      return "string " + text;
+    case nlohmann::json::value_t::boolean:
+      return "boolean " + text;
+    case nlohmann::json::value_t::number_float:
+      return "number " + text;
+    default:
+      return "integer " + text;
   }
 }
 
@@ -55,8 +62,7 @@ const nlohmann::json* JsonReader::Find(const std::string& key, bool required) {
 
 void JsonReader::TypeError(const std::string& key, const char* expected,
                            const nlohmann::json& found) {
-  AddError(fmt::format("key '{}' expected {}, found {}", Path(key), expected,
-                       DescribeJson(found)));
+  AddError(fmt::format("key '{}' expected {}, found {}", Path(key), expected, DescribeJson(found)));
 }
 
 bool JsonReader::String(const std::string& key, std::string* out, bool required) {
@@ -78,12 +84,11 @@ bool JsonReader::Int(const std::string& key, int64_t min, int64_t max, int64_t* 
     TypeError(key, "an integer", *v);
     return false;
   }
-  int64_t n = v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX
-                  ? INT64_MAX
-                  : v->get<int64_t>();
+  int64_t n =
+      v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX ? INT64_MAX : v->get<int64_t>();
   if (n < min || n > max) {
-    AddError(fmt::format("key '{}' expected an integer from {} to {}, found {}", Path(key),
-                         min, max, n));
+    AddError(fmt::format("key '{}' expected an integer from {} to {}, found {}", Path(key), min,
+                         max, n));
     return false;
   }
   *out = n;

@@ -21,8 +21,7 @@ class JsonReader {
   // Each returns false and records an error when the key has the wrong type;
   // a missing optional key leaves *out unchanged.
   bool String(const std::string& key, std::string* out, bool required = false);
-  bool Int(const std::string& key, int64_t min, int64_t max, int64_t* out,
-           bool required = false);
+  bool Int(const std::string& key, int64_t min, int64_t max, int64_t* out, bool required = false);
   bool Bool(const std::string& key, bool* out, bool required = false);
   bool StringList(const std::string& key, std::vector<std::string>* out);
   bool Enum(const std::string& key, const std::vector<std::string>& allowed, std::string* out,

@@ -7,9 +7,9 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 namespace geosync {
 namespace {
@@ -17,9 +17,8 @@ namespace {
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  msg.time.time_since_epoch())
-                  .count();
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(msg.time.time_since_epoch()).count();
     std::time_t secs = static_cast<std::time_t>(us / 1000000);
     std::tm tm{};
     gmtime_r(&secs, &tm);
@@ -46,12 +45,12 @@ class JsonFormatter final : public spdlog::formatter {
 Status InitLogging(const LogOptions& options) {
   auto level = spdlog::level::from_str(options.level);
   if (level == spdlog::level::off && options.level != "off") {
-    return Status::Config(fmt::format(
-        "log level \"{}\" is not one of trace, debug, info, warn, error, critical, off",
-        options.level));
+    return Status::Config(
+        fmt::format("log level \"{}\" is not one of trace, debug, info, warn, error, critical, off",
+                    options.level));
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (options.json) {
     logger->set_formatter(std::make_unique<JsonFormatter>());
   } else {

@@ -8,17 +8,28 @@ namespace geosync {
 
 std::string_view CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kIo: return "I/O error";
-    case Code::kProtocol: return "protocol error";
-    case Code::kCorruption: return "corruption";
-    case Code::kPostgres: return "PostgreSQL error";
-    case Code::kConfig: return "config error";
-    case Code::kTimeout: return "timeout";
-    case Code::kCancelled: return "cancelled";
-    case Code::kInvalidArgument: return "invalid argument";
-    case Code::kNotFound: return "not found";
-    case Code::kFenced: return "fenced";
+    case Code::kOk:
+      return "ok";
+    case Code::kIo:
+      return "I/O error";
+    case Code::kProtocol:
+      return "protocol error";
+    case Code::kCorruption:
+      return "corruption";
+    case Code::kPostgres:
+      return "PostgreSQL error";
+    case Code::kConfig:
+      return "config error";
+    case Code::kTimeout:
+      return "timeout";
+    case Code::kCancelled:
+      return "cancelled";
+    case Code::kInvalidArgument:
+      return "invalid argument";
+    case Code::kNotFound:
+      return "not found";
+    case Code::kFenced:
+      return "fenced";
   }
   return "unknown";
 }

@@ -79,7 +79,7 @@ bool IsRetryableSqlstate(std::string_view sqlstate);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok() && "Result built from an OK status");
   }
@@ -112,10 +112,10 @@ class [[nodiscard]] Result {
 }  // namespace geosync
 
 // Returns early from the enclosing function when a Status is not OK.
-#define GEOSYNC_RETURN_IF_ERROR(expr)         \
-  do {                                        \
-    ::geosync::Status _st = (expr);           \
-    if (!_st.ok()) return _st;                \
+#define GEOSYNC_RETURN_IF_ERROR(expr) \
+  do {                                \
+    ::geosync::Status _st = (expr);   \
+    if (!_st.ok()) return _st;        \
   } while (0)
 
 #define GEOSYNC_CONCAT_INNER(a, b) a##b
@@ -129,10 +129,10 @@ class [[nodiscard]] Result {
   lhs = std::move(tmp).value()
 
 // The same for coroutines (co_return instead of return).
-#define GEOSYNC_RETURN_IF_ERROR_CO(expr)      \
-  do {                                        \
-    ::geosync::Status _st = (expr);           \
-    if (!_st.ok()) co_return _st;             \
+#define GEOSYNC_RETURN_IF_ERROR_CO(expr) \
+  do {                                   \
+    ::geosync::Status _st = (expr);      \
+    if (!_st.ok()) co_return _st;        \
   } while (0)
 #define GEOSYNC_ASSIGN_OR_RETURN_CO(lhs, expr) \
   GEOSYNC_ASSIGN_OR_RETURN_CO_IMPL(GEOSYNC_CONCAT(_res_, __LINE__), lhs, expr)

@@ -26,9 +26,12 @@ namespace {
 
 nlohmann::json DatumJson(const Datum& d) {
   switch (d.kind) {
-    case DatumKind::kNull: return nullptr;
-    case DatumKind::kUnchangedToast: return {{"unchanged_toast", true}};
-    case DatumKind::kText: return d.value;
+    case DatumKind::kNull:
+      return nullptr;
+    case DatumKind::kUnchangedToast:
+      return {{"unchanged_toast", true}};
+    case DatumKind::kText:
+      return d.value;
     case DatumKind::kBinary: {
       std::string hex = "\\x";
       for (unsigned char c : d.value) hex += fmt::format("{:02x}", c);
@@ -40,9 +43,12 @@ nlohmann::json DatumJson(const Datum& d) {
 
 const char* OpName(RowOp op) {
   switch (op) {
-    case RowOp::kInsert: return "insert";
-    case RowOp::kUpdate: return "update";
-    case RowOp::kDelete: return "delete";
+    case RowOp::kInsert:
+      return "insert";
+    case RowOp::kUpdate:
+      return "update";
+    case RowOp::kDelete:
+      return "delete";
   }
   return "?";
 }
@@ -102,10 +108,10 @@ void TxnPrinter::Feed(const Event& event) {
           if (in_txn_) {
             txn_["changes"].push_back(m);
           } else {
-            output_(format_ == Format::kJson
-                        ? m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                        : fmt::format("message {} at {}: {}", e.prefix, e.lsn.ToString(),
-                                      e.content));
+            output_(
+                format_ == Format::kJson
+                    ? m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                    : fmt::format("message {} at {}: {}", e.prefix, e.lsn.ToString(), e.content));
           }
         } else if constexpr (std::is_same_v<T, CommitEvent>) {
           Flush(e);

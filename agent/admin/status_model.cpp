@@ -595,8 +595,8 @@ Result<Topology> ParseTopology(std::string_view json_text, const std::string& pa
         auto colon = site.stream.rfind(':');
         int port = colon == std::string::npos ? 0 : std::atoi(site.stream.c_str() + colon + 1);
         if (colon == 0 || port <= 0 || port > 65535) {
-          s.AddError(fmt::format("key '{}.stream' must be host:port, found \"{}\"", key,
-                                 site.stream));
+          s.AddError(
+              fmt::format("key '{}.stream' must be host:port, found \"{}\"", key, site.stream));
         }
       }
       if (!site.admin.empty() && site.admin.rfind("http://", 0) != 0) {

@@ -37,8 +37,7 @@ int RunInit(const std::string& dsn) {
   if (!level.ok()) return Fail(level.status());
   if (*level != "logical") {
     return Fail(Status::Config(fmt::format(
-        "wal_level is {} on this server; set wal_level = logical and restart PostgreSQL",
-        *level)));
+        "wal_level is {} on this server; set wal_level = logical and restart PostgreSQL", *level)));
   }
   std::string path = SchemaFile("ddl_capture.sql");
   std::ifstream in(path);

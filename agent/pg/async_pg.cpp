@@ -77,17 +77,17 @@ asio::awaitable<Status> AsyncPg::Connect(std::string conninfo, std::chrono::mill
   conn_ = PgConn(PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/1));
   if (!conn_.get()) co_return Status::Io("libpq could not allocate a connection");
   if (PQstatus(conn_.get()) == CONNECTION_BAD) {
-    co_return StatusFromPg(conn_.get(), nullptr,
-                           fmt::format("cannot connect to PostgreSQL ({})",
-                                       RedactConninfo(conninfo)));
+    co_return StatusFromPg(
+        conn_.get(), nullptr,
+        fmt::format("cannot connect to PostgreSQL ({})", RedactConninfo(conninfo)));
   }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
   while (poll != PGRES_POLLING_OK) {
     if (poll == PGRES_POLLING_FAILED) {
-      co_return StatusFromPg(conn_.get(), nullptr,
-                             fmt::format("cannot connect to PostgreSQL ({})",
-                                         RedactConninfo(conninfo)));
+      co_return StatusFromPg(
+          conn_.get(), nullptr,
+          fmt::format("cannot connect to PostgreSQL ({})", RedactConninfo(conninfo)));
     }
     // The socket can change during connection (e.g. trying several hosts).
     GEOSYNC_RETURN_IF_ERROR_CO(AttachSocket());

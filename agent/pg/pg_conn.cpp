@@ -36,8 +36,7 @@ Status StatusFromPg(PGconn* conn, const PGresult* r, std::string_view context) {
 }
 
 std::string RedactConninfo(std::string_view conninfo) {
-  static const std::regex kPassword(R"((password\s*=\s*)('([^'\\]|\\.)*'|\S+))",
-                                    std::regex::icase);
+  static const std::regex kPassword(R"((password\s*=\s*)('([^'\\]|\\.)*'|\S+))", std::regex::icase);
   static const std::regex kUriPassword(R"((postgres(ql)?://[^:/@]*:)[^@]*@)", std::regex::icase);
   std::string s = std::regex_replace(std::string(conninfo), kPassword, "$1********");
   return std::regex_replace(s, kUriPassword, "$1********@");

@@ -21,16 +21,16 @@ Status SpoolSink::Append(Lsn lsn, uint8_t flags, const Event& event) {
   buf_.clear();
   EncodeEvent(event, &buf_);
   unit_dirty_ = true;
-  return spool_->Append(epoch_, lsn, flags,
-                        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf_.data()),
-                                                 buf_.size()));
+  return spool_->Append(
+      epoch_, lsn, flags,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf_.data()), buf_.size()));
 }
 
 Status SpoolSink::OnEvent(const Event& event) {
   if (const auto* begin = std::get_if<BeginEvent>(&event)) {
     if (in_txn_) {
-      return Status::Protocol(fmt::format("Begin of xid {} inside an open transaction",
-                                          begin->xid));
+      return Status::Protocol(
+          fmt::format("Begin of xid {} inside an open transaction", begin->xid));
     }
     in_txn_ = true;
     txn_lsn_ = begin->final_lsn;

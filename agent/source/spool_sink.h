@@ -48,8 +48,8 @@ class SpoolSink final : public CaptureSink {
   bool skipping_ = false;  // a transaction the spool already holds
   bool unit_dirty_ = false;
   Lsn txn_lsn_;
-  Lsn last_unit_lsn_;      // newest unit appended (synced or not)
-  Lsn pending_end_;        // end LSN of the newest appended commit
+  Lsn last_unit_lsn_;  // newest unit appended (synced or not)
+  Lsn pending_end_;    // end LSN of the newest appended commit
   std::atomic<uint64_t> spooled_end_{0};
   // (commit LSN, end LSN) of recently spooled transactions, to map a quorum
   // position (commit LSN) back to the end LSN PostgreSQL wants confirmed.

@@ -21,8 +21,8 @@
 #include "agent/net/peer_stream.h"
 #include "agent/source/site_registry.h"
 #include "agent/spool/spool.h"
-#include "common/control.h"
 #include "common/config.h"
+#include "common/control.h"
 
 namespace geosync {
 

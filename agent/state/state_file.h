@@ -52,8 +52,8 @@ struct SiteState {
   // The end of `epoch` in this lineage, if recorded.
   std::optional<Lsn> EpochEnd(uint64_t epoch) const;
   SeedState seed_state = SeedState::kNone;
-  std::string seed_position;          // "epoch@LSN" the last seed continued from, when done
-  bool seed_created_schema = false;   // the seed in progress created the tables (pre-data)
+  std::string seed_position;         // "epoch@LSN" the last seed continued from, when done
+  bool seed_created_schema = false;  // the seed in progress created the tables (pre-data)
 
   bool operator==(const SiteState&) const = default;
 };

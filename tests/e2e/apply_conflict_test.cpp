@@ -63,7 +63,9 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
   rep.name = "dublin";
   rep.dsn = replica.ConnInfo();
   rep.upstream_port = port;
-  rep.extra = {{"admin", {{"listen", {{"host", "127.0.0.1"}, {"port", admin}}}, {"token_file", token_file_}}}};
+  rep.extra = {
+      {"admin",
+       {{"listen", {{"host", "127.0.0.1"}, {"port", admin}}}, {"token_file", token_file_}}}};
   site_ = std::make_unique<GeoSite>(rep);
   for (PgCluster* pg : {&primary, &replica}) {
     pg->Exec("CREATE TABLE accounts (id int PRIMARY KEY, owner text)");
@@ -72,8 +74,9 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
   ASSERT_TRUE(site_->Start().ok());
   ASSERT_TRUE(WaitFor(
       [&] {
-        return primary.QueryValue("SELECT count(*) FROM pg_replication_slots WHERE "
-                                  "slot_name = 'geosync' AND active") == "1";
+        return primary.QueryValue(
+                   "SELECT count(*) FROM pg_replication_slots WHERE "
+                   "slot_name = 'geosync' AND active") == "1";
       },
       60s, "the source streams its slot"));
 
@@ -103,13 +106,14 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
   Lsn after = primary.CurrentWalLsn();
   std::string url = fmt::format("http://127.0.0.1:{}", admin);
   auto denied = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", "/dev/null"});
-  EXPECT_NE(denied.exit_status, 0) << "a skip without the admin token is refused: " << denied.output;
+  EXPECT_NE(denied.exit_status, 0)
+      << "a skip without the admin token is refused: " << denied.output;
   EXPECT_EQ(replica.QueryValue("SELECT count(*) FROM accounts"), "1") << "nothing applied yet";
 
   auto skip = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", token_file_});
   ASSERT_EQ(skip.exit_status, 0) << skip.output;
-  ASSERT_TRUE(WaitFor([&] { return AppliedLsn(replica) >= after; }, 60s,
-                      "apply resumes after the skip"));
+  ASSERT_TRUE(
+      WaitFor([&] { return AppliedLsn(replica) >= after; }, 60s, "apply resumes after the skip"));
   EXPECT_EQ(replica.QueryValue("SELECT owner FROM accounts WHERE id = 1"),
             "written on the replica by mistake")
       << "the skipped transaction was not applied";

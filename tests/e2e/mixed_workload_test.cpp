@@ -42,8 +42,9 @@ class MixedWorkloadE2E : public PgClusterTest {
     ASSERT_TRUE(site_->Start().ok());
     ASSERT_TRUE(WaitFor(
         [&] {
-          return primary_->QueryValue("SELECT count(*) FROM pg_replication_slots WHERE "
-                                      "slot_name = 'geosync' AND active") == "1";
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'geosync' AND active") == "1";
         },
         60s, "the source streams its slot"));
   }
@@ -60,7 +61,8 @@ class MixedWorkloadE2E : public PgClusterTest {
     Lsn target = primary_->CurrentWalLsn();
     ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*replica_) >= target; }, 120s,
                         "replica applied up to " + target.ToString()));
-    EXPECT_EQ(CompareTables(*primary_, *replica_), "") << "replica identical at " << target.ToString();
+    EXPECT_EQ(CompareTables(*primary_, *replica_), "")
+        << "replica identical at " << target.ToString();
   }
 
   PgCluster* primary_ = nullptr;
@@ -99,7 +101,9 @@ TEST_F(MixedWorkloadE2E, EveryTypeFamilyAndMidStreamDdlArriveIdentical) {
   )sql");
   // A large TOASTed value, then an update that leaves it unchanged.
   primary_->Exec("CREATE TABLE docs (id int PRIMARY KEY, body text, version int)");
-  primary_->Exec("INSERT INTO docs SELECT 1, string_agg(md5(g::text), '') , 1 FROM generate_series(1, 20000) g");
+  primary_->Exec(
+      "INSERT INTO docs SELECT 1, string_agg(md5(g::text), '') , 1 FROM generate_series(1, 20000) "
+      "g");
   primary_->Exec("UPDATE docs SET version = 2 WHERE id = 1");
   // REPLICA IDENTITY FULL on a table without a key, with duplicates.
   primary_->Exec("CREATE TABLE events (kind text, payload jsonb)");
@@ -108,12 +112,14 @@ TEST_F(MixedWorkloadE2E, EveryTypeFamilyAndMidStreamDdlArriveIdentical) {
   primary_->Exec("UPDATE events SET kind = 'c' WHERE payload IS NULL");
   primary_->Exec("DELETE FROM events WHERE ctid = (SELECT min(ctid) FROM events WHERE kind = 'a')");
   // Updates, key changes and deletes.
-  primary_->Exec("UPDATE types SET t = t || ' updated', jb = jb || '{\"u\": true}' WHERE id % 7 = 0");
+  primary_->Exec(
+      "UPDATE types SET t = t || ' updated', jb = jb || '{\"u\": true}' WHERE id % 7 = 0");
   primary_->Exec("UPDATE types SET id = id + 1000 WHERE id = 5");
   primary_->Exec("DELETE FROM types WHERE id % 11 = 0");
   // DDL in the middle of the stream, in a transaction with data.
-  primary_->Exec("BEGIN; ALTER TABLE types ADD COLUMN extra text DEFAULT 'x'; "
-                 "UPDATE types SET extra = 'set ' || id WHERE id < 20; COMMIT;");
+  primary_->Exec(
+      "BEGIN; ALTER TABLE types ADD COLUMN extra text DEFAULT 'x'; "
+      "UPDATE types SET extra = 'set ' || id WHERE id < 20; COMMIT;");
   primary_->Exec("ALTER TABLE types DROP COLUMN tarr");
   primary_->Exec("INSERT INTO types (t, extra) VALUES ('after ddl', 'y')");
   // Truncate with restart identity, then refill.

@@ -67,8 +67,9 @@ class ReplicationE2E : public PgClusterTest {
     for (auto& s : sites_) ASSERT_TRUE(s->Start().ok());
     ASSERT_TRUE(WaitFor(
         [&] {
-          return primary_->QueryValue("SELECT count(*) FROM pg_replication_slots WHERE "
-                                      "slot_name = 'geosync' AND active") == "1";
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'geosync' AND active") == "1";
         },
         60s, "the source created and streams its slot"));
     Lsn now = primary_->CurrentWalLsn();
@@ -83,9 +84,9 @@ class ReplicationE2E : public PgClusterTest {
   void ExpectIdenticalAtCurrentLsn(std::chrono::milliseconds deadline = 180s) {
     Lsn target = primary_->CurrentWalLsn();
     for (auto* r : replica_) {
-      ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*r) >= target; }, deadline,
-                          fmt::format("{} applied up to primary LSN {}", r->name(),
-                                      target.ToString())));
+      ASSERT_TRUE(
+          WaitFor([&] { return AppliedLsn(*r) >= target; }, deadline,
+                  fmt::format("{} applied up to primary LSN {}", r->name(), target.ToString())));
       EXPECT_EQ(CompareTables(*primary_, *r), "")
           << r->name() << " is identical to the primary at " << target.ToString();
     }

@@ -53,8 +53,9 @@ class TransportE2E : public PgClusterTest {
     char tmpl[] = "/tmp/geosync-certs-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     cert_dir_ = tmpl;
-    certs_ = std::make_unique<TestCerts>(cert_dir_, "deployment-ca",
-                                         std::vector<std::string>{"frankfurt", "dublin", "virginia", "lisbon"});
+    certs_ = std::make_unique<TestCerts>(
+        cert_dir_, "deployment-ca",
+        std::vector<std::string>{"frankfurt", "dublin", "virginia", "lisbon"});
     primary_ = &NewCluster("primary");
     ProcessSpec init;
     init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
@@ -107,8 +108,9 @@ class TransportE2E : public PgClusterTest {
   void WaitForSlot() {
     ASSERT_TRUE(WaitFor(
         [&] {
-          return primary_->QueryValue("SELECT count(*) FROM pg_replication_slots WHERE "
-                                      "slot_name = 'geosync' AND active") == "1";
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'geosync' AND active") == "1";
         },
         60s, "the source streams its slot"));
   }
@@ -134,8 +136,9 @@ TEST_F(TransportE2E, TlsStreamThroughCutsAndKillsGivesEverySiteTheSourceSequence
   ASSERT_TRUE(virginia.Start().ok());
   WaitForSlot();
   Lsn start = primary_->CurrentWalLsn();
-  ASSERT_TRUE(WaitFor([&] { return AppliedLsn(dublin_pg) >= start && AppliedLsn(virginia_pg) >= start; },
-                      60s, "both sites stream over TLS"));
+  ASSERT_TRUE(
+      WaitFor([&] { return AppliedLsn(dublin_pg) >= start && AppliedLsn(virginia_pg) >= start; },
+              60s, "both sites stream over TLS"));
   primary_->RunPgbench({"-i", "-s", "1", "-q"});
   std::thread load([&] { primary_->RunPgbench({"-n", "-c", "2", "-T", "12"}); });
   auto progress = [&](PgCluster& pg) {
@@ -202,10 +205,12 @@ TEST_F(TransportE2E, WrongClusterUnknownSiteAndForeignCertificateAreRefused) {
   code = unknown.WaitExit(30s);
   ASSERT_TRUE(code.ok());
   EXPECT_EQ(*code, 6);
-  EXPECT_NE(unknown.ReadLog().find("unknown site \"lisbon\""), std::string::npos) << unknown.ReadLog();
+  EXPECT_NE(unknown.ReadLog().find("unknown site \"lisbon\""), std::string::npos)
+      << unknown.ReadLog();
 
   TestCerts rogue(cert_dir_ + "/rogue", "rogue-ca", {"virginia"});
-  GeoSite& foreign = AddReplica("virginia", pg, source_port_, {{"tls", rogue.TlsConfig("virginia")}});
+  GeoSite& foreign =
+      AddReplica("virginia", pg, source_port_, {{"tls", rogue.TlsConfig("virginia")}});
   ASSERT_TRUE(foreign.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return foreign.ReadLog().find("TLS handshake") != std::string::npos; },
                       30s, "the replica reports the failed TLS handshake"));
@@ -229,15 +234,17 @@ TEST_F(TransportE2E, ReplicaNeverAcceptsAStreamFromALowerEpoch) {
   ASSERT_TRUE(code.ok());
   EXPECT_EQ(*code, 6) << ahead.ReadLog();
   EXPECT_NE(ahead.ReadLog().find("epoch"), std::string::npos) << ahead.ReadLog();
-  ASSERT_TRUE(WaitFor([&] { return source.ReadLog().find("this source stops shipping") != std::string::npos; },
-                      30s, "the stale source stops shipping"));
+  ASSERT_TRUE(WaitFor(
+      [&] { return source.ReadLog().find("this source stops shipping") != std::string::npos; }, 30s,
+      "the stale source stops shipping"));
 }
 
 TEST_F(TransportE2E, SyncPolicyBlocksPrimaryCommitWhileTheSyncSiteIsCutOff) {
   PgCluster& pg = NewCluster("dublin");
   primary_->SetSetting("synchronous_standby_names", "geosync");
   ASSERT_TRUE(primary_->Reload().ok());
-  GeoSite& source = AddSource({{"commit", {{"policy", "sync"}, {"sync_sites", {"dublin"}}, {"quorum", 1}}}});
+  GeoSite& source =
+      AddSource({{"commit", {{"policy", "sync"}, {"sync_sites", {"dublin"}}, {"quorum", 1}}}});
   FaultProxy& link = AddProxy(source_port_);
   GeoSite& dublin = AddReplica("dublin", pg, link.port());
   ASSERT_TRUE(source.Start().ok());
@@ -255,13 +262,15 @@ TEST_F(TransportE2E, SyncPolicyBlocksPrimaryCommitWhileTheSyncSiteIsCutOff) {
   });
   ASSERT_TRUE(WaitFor(
       [&] {
-        return primary_->QueryValue("SELECT count(*) FROM pg_stat_activity WHERE wait_event = "
-                                    "'SyncRep'") == "1";
+        return primary_->QueryValue(
+                   "SELECT count(*) FROM pg_stat_activity WHERE wait_event = "
+                   "'SyncRep'") == "1";
       },
       30s, "the primary's commit waits for remote durability (wait_event SyncRep)"));
   EXPECT_FALSE(committed) << "no commit while the sync site is cut off";
   link.Restore();
-  bool done = WaitFor([&] { return committed.load(); }, 60s, "the commit completes once the link returns");
+  bool done =
+      WaitFor([&] { return committed.load(); }, 60s, "the commit completes once the link returns");
   writer.join();
   ASSERT_TRUE(done);
   ASSERT_TRUE(WaitFor([&] { return pg.QueryValue("SELECT count(*) FROM sync_probe") == "1"; }, 30s,
