@@ -241,6 +241,10 @@ struct SourceView {
       s.captured_bytes = cs.bytes.load();
       s.messages = cs.messages.load();
       s.capture_reconnects = cs.reconnects.load();
+      s.stream_starts = cs.stream_starts.load();
+      s.streamed_txns = cs.streamed_transactions.load();
+      s.stream_aborts = cs.stream_aborts.load();
+      s.spilled_bytes = cs.spilled_bytes.load();
     }
     s.spool_bytes = spool.size_bytes();
     s.spool_durable = spool.durable();

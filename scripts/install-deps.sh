@@ -12,6 +12,8 @@ PACKAGES=(
   libcli11-dev libfmt-dev libspdlog-dev
   python3 python3-jsonschema prometheus
   iproute2 procps util-linux
+  # tests/style: every C++ file follows .clang-format
+  clang-format
   # packaging and deployment tests: cpack's dpkg-shlibdeps (dpkg-dev, file),
   # useradd --prefix in the postinst (passwd), systemd-analyze (systemd),
   # the runbook's /metrics and /readyz calls (curl)

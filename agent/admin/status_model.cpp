@@ -320,7 +320,11 @@ nlohmann::json StatusJson(const SourceSnapshot& s) {
        {{"transactions", s.captured_txns},
         {"bytes", s.captured_bytes},
         {"messages", s.messages},
-        {"reconnects", s.capture_reconnects}}},
+        {"reconnects", s.capture_reconnects},
+        {"stream_starts", s.stream_starts},
+        {"streamed_transactions", s.streamed_txns},
+        {"stream_aborts", s.stream_aborts},
+        {"spilled_bytes", s.spilled_bytes}}},
       {"sites", std::move(sites)},
   };
   doc["spool"] = {{"bytes", s.spool_bytes},
@@ -523,6 +527,19 @@ std::string MetricsText(const SourceSnapshot& s) {
         Num(s.captured_txns));
   w.One("geosync_captured_bytes_total", "counter", "pgoutput bytes read from the slot.",
         Num(s.captured_bytes));
+  w.One("geosync_capture_stream_starts_total", "counter",
+        "pgoutput Stream Start messages: chunks of large in-progress transactions "
+        "(postgres.streaming).",
+        Num(s.stream_starts));
+  w.One("geosync_capture_streamed_transactions_total", "counter",
+        "Streamed transactions committed and replayed from their spill file.",
+        Num(s.streamed_txns));
+  w.One("geosync_capture_stream_aborts_total", "counter",
+        "Streamed transactions aborted on the primary (their spill file deleted).",
+        Num(s.stream_aborts));
+  w.One("geosync_capture_spilled_bytes_total", "counter",
+        "Bytes of streamed changes written to spill files under spool.dir/stream-spill.",
+        Num(s.spilled_bytes));
   w.One("geosync_spool_size_bytes", "gauge", "Bytes in the source's spool.", Num(s.spool_bytes));
   w.Family("geosync_errors_total", "counter",
            "Failures: capture = replication connections to the primary lost.");

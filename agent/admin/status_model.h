@@ -152,6 +152,8 @@ struct SourceSnapshot {
   // From Capture.
   Lsn server_wal_end, confirmed_flush_sent;
   uint64_t captured_txns = 0, captured_bytes = 0, messages = 0, capture_reconnects = 0;
+  // pgoutput v2 streaming of in-progress transactions (postgres.streaming).
+  uint64_t stream_starts = 0, streamed_txns = 0, stream_aborts = 0, spilled_bytes = 0;
   // From the spool.
   uint64_t spool_bytes = 0;
   Position spool_durable, spool_oldest;

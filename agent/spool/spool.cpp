@@ -331,9 +331,11 @@ Status Spool::Append(uint64_t epoch, Lsn lsn, uint8_t flags, std::span<const uin
   GEOSYNC_RETURN_IF_ERROR(CheckAppend(pos, flags, payload.size()));
   if ((flags & kFirstInUnit) != 0) {
     if (options_.max_bytes != 0 && size_bytes() >= options_.max_bytes) {
-      return Status::Io(
-          fmt::format("spool full: {} bytes, max_bytes {}; waiting for sites to acknowledge",
-                      size_bytes(), options_.max_bytes));
+      return Status::Io(fmt::format(
+          "spool full: {} bytes in {}, cap {} bytes (spool.max_mb); waiting until retention "
+          "frees segments (on a source once every site holds them, on a replica "
+          "once they are applied)",
+          size_bytes(), shared_->dir, options_.max_bytes));
     }
     // Names must stay unique and increasing, so a segment full of units at
     // one position grows until the position moves on.

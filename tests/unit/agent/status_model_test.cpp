@@ -230,6 +230,22 @@ TEST(MetricsText, SourceReportsSlotRetentionAndPerSiteLag) {
   EXPECT_NE(text.find("geosync_site_dropped{site=\"virginia\"} 1\n"), std::string::npos);
 }
 
+TEST(MetricsText, SourceReportsStreamingOfLargeTransactions) {
+  SourceSnapshot s = Source();
+  s.stream_starts = 2013;
+  s.streamed_txns = 1;
+  s.stream_aborts = 2;
+  s.spilled_bytes = 23068672;
+  std::string text = MetricsText(s);
+  EXPECT_NE(text.find("geosync_capture_stream_starts_total 2013\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("geosync_capture_streamed_transactions_total 1\n"), std::string::npos);
+  EXPECT_NE(text.find("geosync_capture_stream_aborts_total 2\n"), std::string::npos);
+  EXPECT_NE(text.find("geosync_capture_spilled_bytes_total 23068672\n"), std::string::npos);
+  auto doc = StatusJson(s);
+  EXPECT_EQ(doc["source"]["capture"]["stream_starts"], 2013);
+  EXPECT_EQ(doc["source"]["capture"]["spilled_bytes"], 23068672);
+}
+
 TEST(MetricsText, WalDiskFreeIsExportedOnlyWhenKnown) {
   SourceSnapshot s = Source();
   s.wal_disk_free_bytes.reset();
