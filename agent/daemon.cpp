@@ -34,6 +34,7 @@
 #include "agent/seed/seed_server.h"
 #include "agent/source/capture.h"
 #include "agent/source/control_emitter.h"
+#include "agent/source/retention.h"
 #include "agent/source/site_registry.h"
 #include "agent/source/spool_sink.h"
 #include "agent/source/stream_server.h"
@@ -70,32 +71,6 @@ void RunUntilSignal(asio::io_context& io, std::function<void()> stop) {
     stop();
   });
   io.run();
-}
-
-// Deletes spool segments every site has acknowledged; when the spool is over
-// its cap, drops the slowest site from retention (it will need a re-seed).
-void EnforceRetention(const Config& config, Spool& spool, SiteRegistry& registry) {
-  if (config.spool.max_bytes > 0) {
-    while (spool.size_bytes() >= config.spool.max_bytes) {
-      std::string slowest = registry.Slowest();
-      if (slowest.empty()) break;
-      std::string why = fmt::format(
-          "dropped from retention: the spool reached its cap of {} MB (spool.max_mb) while "
-          "site {} lagged; it needs a re-seed (geosyncctl seed --site {})",
-          config.spool.max_bytes >> 20, slowest, slowest);
-      spdlog::error("SITE {} {}", slowest, why);
-      registry.Drop(slowest, why);
-      Position floor = registry.RetentionFloor();
-      Status st = spool.ReleaseUpTo(floor.lsn.valid() ? floor : spool.last_appended());
-      if (!st.ok()) spdlog::error("retention: {}", st.ToString());
-      if (!floor.lsn.valid()) break;
-    }
-  }
-  Position floor = registry.RetentionFloor();
-  if (floor.lsn.valid()) {
-    Status st = spool.ReleaseUpTo(floor);
-    if (!st.ok()) spdlog::error("retention: {}", st.ToString());
-  }
 }
 
 // A replica deletes segments applied and flushed on its database, oldest
@@ -414,7 +389,7 @@ Status RunSource(SiteControl& control) {
   asio::co_spawn(io, server.AcceptLoop(), asio::detached);
   asio::steady_timer retention(io);
   std::function<void()> retention_tick = [&] {
-    EnforceRetention(config, *spool, registry);
+    EnforceRetention(config.spool.max_bytes, *spool, registry);
     retention.expires_after(std::chrono::seconds(1));
     retention.async_wait([&](auto ec) {
       if (!ec) retention_tick();

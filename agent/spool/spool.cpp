@@ -538,6 +538,16 @@ Status Spool::ReleaseUpTo(Position upto, uint64_t keep_bytes) {
   return FsyncDir(shared_->dir);
 }
 
+uint64_t Spool::ReleasableBytes(Position upto) const {
+  std::lock_guard lock(shared_->mu);
+  const auto& segs = shared_->segments;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i + 1 < segs.size() && segs[i].sealed && segs[i].last <= upto; ++i) {
+    bytes += segs[i].bytes;
+  }
+  return bytes;
+}
+
 // Segments first, then the floor: a crash in between leaves an empty spool at
 // the old floor, and the seed that called this starts again anyway.
 Status Spool::ResetTo(Position floor) {

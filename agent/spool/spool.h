@@ -127,6 +127,8 @@ class Spool {
   // holds no more than `keep_bytes` (0: release all it may). Never deletes
   // the active (last) segment.
   Status ReleaseUpTo(Position upto, uint64_t keep_bytes = 0);
+  // Bytes that ReleaseUpTo(upto) would delete now.
+  uint64_t ReleasableBytes(Position upto) const;
 
   // Seeding: deletes every segment and makes `floor` the release floor and
   // the durable position, persisted, so that the site next asks for the units

@@ -16,6 +16,8 @@
 #include <random>
 #include <thread>
 
+#include "agent/source/retention.h"
+#include "agent/source/site_registry.h"
 #include "common/checksum.h"
 
 namespace geosync {
@@ -540,6 +542,69 @@ TEST_F(SpoolRetentionTest, ReaderWhoseNextSegmentWasReleasedSaysReseedNeeded) {
   }
   EXPECT_EQ(got.size(), 5u) << "the open segment is still read to its end";
   EXPECT_EQ(st.code(), Code::kNotFound) << st.ToString();
+}
+
+// Source retention over the same spool (A{100,200} B{300,400} C{500}, 1500
+// bytes) with two sites.
+class SourceRetentionTest : public SpoolRetentionTest {
+ protected:
+  void Holds(const std::string& site, Position durable) {
+    Ack ack;
+    ack.received = ack.durable = ack.applied = durable;
+    registry_.Update(site, ack);
+  }
+  SiteRegistry registry_{{"dublin", "virginia"}};
+};
+
+TEST_F(SourceRetentionTest, SiteThatKeptUpIsNotDroppedWhenTheSpoolGrewPastTheCap) {
+  // The spool grew past the cap since the last run, but virginia holds it
+  // all: releasing first brings it under the cap, and nobody is dropped.
+  Holds("dublin", P(1, 500));
+  Holds("virginia", P(1, 500));
+  EnforceRetention(1000, *spool_, registry_);
+  EXPECT_EQ(spool_->size_bytes(), 300u);
+  EXPECT_FALSE(registry_.Dropped("dublin"));
+  EXPECT_FALSE(registry_.Dropped("virginia"));
+}
+
+TEST_F(SourceRetentionTest, OnlyTheSlowestSiteIsDroppedAtTheCap) {
+  LogCapture log;
+  Holds("dublin", P(1, 100));
+  Holds("virginia", P(1, 500));
+  EnforceRetention(1000, *spool_, registry_);
+  EXPECT_TRUE(registry_.Dropped("dublin"));
+  EXPECT_FALSE(registry_.Dropped("virginia"));
+  EXPECT_EQ(spool_->size_bytes(), 300u);
+  EXPECT_EQ(spool_->released(), P(1, 400));
+  EXPECT_NE(log.All().find("SITE dublin dropped from retention"), std::string::npos) << log.All();
+  EXPECT_EQ(log.All().find("SITE virginia"), std::string::npos) << log.All();
+}
+
+TEST_F(SourceRetentionTest, UnderTheCapNobodyIsDroppedAndOnlyWhatAllHoldIsReleased) {
+  Holds("dublin", P(1, 200));
+  Holds("virginia", P(1, 500));
+  EnforceRetention(2000, *spool_, registry_);
+  EXPECT_FALSE(registry_.Dropped("dublin"));
+  EXPECT_EQ(spool_->released(), P(1, 200)) << "segment A only: dublin lacks B";
+  EXPECT_EQ(spool_->size_bytes(), 900u);
+}
+
+TEST_F(SourceRetentionTest, SitesWhoseDropWouldFreeNothingAreKept) {
+  // Both hold everything; the active segment alone is over a 200-byte cap.
+  Holds("dublin", P(1, 500));
+  Holds("virginia", P(1, 500));
+  EnforceRetention(200, *spool_, registry_);
+  EXPECT_EQ(spool_->size_bytes(), 300u);
+  EXPECT_FALSE(registry_.Dropped("dublin"));
+  EXPECT_FALSE(registry_.Dropped("virginia"));
+}
+
+TEST_F(SourceRetentionTest, SitesThatNeverReportedAreDroppedTogetherWhenOnlyThatFreesSpace) {
+  // Neither site has reported: dropping one alone frees nothing, so both go.
+  EnforceRetention(1000, *spool_, registry_);
+  EXPECT_TRUE(registry_.Dropped("dublin"));
+  EXPECT_TRUE(registry_.Dropped("virginia"));
+  EXPECT_EQ(spool_->size_bytes(), 300u);
 }
 
 TEST_F(SpoolTest, LsnGoingBackwardsIsRejected) {
