@@ -9,9 +9,10 @@
 --
 -- Event triggers do not fire under session_replication_role = replica, which
 -- is how geosync applies changes, so applied DDL is never emitted again.
--- Limitation: the text is the whole client query string (current_query()). A
--- single query string that mixes DDL and DML ("CREATE TABLE t(); INSERT ...")
--- would be replayed whole; send such statements separately. The trigger emits
+-- The text is the whole client query string (current_query()). Of a string
+-- with several statements ("BEGIN; CREATE TABLE t(); INSERT ...; COMMIT"),
+-- replicas run only the DDL: transaction control and data statements are
+-- left out (common/ddl_text.cpp, docs/apply.md). The trigger emits
 -- a given query string once per transaction.
 
 CREATE SCHEMA IF NOT EXISTS geosync;

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/ddl_text.h"
 #include "common/encoding.h"
 
 namespace geosync {
@@ -752,6 +753,17 @@ Status Applier::RunDdl(const std::string& content, int index) {
         index, "",
         Status::InvalidArgument(fmt::format("malformed {} message: {}", kDdlPrefix, e.what())));
   }
+  // Transaction control in the captured string would end this apply
+  // transaction, and its data statements arrive as row changes anyway.
+  DdlReplay replay = DdlToReplay(sql);
+  for (const std::string& left_out : replay.skipped) {
+    spdlog::info(
+        "apply: of DDL [{}], not running [{}]: transaction control, or data that "
+        "arrives as row changes",
+        sql.substr(0, 120), left_out.substr(0, 120));
+  }
+  if (replay.sql.empty()) return Status::Ok();
+  sql = std::move(replay.sql);
   GEOSYNC_RETURN_IF_ERROR(Sync());
   GEOSYNC_RETURN_IF_ERROR(Drain(0));
   if (!batch_error_.ok()) return Status::Ok();

@@ -473,6 +473,45 @@ TEST_F(ApplierTest, FailingDdlStopsApplyNamingItsTransactionAndRollsBack) {
       << "the insert before the DDL was rolled back with it";
 }
 
+// The DDL trigger captures the client's whole query string. Its BEGIN and
+// COMMIT must not end the apply group's transaction (a later failure must
+// still roll back the whole group), and its INSERT arrives as a row change:
+// run again, it would duplicate the row.
+TEST_F(ApplierTest, DdlStringWithTransactionControlAndDataRunsOnlyItsDdl) {
+  CreateAccounts(*replica_);
+  AppendTxn(760, {kAccounts, Insert(16400, {T("1"), T("a"), T("1")})});
+  const Relation with_note = Rel(16400, "public", "accounts",
+                                 {Col("id", kInt4, true), Col("owner", kText),
+                                  Col("balance", 1700 /* numeric */), Col("note", kText)});
+  const std::string ddl =
+      R"({"sql": "BEGIN; ALTER TABLE accounts ADD COLUMN note text; )"
+      R"(INSERT INTO accounts VALUES (2, 'b', 2, 'n'); COMMIT;", "search_path": "public"})";
+  AppendTxn(761,
+            {Message(kDdlPrefix, ddl), with_note, Insert(16400, {T("2"), T("b"), T("2"), T("n")})});
+  CommitEvent third = AppendTxn(
+      762, {Message(kDdlPrefix,
+                    R"({"sql": "ALTER TABLE missing ADD COLUMN x int", "search_path": ""})")});
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(WaitFor([&] { return RunReturned(); }, 30s, "Run() stops on the failing DDL"));
+  Status st = run_.get();
+  // Run whole, the text's COMMIT would have ended the group's transaction
+  // and its INSERT would have collided with the replicated row (23505).
+  EXPECT_EQ(st.sqlstate(), "42P01") << st.ToString();
+  EXPECT_NE(st.message().find("applying xid 762"), std::string::npos) << st.ToString();
+  const std::string rows =
+      "SELECT string_agg(id || owner || coalesce(note, '-'), ',' ORDER BY id) FROM accounts";
+  EXPECT_EQ(Query(rows), "1a-,2bn")
+      << "retried one at a time up to the failing transaction; the INSERT in the DDL text did "
+         "not run, row 2 came once, as a row change";
+
+  // Skipping the failing transaction goes on, and nothing is applied twice.
+  applier_->SkipXid(762);
+  RunAgain();
+  ASSERT_TRUE(WaitApplied(third, "apply passed the skipped transaction"));
+  EXPECT_EQ(Query(rows), "1a-,2bn");
+}
+
 // Not a benchmark, a sanity figure: many rows per transaction, pipelined.
 TEST_F(ApplierTest, BulkTransactionsApplyAtPipelineSpeed) {
   CreateAccounts(*replica_);

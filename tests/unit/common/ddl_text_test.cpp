@@ -1,0 +1,90 @@
+// What a replica runs of a captured DDL query string (common/ddl_text.h).
+#include "common/ddl_text.h"
+
+#include <gtest/gtest.h>
+
+namespace geosync {
+namespace {
+
+using Statements = std::vector<std::string_view>;
+
+TEST(SplitSqlStatements, SplitsAtTopLevelSemicolonsOnly) {
+  EXPECT_EQ(SplitSqlStatements("CREATE TABLE a (x int); ALTER TABLE a ADD y int;"),
+            (Statements{"CREATE TABLE a (x int)", "ALTER TABLE a ADD y int"}));
+  EXPECT_EQ(SplitSqlStatements("  ;; SELECT 1 ;  "), (Statements{"SELECT 1"}));
+  EXPECT_EQ(SplitSqlStatements(""), Statements{});
+}
+
+TEST(SplitSqlStatements, SemicolonsInsideQuotesCommentsAndBodiesStay) {
+  EXPECT_EQ(SplitSqlStatements("COMMENT ON TABLE a IS 'x; ''y''; z'; SELECT 2"),
+            (Statements{"COMMENT ON TABLE a IS 'x; ''y''; z'", "SELECT 2"}));
+  EXPECT_EQ(SplitSqlStatements(R"(SELECT E'a\'; b'; SELECT 3)"),
+            (Statements{R"(SELECT E'a\'; b')", "SELECT 3"}));
+  EXPECT_EQ(SplitSqlStatements(R"(CREATE TABLE "we;ird" (x int); SELECT 4)"),
+            (Statements{R"(CREATE TABLE "we;ird" (x int))", "SELECT 4"}));
+  EXPECT_EQ(SplitSqlStatements("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $fn$ BEGIN "
+                               "RETURN 1; END $fn$; SELECT 5"),
+            (Statements{"CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $fn$ BEGIN RETURN 1; "
+                        "END $fn$",
+                        "SELECT 5"}));
+  EXPECT_EQ(SplitSqlStatements("DO $$ BEGIN PERFORM 1; END $$; SELECT 6"),
+            (Statements{"DO $$ BEGIN PERFORM 1; END $$", "SELECT 6"}));
+  EXPECT_EQ(SplitSqlStatements("SELECT 1 -- a; comment\n; /* b; /* nested; */ c; */ SELECT 7"),
+            (Statements{"SELECT 1 -- a; comment", "/* b; /* nested; */ c; */ SELECT 7"}));
+  EXPECT_EQ(SplitSqlStatements("CREATE FUNCTION g(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC "
+                               "SELECT CASE WHEN a > 0 THEN 1 ELSE 0 END; SELECT 2; END; SELECT 8"),
+            (Statements{"CREATE FUNCTION g(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT "
+                        "CASE WHEN a > 0 THEN 1 ELSE 0 END; SELECT 2; END",
+                        "SELECT 8"}));
+}
+
+TEST(SplitSqlStatements, UnterminatedQuotesDoNotReadPastTheEnd) {
+  EXPECT_EQ(SplitSqlStatements("SELECT 'open; SELECT 2"), (Statements{"SELECT 'open; SELECT 2"}));
+  EXPECT_EQ(SplitSqlStatements("SELECT $x$ open; x"), (Statements{"SELECT $x$ open; x"}));
+  EXPECT_EQ(SplitSqlStatements("SELECT 1 /* open; "), (Statements{"SELECT 1 /* open;"}));
+  EXPECT_EQ(SplitSqlStatements("SELECT $1; SELECT a$b"), (Statements{"SELECT $1", "SELECT a$b"}));
+}
+
+TEST(FirstKeyword, SkipsSpaceCommentsAndParentheses) {
+  EXPECT_EQ(FirstKeyword("  alter table a"), "ALTER");
+  EXPECT_EQ(FirstKeyword("/* c */ -- d\n (select 1)"), "SELECT");
+  EXPECT_EQ(FirstKeyword("   "), "");
+}
+
+TEST(DdlToReplay, ASingleStatementRunsAsItIs) {
+  DdlReplay r = DdlToReplay("  CREATE TABLE a (x int);  ");
+  EXPECT_EQ(r.sql, "CREATE TABLE a (x int);");
+  EXPECT_TRUE(r.skipped.empty());
+}
+
+TEST(DdlToReplay, TransactionControlAndDataAreLeftOut) {
+  // The string the mixed-workload e2e test sends: its COMMIT once ended the
+  // replica's apply transaction.
+  DdlReplay r = DdlToReplay(
+      "BEGIN; ALTER TABLE types ADD COLUMN extra text DEFAULT 'x'; "
+      "UPDATE types SET extra = 'set ' || id WHERE id < 20; COMMIT;");
+  EXPECT_EQ(r.sql, "ALTER TABLE types ADD COLUMN extra text DEFAULT 'x'");
+  EXPECT_EQ(r.skipped,
+            (std::vector<std::string>{
+                "BEGIN", "UPDATE types SET extra = 'set ' || id WHERE id < 20", "COMMIT"}));
+}
+
+TEST(DdlToReplay, EveryLeftOutKindAndTheKeptOnesInOrder) {
+  DdlReplay r = DdlToReplay(
+      "start transaction; CREATE TABLE t (x int); insert into t values (1); "
+      "WITH d AS (DELETE FROM t RETURNING *) SELECT 1; CREATE INDEX ON t (x); SAVEPOINT s; "
+      "RELEASE s; merge into t using t u on true when matched then do nothing; "
+      "copy t from stdin; truncate t; values (1); table t; select 1; "
+      "PREPARE TRANSACTION 'p'; PREPARE q AS SELECT 1; rollback; abort; end");
+  EXPECT_EQ(r.sql, "CREATE TABLE t (x int); CREATE INDEX ON t (x); PREPARE q AS SELECT 1");
+  EXPECT_EQ(r.skipped.size(), 15u);
+}
+
+TEST(DdlToReplay, NothingLeftMeansNothingToRun) {
+  DdlReplay r = DdlToReplay("BEGIN; COMMIT");
+  EXPECT_EQ(r.sql, "");
+  EXPECT_EQ(r.skipped.size(), 2u);
+}
+
+}  // namespace
+}  // namespace geosync
