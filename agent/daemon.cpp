@@ -277,6 +277,12 @@ Status RunSource(SiteControl& control) {
       return Status::Ok();
     }
   }
+  {
+    // A promoted replica's config still says "replica": check as a source.
+    Config as_source = config;
+    as_source.role = Role::kSource;
+    GEOSYNC_RETURN_IF_ERROR(CheckPostgresForRole(as_source));
+  }
   const auto started = std::chrono::steady_clock::now();
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, true));
@@ -610,6 +616,7 @@ struct ReplicaView {
     s.batch_retries = as.batch_retries;
     s.collapsed = as.collapsed;
     s.collapse_fallbacks = as.collapse_fallbacks;
+    s.ddl_refused = as.ddl_refused;
     s.apply_rate = rate.PerSecond();
     s.seed = seed.Snapshot();
     return s;

@@ -2,8 +2,8 @@
 #include "common/ddl_text.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
+#include <initializer_list>
 
 namespace geosync {
 namespace {
@@ -151,32 +151,129 @@ std::string FirstKeyword(std::string_view statement) {
   return Upper(statement.substr(i, j - i));
 }
 
+namespace {
+
+// The statement's words, upper-cased, in order, up to `max`: quoted strings
+// and identifiers become "'" and "\"", punctuation is skipped.
+std::vector<std::string> Words(std::string_view sql, size_t max) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < sql.size() && out.size() < max) {
+    char c = sql[i];
+    if (c == '\'' || c == '"') {
+      out.emplace_back(1, c);
+      i = SkipQuoted(sql, i, c, false);
+    } else if (c == '$' && SkipDollarQuoted(sql, i) != std::string_view::npos) {
+      out.emplace_back("'");
+      i = SkipDollarQuoted(sql, i);
+    } else if (SkipComment(sql, i) != i) {
+      i = SkipComment(sql, i);
+    } else if (IsWordStart(c)) {
+      size_t j = i;
+      while (j < sql.size() && IsWordChar(sql[j])) ++j;
+      out.push_back(Upper(sql.substr(i, j - i)));
+      i = j;
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+bool OneOf(const std::string& word, std::initializer_list<std::string_view> set) {
+  return std::find(set.begin(), set.end(), word) != set.end();
+}
+
+// CREATE/ALTER/DROP: the object kind after the modifiers.
+DdlStatementVerdict ClassifyObjectCommand(const std::vector<std::string>& w) {
+  size_t k = 1;
+  while (k < w.size() &&
+         OneOf(w[k], {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "UNIQUE",
+                      "DEFAULT", "TRUSTED", "PROCEDURAL", "CONSTRAINT", "RECURSIVE"})) {
+    ++k;
+  }
+  std::string object = k < w.size() ? w[k] : "";
+  std::string next = k + 1 < w.size() ? w[k + 1] : "";
+  bool cluster_wide =
+      OneOf(object, {"ROLE", "GROUP", "DATABASE", "TABLESPACE", "SUBSCRIPTION", "SYSTEM"}) ||
+      (object == "USER" && next != "MAPPING");
+  if (cluster_wide || object.empty()) {
+    return {DdlStatementKind::kRefused, w[0] + (object.empty() ? "" : " " + object)};
+  }
+  return {DdlStatementKind::kRun, w[0] + " " + object};
+}
+
+}  // namespace
+
+DdlStatementVerdict ClassifyDdlStatement(std::string_view statement) {
+  std::vector<std::string> w = Words(statement, 64);
+  if (w.empty()) return {DdlStatementKind::kLeftOut, ""};
+  const std::string& first = w[0];
+  if (OneOf(first, {"CREATE", "ALTER", "DROP"})) return ClassifyObjectCommand(w);
+  if (OneOf(first, {"COMMENT", "SECURITY", "REFRESH", "IMPORT"})) {
+    return {DdlStatementKind::kRun, first};
+  }
+  if (first == "GRANT" || first == "REVOKE") {
+    // Object privileges name their objects with ON before TO/FROM; without
+    // ON it grants a role's membership, which is cluster-wide.
+    const std::string_view stop = first == "GRANT" ? "TO" : "FROM";
+    for (size_t k = 1; k < w.size() && w[k] != stop; ++k) {
+      if (w[k] == "ON") return {DdlStatementKind::kRun, first};
+    }
+    return {DdlStatementKind::kRefused, first + " of a role"};
+  }
+  if (OneOf(first,
+            {"BEGIN",    "START",   "COMMIT",   "END",     "ROLLBACK",   "ABORT",      "SAVEPOINT",
+             "RELEASE",  "PREPARE", "INSERT",   "UPDATE",  "DELETE",     "MERGE",      "COPY",
+             "TRUNCATE", "SELECT",  "WITH",     "VALUES",  "TABLE",      "SET",        "RESET",
+             "SHOW",     "ANALYZE", "ANALYSE",  "VACUUM",  "CHECKPOINT", "EXPLAIN",    "LOCK",
+             "NOTIFY",   "LISTEN",  "UNLISTEN", "DISCARD", "EXECUTE",    "DEALLOCATE", "DECLARE",
+             "FETCH",    "MOVE",    "CLOSE",    "CLUSTER", "REINDEX"})) {
+    return {DdlStatementKind::kLeftOut, first};
+  }
+  return {DdlStatementKind::kRefused, first};
+}
+
 DdlReplay DdlToReplay(std::string_view sql) {
-  static constexpr std::array<std::string_view, 18> kLeftOut = {
-      "BEGIN",  "START",  "COMMIT", "END",  "ROLLBACK", "ABORT",  "SAVEPOINT", "RELEASE", "INSERT",
-      "UPDATE", "DELETE", "MERGE",  "COPY", "TRUNCATE", "SELECT", "WITH",      "VALUES",  "TABLE"};
   DdlReplay replay;
   std::vector<std::string_view> statements = SplitSqlStatements(sql);
-  if (statements.size() <= 1) {
-    replay.sql = std::string(Trim(sql));
-    return replay;
-  }
+  bool ended = false;  // a COMMIT, END or PREPARE TRANSACTION was seen
   for (std::string_view s : statements) {
-    std::string kw = FirstKeyword(s);
-    bool left_out = std::find(kLeftOut.begin(), kLeftOut.end(), kw) != kLeftOut.end();
-    if (kw == "PREPARE") {
-      std::string_view rest = Trim(s.substr(s.find_first_of(" \t\r\n") == std::string_view::npos
-                                                ? s.size()
-                                                : s.find_first_of(" \t\r\n")));
-      left_out = FirstKeyword(rest) == "TRANSACTION";
+    std::vector<std::string> w = Words(s, 2);
+    std::string kw = w.empty() ? "" : w[0];
+    if (ended && replay.refusal.empty()) {
+      replay.refusal =
+          "statements follow a COMMIT in one query string, so which of its "
+          "transactions ran which DDL cannot be told";
     }
-    if (left_out) {
-      replay.skipped.emplace_back(s);
-    } else {
+    if ((kw == "ROLLBACK" || kw == "ABORT") && replay.refusal.empty()) {
+      replay.refusal =
+          "the query string rolls back, so which of its DDL took effect cannot be told";
+    }
+    if (kw == "COMMIT" || kw == "END" ||
+        (kw == "PREPARE" && w.size() > 1 && w[1] == "TRANSACTION")) {
+      ended = true;
+    }
+    DdlStatementVerdict v = ClassifyDdlStatement(s);
+    if (v.kind == DdlStatementKind::kRun) {
       if (!replay.sql.empty()) replay.sql += "; ";
       replay.sql += s;
+    } else if (v.kind == DdlStatementKind::kLeftOut) {
+      replay.skipped.emplace_back(s);
+    } else {
+      replay.refused.emplace_back(s);
+      if (replay.refusal.empty()) {
+        replay.refusal = v.what + " is never run by a replica";
+      }
     }
   }
+  if (statements.size() == 1 && !replay.sql.empty()) replay.sql = std::string(Trim(sql));
+  if (replay.refusal.empty() && replay.sql.empty()) {
+    replay.refusal =
+        "it holds no DDL statement of an allowed kind (DDL run from inside a function, DO or "
+        "CALL is not replicated)";
+  }
+  if (!replay.refusal.empty()) replay.sql.clear();
   return replay;
 }
 

@@ -24,17 +24,38 @@ std::vector<std::string_view> SplitSqlStatements(std::string_view sql);
 // leading comments and parentheses.
 std::string FirstKeyword(std::string_view statement);
 
+// What a replica does with one statement of a captured DDL string.
+enum class DdlStatementKind {
+  kRun,      // DDL of an allowed kind: run as the message's author
+  kLeftOut,  // transaction control, data (arrives as row changes), session
+             // settings and maintenance: its effect is not the replica's to repeat
+  kRefused,  // never run: roles, databases, tablespaces, subscriptions,
+             // ALTER SYSTEM, DO, CALL, LOAD and any kind not known to be DDL
+};
+
+struct DdlStatementVerdict {
+  DdlStatementKind kind = DdlStatementKind::kRefused;
+  std::string what;  // e.g. "CREATE ROLE", "DO"; the reason a refusal names
+};
+
+// The allow-list. Pure: looks only at the statement's leading keywords (and
+// for GRANT/REVOKE whether an ON clause names objects rather than roles).
+DdlStatementVerdict ClassifyDdlStatement(std::string_view statement);
+
 struct DdlReplay {
   std::string sql;                   // what to run: "" when nothing is left
   std::vector<std::string> skipped;  // statements left out, in order
+  std::vector<std::string> refused;  // statements never run, in order
+  // Non-empty: the whole string is refused (nothing of it runs), and why.
+  // A string whose transaction structure a replica cannot reproduce
+  // (ROLLBACK, or statements after its COMMIT: the trigger cannot tell which
+  // of its transactions this message belongs to), or with nothing to run.
+  std::string refusal;
 };
 
-// The part of a captured query string that a replica runs. A single
-// statement is run as it is. Of several, transaction control (BEGIN, START,
-// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION) and
-// data statements (INSERT, UPDATE, DELETE, MERGE, COPY, TRUNCATE, SELECT,
-// WITH, VALUES, TABLE), whose effects arrive as row changes, are left out;
-// the rest is joined with "; ".
+// The part of a captured query string that a replica runs: its kRun
+// statements joined with "; ", in order. kLeftOut statements are reported in
+// `skipped`, kRefused ones in `refused`.
 DdlReplay DdlToReplay(std::string_view sql);
 
 }  // namespace geosync

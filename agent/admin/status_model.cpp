@@ -225,6 +225,7 @@ nlohmann::json StatusJson(const ReplicaSnapshot& s) {
         {"groups", s.groups},
         {"bytes", s.apply_bytes},
         {"skipped", s.skipped},
+        {"ddl_refused", s.ddl_refused},
         {"failures", s.apply_failures},
         {"rate_per_second", s.apply_rate},
         {"error", Text(s.apply_error)}}},
@@ -483,6 +484,9 @@ std::string MetricsText(const ReplicaSnapshot& s) {
   w.One("geosync_apply_collapse_fallbacks_total", "counter",
         "Collapsed groups that failed with a constraint error and were applied in plain order.",
         Num(s.collapse_fallbacks));
+  w.One("geosync_apply_ddl_refused_total", "counter",
+        "DDL messages not run: they failed the allow-list or named no role (docs/security.md).",
+        Num(s.ddl_refused));
   w.One("geosync_apply_rate_transactions", "gauge",
         "Source transactions applied per second over the last 10 s.", Num(s.apply_rate));
   w.One("geosync_apply_error", "gauge", "1 while apply is stopped on an error.",

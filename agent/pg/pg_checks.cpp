@@ -88,6 +88,46 @@ CheckItem CheckReplicationRole(PgConn& conn) {
                              conn.EscapeIdentifier(user)));
 }
 
+// PostgreSQL grants pg_logical_emit_message to PUBLIC: until `geosyncctl
+// init` revokes it, any login could write geosync control messages (DDL that
+// replicas run) into the WAL. The number of its signatures PUBLIC may run.
+Result<int> PublicMayEmitMessages(PgConn& conn) {
+  auto n = conn.QueryValue(
+      "SELECT count(*) FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode("
+      "coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a "
+      "WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = "
+      "'pg_catalog'::pg_catalog.regnamespace AND a.grantee = 0 AND a.privilege_type = "
+      "'EXECUTE'");
+  if (!n.ok()) return n.status();
+  return n->empty() || n->front() == '0' ? 0 : 1;
+}
+
+constexpr const char* kControlMessages = "control messages";
+
+std::string InitFix(PgConn& conn) {
+  const char* db = PQdb(conn.get());
+  return fmt::format(
+      "run `geosyncctl init --dsn \"dbname={} ...\"` as a superuser on this site's database "
+      "(it revokes pg_logical_emit_message from PUBLIC; docs/security.md)",
+      db ? db : "?");
+}
+
+CheckItem CheckControlMessages(PgConn& conn, Role role) {
+  auto n = PublicMayEmitMessages(conn);
+  if (!n.ok()) return QueryFailed(kControlMessages, n.status());
+  if (*n == 0) return Ok(kControlMessages, "only superusers may emit them");
+  CheckItem item = Problem(kControlMessages, Code::kConfig,
+                           "PUBLIC may run pg_logical_emit_message: any login could forge DDL "
+                           "that replicas run",
+                           InitFix(conn));
+  if (role == Role::kReplica) {
+    // Only a source reads its WAL; a replica needs it once promoted.
+    item.code = Code::kOk;
+    item.warning = true;
+  }
+  return item;
+}
+
 // The tables whose changes the site publishes, or would publish as the
 // source: the publication's tables when it exists, else postgres.tables,
 // else every permanent user table (FOR ALL TABLES). One row per table:
@@ -192,6 +232,15 @@ std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) 
 
 }  // namespace
 
+Status CheckControlMessagesProtected(PgConn& conn, const std::string& site) {
+  GEOSYNC_ASSIGN_OR_RETURN(int n, PublicMayEmitMessages(conn));
+  if (n == 0) return Status::Ok();
+  return Status::Config(fmt::format(
+      "site {} cannot be the source: on its database PUBLIC may run pg_logical_emit_message, so "
+      "any login could forge geosync control messages (DDL that every replica runs); {}",
+      site, InitFix(conn)));
+}
+
 Status CheckPostgresForRole(const Config& config) {
   GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, ConnectSite(config));
   if (config.role == Role::kSource) {
@@ -202,6 +251,7 @@ Status CheckPostgresForRole(const Config& config) {
                       "postgresql.conf and restart it",
                       config.site, level));
     }
+    GEOSYNC_RETURN_IF_ERROR(CheckControlMessagesProtected(conn, config.site));
   }
   return Status::Ok();
 }
@@ -229,6 +279,7 @@ std::vector<CheckItem> AuditPostgres(const Config& config) {
       "pg_catalog.pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_name = $1)",
       config.postgres.slot, "other WAL senders run"));
   items.push_back(CheckReplicationRole(*conn));
+  items.push_back(CheckControlMessages(*conn, config.role));
   for (auto& item : CheckReplicaIdentity(*conn, config)) items.push_back(std::move(item));
   return items;
 }

@@ -32,6 +32,11 @@ inline constexpr int kGeosyncSlotsNeeded = 2;
 // source. Errors name the setting to change.
 Status CheckPostgresForRole(const Config& config);
 
+class PgConn;
+// A source refuses to run while PUBLIC may run pg_logical_emit_message on
+// its database (`geosyncctl init` revokes it): the error names the fix.
+Status CheckControlMessagesProtected(PgConn& conn, const std::string& site);
+
 // check-config: connects, then checks wal_level, max_replication_slots,
 // max_wal_senders, the REPLICATION attribute of the user and the replica
 // identity of every table the publication covers (or would cover: the

@@ -257,6 +257,16 @@ Status Applier::Connect() {
   return OpenReader();
 }
 
+std::string Applier::SessionSettingsSql() const {
+  return fmt::format(
+      "SET session_replication_role = replica; SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; "
+      "SET extra_float_digits = 3; SET search_path = ''; SET statement_timeout = 0; "
+      "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; "
+      "SET default_transaction_read_only = off; "
+      "SET application_name = 'geosync_applier'; SET synchronous_commit = {}",
+      options_.batch.synchronous_commit ? "on" : "off");
+}
+
 Status Applier::SetUpSession() {
   // Replica role: no user triggers, no FK triggers, no event triggers (so
   // applied DDL is not captured again). Text values round-trip exactly under
@@ -264,13 +274,7 @@ Status Applier::SetUpSession() {
   // search_path, as PostgreSQL's own apply worker uses: every name we send is
   // schema-qualified. Writable even where geosync fenced the database
   // read-only for applications (an old primary that now follows).
-  std::string sql = fmt::format(
-      "SET session_replication_role = replica; SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; "
-      "SET extra_float_digits = 3; SET search_path = ''; SET statement_timeout = 0; "
-      "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; "
-      "SET default_transaction_read_only = off; "
-      "SET application_name = 'geosync_applier'; SET synchronous_commit = {}",
-      options_.batch.synchronous_commit ? "on" : "off");
+  std::string sql = SessionSettingsSql();
   auto r = conn_.Exec(sql);
   check_reorder_ = true;
   return r.ok() ? Status::Ok() : r.status().WithContext("setting up the apply session");
@@ -655,6 +659,7 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* r
 
 Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) {
   if (skipping_) return Status::Ok();
+  ddl_texts_.clear();
   for (size_t i = 0; i < unit.events.size(); ++i) {
     const Event& event = unit.events[i];
     Status st;
@@ -735,45 +740,69 @@ Status Applier::SendMessage(const MessageEvent& message, int index) {
   return Status::Ok();  // heartbeats and markers: progress only
 }
 
-// A DDL message: {"sql": ..., "search_path": ...}. The query string may hold
-// several statements, which only the simple query protocol runs, so the
+// A DDL message: {"sql": ..., "search_path": ..., "role": ...}, written by
+// the trigger of schemas/ddl_capture.sql (only it and superusers may emit
+// messages on an initialised primary). Its text is a client's query string:
+// only the allow-listed DDL in it runs (common/ddl_text.h), as the role that
+// ran it on the source, so it can do no more here than there. A message
+// that fails the check is not run, is logged with its transaction and
+// position, and counted (ddl_refused); apply goes on. The query string may
+// hold several statements, which only the simple query protocol runs, so the
 // pipeline is drained and left for it. Prepared statements may depend on the
 // old table shapes: all are deallocated afterwards.
 Status Applier::RunDdl(const std::string& content, int index) {
   std::string sql;
   std::string search_path;
+  std::string role;
   try {
     auto json = nlohmann::json::parse(content);
     sql = json.at("sql").get<std::string>();
     if (json.contains("search_path") && json["search_path"].is_string()) {
       search_path = json["search_path"].get<std::string>();
     }
+    if (json.contains("role") && json["role"].is_string()) role = json["role"].get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     return UnitError(
         index, "",
         Status::InvalidArgument(fmt::format("malformed {} message: {}", kDdlPrefix, e.what())));
   }
-  // Transaction control in the captured string would end this apply
-  // transaction, and its data statements arrive as row changes anyway.
+  // A caller of geosync.emit_ddl_message inside DDL can repeat a genuine
+  // message: a text runs once per source transaction.
+  if (std::find(ddl_texts_.begin(), ddl_texts_.end(), sql) != ddl_texts_.end()) {
+    return Status::Ok();
+  }
+  ddl_texts_.push_back(sql);
   DdlReplay replay = DdlToReplay(sql);
+  if (replay.refusal.empty() && role.empty()) {
+    replay.refusal =
+        "it names no role (written before `geosyncctl init` was rerun on the source, or not by "
+        "geosync)";
+  }
+  if (!replay.refusal.empty()) {
+    RefuseDdl(sql, replay.refusal, index);
+    return Status::Ok();
+  }
   for (const std::string& left_out : replay.skipped) {
     spdlog::info(
-        "apply: of DDL [{}], not running [{}]: transaction control, or data that "
-        "arrives as row changes",
+        "apply: of DDL [{}], not running [{}]: transaction control, session settings, or data "
+        "that arrives as row changes",
         sql.substr(0, 120), left_out.substr(0, 120));
   }
-  if (replay.sql.empty()) return Status::Ok();
   sql = std::move(replay.sql);
   GEOSYNC_RETURN_IF_ERROR(Sync());
   GEOSYNC_RETURN_IF_ERROR(Drain(0));
   if (!batch_error_.ok()) return Status::Ok();
   GEOSYNC_RETURN_IF_ERROR(ExitPipeline());
-  const std::string target = fmt::format(" running DDL [{}]", sql.substr(0, 120));
+  const std::string target = fmt::format(" running DDL [{}] as role {}", sql.substr(0, 120), role);
+  // After the DDL, whatever a function it ran set for the session is
+  // undone: the apply session's own settings are asserted again.
   const std::string steps[] = {
       fmt::format("SELECT pg_catalog.set_config('search_path', {}, true)",
                   conn_.EscapeLiteral(search_path)),
+      "SET LOCAL ROLE " + conn_.EscapeIdentifier(role),
       sql,
-      "SET LOCAL search_path TO ''; DEALLOCATE ALL",
+      "RESET ROLE; SET LOCAL search_path TO ''; DEALLOCATE ALL",
+      SessionSettingsSql(),
   };
   for (const std::string& step : steps) {
     PgResult r(PQexec(conn_.get(), step.c_str()));
@@ -781,6 +810,13 @@ Status Applier::RunDdl(const std::string& content, int index) {
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       Status err = PgError(conn_.get(), r.get());
       if (err.retryable()) return err.WithContext("running DDL");
+      if (&step == &steps[1]) {
+        err = Status(err.code(),
+                     fmt::format("{}: role {} ran this DDL on the source; create the role on this "
+                                 "site (roles are not replicated) or skip the transaction",
+                                 err.message(), role),
+                     err.sqlstate());
+      }
       batch_error_ = UnitError(index, target, err);
       return EnterPipeline();  // the caller syncs and rolls back
     }
@@ -790,6 +826,24 @@ Status Applier::RunDdl(const std::string& content, int index) {
   reorder_ok_ = false;
   check_reorder_ = true;
   return EnterPipeline();
+}
+
+void Applier::RefuseDdl(const std::string& sql, const std::string& why, int index) {
+  const Unit* u =
+      index >= 0 && static_cast<size_t>(index) < current_.size() ? &current_[index] : nullptr;
+  // A group applied again (one at a time, or after a reconnect) meets the
+  // same message again: log and count it once.
+  std::pair<Position, size_t> key{u ? u->position : Position{}, ddl_texts_.size()};
+  if (key <= ddl_refused_upto_) return;
+  ddl_refused_upto_ = key;
+  std::string who =
+      !u          ? "a spool unit"
+      : u->is_txn ? fmt::format("xid {} (commit {})", u->begin.xid, u->commit.commit_lsn.ToString())
+                  : fmt::format("spool unit {}", u->position.ToString());
+  spdlog::warn("apply: refused DDL message of {} at {}: {}; not run: [{}]", who,
+               u ? u->position.ToString() : "?", why, sql.substr(0, 200));
+  std::lock_guard lock(mu_);
+  stats_.ddl_refused++;
 }
 
 // A sequence snapshot: [{"schema": ..., "name": ..., "last_value": ...}].

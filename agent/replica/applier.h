@@ -73,6 +73,9 @@ class Applier {
     // Statements sent for row changes in committed groups: fewer than the
     // changes sent, as runs become multi-row statements (rows_per_statement).
     uint64_t row_statements = 0;
+    // DDL messages not run: they failed the allow-list (common/ddl_text.h)
+    // or named no role (docs/security.md).
+    uint64_t ddl_refused = 0;
     PgTimestamp last_commit_time = 0;  // source commit time of the last applied txn
     std::chrono::system_clock::time_point last_apply_time{};  // when it was committed here
     // last_apply_time minus last_commit_time: the apply lag at that moment.
@@ -189,6 +192,8 @@ class Applier {
   Status SendTruncate(const TruncateEvent& truncate, int index);
   Status SendMessage(const MessageEvent& message, int index);
   Status RunDdl(const std::string& content, int index);
+  void RefuseDdl(const std::string& sql, const std::string& why, int index);
+  std::string SessionSettingsSql() const;
   Status SendSequences(const std::string& content, int index);
   Status SendCommit(const Unit& last_txn);
   void RecordApplied(std::span<Unit> units, uint64_t groups);
@@ -233,8 +238,11 @@ class Applier {
   // that fires during apply exists (checked per session and after DDL).
   bool reorder_ok_ = false;
   bool check_reorder_ = true;
-  uint64_t group_row_statements_ = 0;  // in the replica transaction being sent
-  bool group_update_runs_ = false;     // it sent updates through runs
+  uint64_t group_row_statements_ = 0;   // in the replica transaction being sent
+  bool group_update_runs_ = false;      // it sent updates through runs
+  std::vector<std::string> ddl_texts_;  // DDL texts of the unit being sent
+  // The last refused DDL message counted: (unit, its DDL message ordinal).
+  std::pair<Position, size_t> ddl_refused_upto_{};
   // Plain ordered apply (the fallback): no collapsing, no multi-row updates.
   bool plain_ = false;
   std::string reorder_blocker_;  // the trigger or rule that last turned it off

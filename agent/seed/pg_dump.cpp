@@ -96,9 +96,8 @@ Result<std::string> DumpSchema(const std::string& conninfo, const std::string& s
                                const std::string& section) {
   if (tables.empty()) return std::string();
   std::vector<std::string> argv = {
-      PgBinDir() + "/pg_dump",  "--schema-only",     "--section=" + section,
-      "--snapshot=" + snapshot, "--no-owner",        "--no-privileges",
-      "--no-tablespaces",       "--no-publications", "--no-subscriptions"};
+      PgBinDir() + "/pg_dump", "--schema-only",    "--section=" + section, "--snapshot=" + snapshot,
+      "--no-privileges",       "--no-tablespaces", "--no-publications",    "--no-subscriptions"};
   for (const auto& [schema, name] : tables) {
     argv.push_back("--table=" + QuotePattern(schema) + "." + QuotePattern(name));
   }

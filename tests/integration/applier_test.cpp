@@ -262,17 +262,19 @@ TEST_F(ApplierTest, DdlMessageRunsInPlaceThenRowsGoToTheNewTable) {
   const Relation items = Rel(16440, "app", "items", {Col("id", kInt4, true), Col("name", kText)});
   const std::string ddl =
       R"({"sql": "CREATE TABLE items (id int PRIMARY KEY, name text); CREATE INDEX ON items (name);",)"
-      R"( "search_path": "app, public", "tags": ["CREATE TABLE", "CREATE INDEX"]})";
+      R"( "search_path": "app, public", "role": "postgres", "tags": ["CREATE TABLE", "CREATE INDEX"]})";
   AppendTxn(740,
             {kAccounts, Insert(16400, {T("1"), T("ann"), T("1")}), Message(kDdlPrefix, ddl), items,
              Insert(16440, {T("1"), T("first")}), Insert(16440, {T("2"), T("second")})});
   const Relation items2 =
       Rel(16440, "app", "items", {Col("id", kInt4, true), Col("name", kText), Col("qty", kInt4)});
   CommitEvent last = AppendTxn(
-      741, {items, Insert(16440, {T("3"), T("third")}),
-            Message(kDdlPrefix,
-                    R"({"sql": "ALTER TABLE app.items ADD COLUMN qty int", "search_path": ""})"),
-            items2, Insert(16440, {T("4"), T("fourth"), T("7")})});
+      741,
+      {items, Insert(16440, {T("3"), T("third")}),
+       Message(
+           kDdlPrefix,
+           R"({"sql": "ALTER TABLE app.items ADD COLUMN qty int", "search_path": "", "role": "postgres"})"),
+       items2, Insert(16440, {T("4"), T("fourth"), T("7")})});
   SyncSpool();
   StartApplier();
   ASSERT_TRUE(WaitApplied(last, "DDL transactions applied"));
@@ -457,16 +459,18 @@ TEST_F(ApplierTest, FailingDdlStopsApplyNamingItsTransactionAndRollsBack) {
   CommitEvent bad = AppendTxn(
       743,
       {kAccounts, Insert(16400, {T("1"), T("a"), T("1")}),
-       Message(kDdlPrefix,
-               R"({"sql": "ALTER TABLE missing ADD COLUMN x int", "search_path": "public"})")});
+       Message(
+           kDdlPrefix,
+           R"({"sql": "ALTER TABLE missing ADD COLUMN x int", "search_path": "public", "role": "postgres"})")});
   SyncSpool();
   StartApplier();
   ASSERT_TRUE(WaitFor([&] { return RunReturned(); }, 30s, "Run() stops on the failing DDL"));
   Status st = run_.get();
   EXPECT_EQ(st.sqlstate(), "42P01");
-  EXPECT_NE(st.message().find(fmt::format("applying xid 743 (commit {}) running DDL [ALTER TABLE "
-                                          "missing ADD COLUMN x int]: PostgreSQL error 42P01",
-                                          bad.commit_lsn.ToString())),
+  EXPECT_NE(st.message().find(
+                fmt::format("applying xid 743 (commit {}) running DDL [ALTER TABLE "
+                            "missing ADD COLUMN x int] as role postgres: PostgreSQL error 42P01",
+                            bad.commit_lsn.ToString())),
             std::string::npos)
       << st.message();
   EXPECT_EQ(Query("SELECT count(*) FROM accounts"), "0")
@@ -485,12 +489,14 @@ TEST_F(ApplierTest, DdlStringWithTransactionControlAndDataRunsOnlyItsDdl) {
                                   Col("balance", 1700 /* numeric */), Col("note", kText)});
   const std::string ddl =
       R"({"sql": "BEGIN; ALTER TABLE accounts ADD COLUMN note text; )"
-      R"(INSERT INTO accounts VALUES (2, 'b', 2, 'n'); COMMIT;", "search_path": "public"})";
+      R"(INSERT INTO accounts VALUES (2, 'b', 2, 'n'); COMMIT;", "search_path": "public", "role": "postgres"})";
   AppendTxn(761,
             {Message(kDdlPrefix, ddl), with_note, Insert(16400, {T("2"), T("b"), T("2"), T("n")})});
   CommitEvent third = AppendTxn(
-      762, {Message(kDdlPrefix,
-                    R"({"sql": "ALTER TABLE missing ADD COLUMN x int", "search_path": ""})")});
+      762,
+      {Message(
+          kDdlPrefix,
+          R"({"sql": "ALTER TABLE missing ADD COLUMN x int", "search_path": "", "role": "postgres"})")});
   SyncSpool();
   StartApplier();
   ASSERT_TRUE(WaitFor([&] { return RunReturned(); }, 30s, "Run() stops on the failing DDL"));
@@ -510,6 +516,69 @@ TEST_F(ApplierTest, DdlStringWithTransactionControlAndDataRunsOnlyItsDdl) {
   RunAgain();
   ASSERT_TRUE(WaitApplied(third, "apply passed the skipped transaction"));
   EXPECT_EQ(Query(rows), "1a-,2bn");
+}
+
+// What a forged geosync.ddl message asks for never runs, whatever its text:
+// the primary refuses non-superusers pg_logical_emit_message after
+// `geosyncctl init`, and the replica's allow-list stands behind that. Each
+// refusal is counted once and apply goes on; the rows around it arrive.
+TEST_F(ApplierTest, ForgedDdlMessagesNeverRunAndApplyGoesOn) {
+  CreateAccounts(*replica_);
+  replica_->Exec("CREATE ROLE app LOGIN");
+  const std::vector<std::string> forged = {
+      R"({"sql": "CREATE ROLE pwned SUPERUSER LOGIN", "search_path": "", "role": "postgres"})",
+      R"({"sql": "ROLLBACK", "search_path": "", "role": "app"})",
+      R"({"sql": "SET session_replication_role = origin", "search_path": "", "role": "app"})",
+      R"({"sql": "RESET ALL", "search_path": "", "role": "app"})",
+      R"({"sql": "SET statement_timeout = 1", "search_path": "", "role": "app"})",
+      R"({"sql": "CREATE TABLE public.x (); COMMIT; DROP TABLE public.accounts", "role": "app"})",
+      R"({"sql": "DO $$ BEGIN EXECUTE 'DROP TABLE public.accounts'; END $$", "role": "app"})",
+      R"({"sql": "DROP TABLE public.accounts", "search_path": ""})",  // no role
+  };
+  int xid = 770;
+  for (const std::string& f : forged) {
+    AppendTxn(xid, {kAccounts, Insert(16400, {T(std::to_string(xid)), T("x"), T("1")}),
+                    Message(kDdlPrefix, f)});
+    ++xid;
+  }
+  // Run as its author, a DDL may do no more than its author: app does not
+  // own accounts.
+  CommitEvent as_app = AppendTxn(
+      xid, {Message(kDdlPrefix, R"({"sql": "ALTER TABLE public.accounts ADD COLUMN c int", )"
+                                R"("search_path": "", "role": "app"})")});
+  SyncSpool();
+  StartApplier();
+  ASSERT_TRUE(
+      WaitFor([&] { return RunReturned(); }, 60s, "Run() stops on the DDL app may not run"));
+  Status st = run_.get();
+  EXPECT_EQ(st.sqlstate(), "42501") << st.ToString();
+  EXPECT_NE(st.message().find(fmt::format("applying xid {} (commit {}) running DDL [ALTER TABLE "
+                                          "public.accounts ADD COLUMN c int] as role app",
+                                          xid, as_app.commit_lsn.ToString())),
+            std::string::npos)
+      << st.message();
+
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_roles WHERE rolname = 'pwned'"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts"), std::to_string(forged.size()))
+      << "every row around a forged message arrived, none was rolled back or dropped";
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_tables WHERE tablename = 'x'"), "0");
+  EXPECT_EQ(applier_->stats().ddl_refused, forged.size()) << "each refusal counted once";
+  EXPECT_EQ(Query("SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                  "'accounts' AND column_name = 'c'"),
+            "0");
+
+  // The apply session's settings survived: a transaction after the skip is
+  // applied under session_replication_role = replica, without a timeout.
+  applier_->SkipXid(static_cast<uint32_t>(xid));
+  replica_->Exec(
+      "CREATE FUNCTION no_app_writes() RETURNS trigger LANGUAGE plpgsql AS "
+      "$$ BEGIN RAISE EXCEPTION 'fired'; END $$; CREATE TRIGGER t BEFORE INSERT ON "
+      "accounts FOR EACH ROW EXECUTE FUNCTION no_app_writes()");
+  CommitEvent after = AppendTxn(xid + 1, {kAccounts, Insert(16400, {T("1"), T("y"), T("2")})});
+  SyncSpool();
+  RunAgain();
+  ASSERT_TRUE(WaitApplied(after, "the transaction after the refused messages"));
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts"), std::to_string(forged.size() + 1));
 }
 
 // Not a benchmark, a sanity figure: many rows per transaction, pipelined.

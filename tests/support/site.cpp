@@ -58,7 +58,17 @@ GeoSite::~GeoSite() {
   std::filesystem::remove_all(dir_, ec);
 }
 
-Status GeoSite::Start() { return process_->Start(); }
+Status GeoSite::Start() {
+  if (spec_.init && !initialised_) {
+    // Best effort: a test of an unreachable PostgreSQL expects geosyncd's
+    // own error, which it still gets.
+    ProcessSpec init;
+    init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", spec_.dsn};
+    auto out = RunProgram(init, std::chrono::seconds(60));
+    initialised_ = out.ok() && out->exit_status == 0;
+  }
+  return process_->Start();
+}
 Status GeoSite::Kill9() { return process_->Kill9(); }
 bool GeoSite::IsRunning() { return process_->IsRunning(); }
 pid_t GeoSite::Pid() const { return process_->Pid(); }

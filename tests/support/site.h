@@ -21,6 +21,9 @@ struct SiteSpec {
   std::string cluster_id = "test";
   std::string name;
   bool source = false;
+  // Start() first runs `geosyncctl init` on the site's database, as the
+  // runbook does on every site (a source refuses to start without it).
+  bool init = true;
   std::string dsn;                                  // the site's PostgreSQL
   uint16_t listen_port = 0;                         // source
   uint16_t upstream_port = 0;                       // replica
@@ -48,6 +51,7 @@ class GeoSite {
 
  private:
   SiteSpec spec_;
+  bool initialised_ = false;
   std::string dir_;
   std::string config_path_;
   std::unique_ptr<ChildProcess> process_;
