@@ -17,6 +17,7 @@ enum ExitCode : int {
   kExitCorruption = 7,  // on-disk or on-wire data failed its checksum
   kExitRefused = 8,     // a safety check refused the operation (use --force to override)
   kExitDifferent = 9,   // verify found differences
+  kExitBehind = 10,     // verify: a replica did not reach the position in time (not compared)
 };
 
 inline int ExitCodeFor(const Status& s) {

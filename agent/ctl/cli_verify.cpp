@@ -4,8 +4,10 @@
 // in key-hash buckets; each replica, frozen before the snapshot is taken,
 // applies exactly up to C, holds there and checksums
 // the same buckets; differing buckets are listed row by row on both sides to
-// name the keys that differ. Exit 0 when equal, 9 when different.
+// name the keys that differ. Exit 0 when equal, 9 when different, 10 when a
+// replica did not reach the position in time (behind, not compared).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <iostream>
@@ -67,6 +69,7 @@ class Caller {
       const std::string state = doc.value("state", "");
       if (state == "done") return doc;
       if (state == "failed") {
+        if (doc.value("behind", false)) return doc;  // the caller reports it
         return Status::Io(fmt::format("site {}: {}", site, doc.value("error", "")));
       }
       if (std::chrono::steady_clock::now() > until) {
@@ -203,14 +206,25 @@ int RunVerify(const VerifyArgs& args) {
   std::cout << fmt::format("verify at {} (snapshot of {}): {} table(s), {} buckets each\n",
                            position, source, want.size(), args.buckets);
   uint64_t total_diffs = 0;
+  std::vector<std::string> behind;
   for (const std::string& replica : replicas) {
-    auto begin = caller.Post(replica, fmt::format("/admin/verify/begin?buckets={}&position={}"
-                                                  "&tables={}",
-                                                  args.buckets, admin::QueryEncode(position),
-                                                  admin::QueryEncode(tables)));
+    auto begin =
+        caller.Post(replica, fmt::format("/admin/verify/begin?buckets={}&position={}&tables={}&"
+                                         "reach_timeout_s={}",
+                                         args.buckets, admin::QueryEncode(position),
+                                         admin::QueryEncode(tables), args.timeout_s));
     if (!begin.ok()) return fail(begin.status());
-    auto rep = caller.Wait(replica, args.timeout_s);
+    auto rep = caller.Wait(replica, args.timeout_s + 30);
     if (!rep.ok()) return fail(rep.status());
+    if (rep->value("behind", false)) {
+      // Not compared: a site that is only behind is not different.
+      std::cout << fmt::format("{} vs {}: BEHIND: reached {} of {} within {} s, not compared\n",
+                               replica, source, rep->value("reached", "?"), position,
+                               args.timeout_s);
+      behind.push_back(replica);
+      caller.End(replica);
+      continue;
+    }
     std::map<std::string, TableChecksum> got;
     for (const auto& t : (*rep)["tables"]) {
       auto sum = TableChecksumFromJson(t);
@@ -229,8 +243,17 @@ int RunVerify(const VerifyArgs& args) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (total_diffs > 0) {
-    std::cout << fmt::format("verify: DIFFERENT ({} row(s)) in {:.1f} s\n", total_diffs, seconds);
+    std::cout << fmt::format(
+        "verify: DIFFERENT ({} row(s)) in {:.1f} s{}\n", total_diffs, seconds,
+        behind.empty() ? "" : fmt::format("; {} site(s) BEHIND", behind.size()));
     return kExitDifferent;
+  }
+  if (!behind.empty()) {
+    std::cout << fmt::format(
+        "verify: BEHIND: {} site(s) did not reach {} and were not compared ({}); the others are "
+        "equal; {:.1f} s\n",
+        behind.size(), position, fmt::join(behind, ", "), seconds);
+    return kExitBehind;
   }
   std::cout << fmt::format("verify: every table equal on {} site(s) in {:.1f} s\n", replicas.size(),
                            seconds);

@@ -223,6 +223,8 @@ Status Applier::ApplyLoop(std::chrono::milliseconds* delay) {
     std::vector<Unit> group;
     GEOSYNC_RETURN_IF_ERROR(CollectGroup(&group));
     if (group.empty()) {
+      // Every group collected before the hold has committed.
+      MarkHeldIfReached();
       GEOSYNC_RETURN_IF_ERROR(UpdateFlushed(true));
       WaitForData(seen);
       continue;
@@ -411,6 +413,9 @@ void Applier::HoldBefore(Position at, std::chrono::seconds max) {
   hold_ = at;
   hold_until_ = std::chrono::steady_clock::now() + max;
   held_ = false;
+  reached_ = false;
+  durable_seq_++;  // an idle loop looks again now
+  cv_.notify_all();
   spdlog::info("apply: holding before {} (verify or drill)", at.ToString());
 }
 
@@ -420,6 +425,7 @@ void Applier::ReleaseHold() {
     if (!hold_) return;
     hold_.reset();
     held_ = false;
+    reached_ = false;
     durable_seq_++;  // wake the loop
   }
   cv_.notify_all();
@@ -438,10 +444,20 @@ bool Applier::HeldBack(const Position& pos) {
     spdlog::warn("apply: the hold before {} expired; applying again", hold_->ToString());
     hold_.reset();
     held_ = false;
+    reached_ = false;
     return false;
   }
-  held_ = true;
+  reached_ = true;
   return true;
+}
+
+void Applier::MarkHeldIfReached() {
+  std::lock_guard lock(mu_);
+  if (hold_ && reached_ && !held_) {
+    held_ = true;
+    spdlog::info("apply: holding before {}: everything before it is applied (applied {})",
+                 hold_->ToString(), applied_.ToString());
+  }
 }
 
 Result<bool> Applier::ReadUnit(Unit* unit) {

@@ -116,7 +116,9 @@ class Applier {
   void HoldBefore(Position at, std::chrono::seconds max = std::chrono::minutes(15));
   void ReleaseHold();
   // Whether apply is stopped at the hold: a unit at or after it is waiting,
-  // so every unit before it has been applied.
+  // and every unit before it has been applied and committed. (Reaching the
+  // hold while collecting a group is not enough: that group, the last
+  // before the hold, commits afterwards.)
   bool Held() const;
 
   // A source transaction (or a standalone unit such as a heartbeat) read from
@@ -250,9 +252,11 @@ class Applier {
   std::vector<SpoolRecord> partial_;  // records of a unit not yet complete
   // Whether `pos` must wait for ReleaseHold(); records that apply reached it.
   bool HeldBack(const Position& pos);
+  void MarkHeldIfReached();
   std::optional<Position> hold_;  // under mu_
   std::chrono::steady_clock::time_point hold_until_{};
-  bool held_ = false;  // under mu_
+  bool held_ = false;     // under mu_
+  bool reached_ = false;  // under mu_: a unit at or after the hold is next
   // Units read from the spool but not yet applied: one put back by
   // CollectGroup, or the next group read ahead while the server works.
   std::deque<Unit> pending_units_;

@@ -79,12 +79,19 @@ Status VerifyJob::PrepareSource() {
 }
 
 Status VerifyJob::PrepareReplica() {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  const auto until = std::chrono::steady_clock::now() + request_.reach_timeout;
   while (!applier_->Held()) {
     if (std::chrono::steady_clock::now() > until) {
-      return Status::Timeout(
-          fmt::format("apply did not reach {} within 120 s (applied {}): is the site streaming?",
-                      request_.position.ToString(), applier_->applied().ToString()));
+      const Position reached = applier_->applied();
+      {
+        std::lock_guard lock(mu_);
+        behind_ = true;
+        reached_ = reached;
+      }
+      return Status::Timeout(fmt::format(
+          "behind: apply did not reach {} within {} s (applied {}): not compared; is the site "
+          "streaming?",
+          request_.position.ToString(), request_.reach_timeout.count(), reached.ToString()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -115,6 +122,8 @@ nlohmann::json VerifyJob::Result() const {
           {"error", error_},
           {"position", position_.lsn.valid() ? position_.ToString() : ""},
           {"buckets", request_.buckets},
+          {"behind", behind_},
+          {"reached", reached_.lsn.valid() ? reached_.ToString() : ""},
           {"tables", std::move(tables)}};
 }
 
@@ -152,6 +161,11 @@ void AddVerifyActions(admin::AdminHandlers& handlers, std::shared_ptr<VerifyJob>
         if (comma > start) request.tables.push_back(list.substr(start, comma - start));
         start = comma + 1;
       }
+    }
+    if (auto it = q.find("reach_timeout_s"); it != q.end()) {
+      const int s = std::atoi(it->second.c_str());
+      if (s < 1 || s > 86400) return text(400, "reach_timeout_s must be 1-86400");
+      request.reach_timeout = std::chrono::seconds(s);
     }
     if (auto it = q.find("position"); it != q.end()) {
       auto pos = Position::Parse(it->second);

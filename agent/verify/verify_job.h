@@ -12,6 +12,7 @@
 // the rows of any differing bucket on both sides at the same position.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,9 @@ struct VerifyRequest {
   int buckets = 256;
   std::vector<std::string> tables;  // replica: the source's list; source: from the publication
   Position position;                // replica: hold apply before this
+  // Replica: how long apply may take to reach `position` (every transaction
+  // before it applied and committed); past it the site is "behind".
+  std::chrono::seconds reach_timeout{120};
 };
 
 class VerifyJob {
@@ -46,7 +50,9 @@ class VerifyJob {
                                                VerifyRequest request);
   ~VerifyJob();  // releases the snapshot or the hold
 
-  // {"state": "running"|"done"|"failed", "error", "position", "tables": [...]}
+  // {"state": "running"|"done"|"failed", "error", "position", "tables": [...],
+  //  "behind": true when a replica did not reach the position in time,
+  //  "reached": the position it had applied then}
   nlohmann::json Result() const;
   // (key, row md5) of one bucket, in the job's snapshot; after it is done.
   geosync::Result<nlohmann::json> Rows(const std::string& table, int bucket);
@@ -68,6 +74,8 @@ class VerifyJob {
   std::string state_ = "running";
   std::string error_;
   Position position_;
+  bool behind_ = false;
+  Position reached_;
   std::vector<TableChecksum> sums_;
   std::thread thread_;
 };

@@ -18,6 +18,7 @@
 
 #include "agent/admin/admin_client.h"
 #include "agent/ctl/etcd_claim.h"
+#include "agent/pg/pg_conn.h"
 #include "tests/support/etcd.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -438,6 +439,41 @@ TEST_F(PromoteE2E, VerifyUnderLoadIsEqualThenNamesTheKeyChangedOnAReplica) {
   EXPECT_EQ(dublin.find("DIFFERENT"), std::string::npos) << "dublin is equal\n" << out.output;
   // Apply resumed after the verify: dublin catches up with the primary.
   ExpectIdentical(0, 1, {1});
+}
+
+// A site that only lags is "behind", never "different" (issue #18: a CI run
+// had verify call a lagging dublin DIFFERENT). Virginia's apply is held up
+// by a lock a session takes on its own database, under pgbench: it cannot
+// apply up to the verify position within --timeout. Verify names it behind
+// with the position it reached, compares dublin, and exits 10. With the lock
+// gone, the same verify is equal.
+TEST_F(PromoteE2E, VerifyCallsALaggingSiteBehindNotDifferent) {
+  StartAll();
+  pg_[0]->RunPgbench({"-i", "-s", "1", "-q"});
+  pg_[0]->Exec("CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL)");
+  ExpectIdentical(0, 1, {1, 2});
+  std::thread load([&] { Load(0, 15); });
+  ASSERT_TRUE(WaitFor([&] { return Count(2, "SELECT count(*) FROM orders") > 20; }, 60s,
+                      "load reaches virginia"));
+  auto lock = PgConn::Connect(pg_[2]->ConnInfo());
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  ASSERT_TRUE(lock->Exec("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE").ok());
+  const std::vector<std::string> verify = {"verify",    "--topology", topology_, "--token-file",
+                                           token_file_, "--timeout",  "8"};
+  ProcessOutput out = Ctl(verify);
+  std::cout << out.output;
+  EXPECT_EQ(out.exit_status, 10) << out.output;
+  EXPECT_NE(out.output.find("virginia vs frankfurt: BEHIND: reached 1@"), std::string::npos)
+      << out.output;
+  EXPECT_EQ(out.output.find("DIFFERENT"), std::string::npos) << out.output;
+  EXPECT_NE(out.output.find("dublin vs frankfurt:"), std::string::npos) << "dublin was compared\n"
+                                                                        << out.output;
+  ASSERT_TRUE(lock->Exec("COMMIT").ok());
+  load.join();
+  out = Ctl(verify);
+  std::cout << out.output;
+  EXPECT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("every table equal on 2 site(s)"), std::string::npos) << out.output;
 }
 
 // geosyncctl drill under pgbench: the drilled site ends identical to the site

@@ -518,6 +518,33 @@ TEST_F(ApplierTest, DdlStringWithTransactionControlAndDataRunsOnlyItsDdl) {
   EXPECT_EQ(Query(rows), "1a-,2bn");
 }
 
+// Verify and drills read the replica once Held() says so. The group that
+// reached the hold while it was collected commits after that: a Held()
+// before its commit had a verify compare a replica that lacked it (issue
+// #18). An ALWAYS trigger that fires during apply makes that commit slow.
+TEST_F(ApplierTest, HeldOnlyOnceEveryTransactionBeforeTheHoldIsCommitted) {
+  CreateAccounts(*replica_);
+  replica_->Exec(
+      "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+      "pg_sleep(0.3); RETURN NEW; END $$; CREATE TRIGGER slow BEFORE INSERT ON accounts FOR EACH "
+      "ROW EXECUTE FUNCTION slow(); ALTER TABLE accounts ENABLE ALWAYS TRIGGER slow");
+  constexpr int kTxns = 3;
+  for (int t = 1; t <= kTxns; ++t) {
+    AppendTxn(900 + t, {kAccounts, Insert(16400, {T(std::to_string(t)), T("o"), T("1")})});
+  }
+  CommitEvent held = AppendTxn(999, {kAccounts, Insert(16400, {T("-1"), T("held"), T("1")})});
+  SyncSpool();
+  applier_ = std::make_unique<Applier>(Options(), spool_.get());
+  applier_->HoldBefore(Position{1, held.commit_lsn});
+  RunAgain();
+  ASSERT_TRUE(WaitFor([&] { return applier_->Held(); }, 60s, "apply holds before the last txn"));
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts"), std::to_string(kTxns))
+      << "at Held(), every transaction before the hold is committed and none after it";
+  applier_->ReleaseHold();
+  ASSERT_TRUE(WaitApplied(held, "the held transaction after the release"));
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts"), std::to_string(kTxns + 1));
+}
+
 // What a forged geosync.ddl message asks for never runs, whatever its text:
 // the primary refuses non-superusers pg_logical_emit_message after
 // `geosyncctl init`, and the replica's allow-list stands behind that. Each
