@@ -414,5 +414,29 @@ TEST_F(AdminTlsTest, RequireClientCertRefusesClientsWithoutACertificateFromTheCa
   EXPECT_EQ(ctl_cert.exit_status, kExitOk) << ctl_cert.output;
 }
 
+TEST_F(AdminTlsTest, AllowedPlaintextOffLoopbackStartsWithASecurityWarning) {
+  admin_port_ = FreeTcpPort();
+  SiteSpec spec;
+  spec.name = "frankfurt";
+  spec.source = true;
+  spec.dsn = primary_->ConnInfo();
+  spec.listen_port = FreeTcpPort();
+  spec.sites = {"dublin"};
+  spec.extra = {{"admin",
+                 {{"listen", {{"host", "0.0.0.0"}, {"port", admin_port_}}},
+                  {"token_file", token_file_},
+                  {"allow_plaintext", true}}}};
+  site_ = std::make_unique<GeoSite>(spec);
+  ASSERT_TRUE(site_->Start().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = Call("http", "GET", "/healthz", "", {});
+        return r.ok() && r->status == 200;
+      },
+      60s, "the plaintext admin API answers on 0.0.0.0"));
+  EXPECT_NE(site_->ReadLog().find("SECURITY WARNING"), std::string::npos)
+      << "admin.allow_plaintext is loud at start: " << site_->ReadLog();
+}
+
 }  // namespace
 }  // namespace geosync::testing
