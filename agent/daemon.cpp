@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/admin/admin_client.h"
 #include "agent/admin/admin_server.h"
 #include "agent/admin/slot_poller.h"
 #include "agent/admin/status_model.h"
@@ -101,15 +102,41 @@ admin::SiteIdentity IdentityOf(const Config& config, uint64_t epoch,
   return id;
 }
 
+// The admin API's listener, token (admin.token_file: 0600, 32+ characters)
+// and TLS context. Config errors name the key and the file.
+Result<admin::AdminServerOptions> AdminOptionsFor(const Config& config) {
+  admin::AdminServerOptions o;
+  if (config.admin.listen) o.listen = *config.admin.listen;
+  if (!config.admin.token_file.empty()) {
+    GEOSYNC_ASSIGN_OR_RETURN(o.token, admin::ReadTokenFile(config.admin.token_file));
+  }
+  if (config.admin.tls.enabled) {
+    GEOSYNC_ASSIGN_OR_RETURN(o.tls, admin::MakeAdminTlsContext(config.admin.tls));
+  }
+  return o;
+}
+
+// geosyncd asks its peers' admin APIs for their epoch (PeerWatch): https://
+// peers are verified against the deployment CA, with the site's certificate
+// as the client certificate.
+void SetPeerClientTls(const Config& config) {
+  admin::ClientTls t;
+  t.ca_file = !config.admin.tls.ca_file.empty() ? config.admin.tls.ca_file : config.tls.ca_file;
+  if (config.tls.enabled) {
+    t.cert_file = config.tls.cert_file;
+    t.key_file = config.tls.key_file;
+  } else if (config.admin.tls.enabled) {
+    t.cert_file = config.admin.tls.cert_file;
+    t.key_file = config.admin.tls.key_file;
+  }
+  admin::SetDefaultClientTls(t);
+}
+
 // Serves the admin API when `admin.listen` is configured; nullptr otherwise.
 Result<std::unique_ptr<admin::AdminServer>> StartAdmin(asio::io_context& io, const Config& config,
                                                        admin::AdminHandlers handlers) {
   if (!config.admin.listen) return std::unique_ptr<admin::AdminServer>();
-  admin::AdminServerOptions o;
-  o.listen = *config.admin.listen;
-  if (!config.admin.token_file.empty()) {
-    GEOSYNC_ASSIGN_OR_RETURN(o.token, admin::ReadTokenFile(config.admin.token_file));
-  }
+  GEOSYNC_ASSIGN_OR_RETURN(admin::AdminServerOptions o, AdminOptionsFor(config));
   auto server = std::make_unique<admin::AdminServer>(io, o, std::move(handlers));
   GEOSYNC_RETURN_IF_ERROR(server->Listen());
   asio::co_spawn(io, server->AcceptLoop(), asio::detached);
@@ -866,7 +893,13 @@ Status ChangeRole(SiteControl& control, const NextRole& next) {
 
 }  // namespace
 
+Status CheckAdminSetup(const Config& config) {
+  if (!config.admin.listen) return Status::Ok();
+  return AdminOptionsFor(config).status();
+}
+
 Status RunDaemon(const Config& config) {
+  SetPeerClientTls(config);
   GEOSYNC_ASSIGN_OR_RETURN(SiteState initial, LoadOrInitSiteState(config));
   SiteControl control(config, std::move(initial));
   while (true) {

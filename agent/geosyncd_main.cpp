@@ -43,6 +43,13 @@ int main(int argc, char** argv) {
     std::cerr << "geosyncd: " << st.message() << "\n";
     return kExitConfig;
   }
+  // A token file others can read, a short token or an unloadable admin
+  // certificate stop the daemon before it touches PostgreSQL.
+  st = CheckAdminSetup(*config);
+  if (!st.ok()) {
+    spdlog::error("{}", st.ToString());
+    return ExitCodeFor(st);
+  }
   st = CheckPostgres(*config);
   if (!st.ok()) {
     spdlog::error("{}", st.ToString());

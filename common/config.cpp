@@ -3,6 +3,8 @@
 // with the file and the dotted key path.
 #include "common/config.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -109,6 +111,18 @@ void ReadApply(JsonReader& root, ApplyConfig* apply) {
   r.CheckNoUnknownKeys();
 }
 
+void ReadAdminTls(JsonReader& admin, AdminTlsConfig* tls) {
+  const auto* obj = admin.Object("tls");
+  if (!obj) return;
+  JsonReader r = admin.Child(*obj, "tls");
+  r.Bool("enabled", &tls->enabled, true);
+  r.Bool("require_client_cert", &tls->require_client_cert);
+  r.String("cert_file", &tls->cert_file, tls->enabled);
+  r.String("key_file", &tls->key_file, tls->enabled);
+  r.String("ca_file", &tls->ca_file, tls->enabled && tls->require_client_cert);
+  r.CheckNoUnknownKeys();
+}
+
 void ReadAdmin(JsonReader& root, AdminConfig* admin) {
   const auto* obj = root.Object("admin");
   if (!obj) return;
@@ -118,6 +132,8 @@ void ReadAdmin(JsonReader& root, AdminConfig* admin) {
   int64_t max_lag = admin->ready_max_lag_s;
   r.Int("ready_max_lag_s", 1, 86400, &max_lag);
   admin->ready_max_lag_s = static_cast<int>(max_lag);
+  ReadAdminTls(r, &admin->tls);
+  r.Bool("allow_plaintext", &admin->allow_plaintext);
   r.CheckNoUnknownKeys();
 }
 
@@ -144,6 +160,18 @@ void ReadLog(JsonReader& root, LogOptions* log) {
   r.CheckNoUnknownKeys();
 }
 
+// Plain HTTP carries the bearer token and /status in clear text: off
+// loopback it needs admin.tls, or an explicit admin.allow_plaintext.
+void CheckAdminTransport(JsonReader& r, const Config& c) {
+  const AdminConfig& a = c.admin;
+  if (!a.listen || a.tls.enabled || a.allow_plaintext || IsLoopbackHost(a.listen->host)) return;
+  r.AddError(fmt::format(
+      "key 'admin.listen' is {}, not a loopback address, and admin.tls is not enabled: the "
+      "admin API would send its bearer token and /status in clear text. Enable 'admin.tls' "
+      "(docs/security.md), listen on 127.0.0.1, or set 'admin.allow_plaintext': true",
+      a.listen->host));
+}
+
 void CheckRoleEndpoints(JsonReader& r, Config& c) {
   if (c.role == Role::kSource && !c.listen) {
     r.AddError("role \"source\" needs key 'listen' (where replica sites connect)");
@@ -158,6 +186,19 @@ void CheckRoleEndpoints(JsonReader& r, Config& c) {
 }
 
 }  // namespace
+
+bool IsLoopbackHost(std::string_view host) {
+  std::string h(host);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    // ::ffff:127.x.y.z
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return h == "localhost";
+}
 
 Result<Config> ParseConfig(std::string_view json_text, const std::string& path) {
   nlohmann::json doc;
@@ -205,6 +246,7 @@ Result<Config> ParseConfig(std::string_view json_text, const std::string& path) 
   c.peer_timeout_ms = static_cast<int>(timeout);
   c.bandwidth_bytes_per_sec = static_cast<uint64_t>(bw);
   if (r.errors().empty()) CheckRoleEndpoints(r, c);
+  if (r.errors().empty()) CheckAdminTransport(r, c);
   GEOSYNC_RETURN_IF_ERROR(r.status());
   return c;
 }

@@ -74,10 +74,24 @@ struct SeedConfig {
   uint64_t chunk_bytes = 32ull << 20;  // tables bigger than this are copied in page ranges
 };
 
+// HTTPS on the admin API: the site's (or an admin) certificate from the
+// deployment CA; with require_client_cert, clients must present a certificate
+// that chains to ca_file.
+struct AdminTlsConfig {
+  bool enabled = false;
+  std::string cert_file;
+  std::string key_file;
+  std::string ca_file;  // needed with require_client_cert
+  bool require_client_cert = false;
+};
+
 struct AdminConfig {
-  std::optional<Endpoint> listen;  // HTTP /metrics /status /healthz /readyz
+  std::optional<Endpoint> listen;  // HTTP(S) /metrics /status /healthz /readyz
   std::string token_file;          // bearer token for state-changing calls
   int ready_max_lag_s = 60;        // replica /readyz: apply lag must be under this
+  AdminTlsConfig tls;
+  // Without TLS the API listens only on loopback addresses unless this is set.
+  bool allow_plaintext = false;
 };
 
 struct Config {
@@ -105,6 +119,9 @@ struct Config {
   SeedConfig seed;
   LogOptions log;
 };
+
+// 127.0.0.0/8, ::1, ::ffff:127.x.y.z or "localhost".
+bool IsLoopbackHost(std::string_view host);
 
 // Parses and validates a config document; `path` is used in messages only.
 Result<Config> ParseConfig(std::string_view json_text, const std::string& path);

@@ -97,7 +97,8 @@ others() {
   for s in frankfurt dublin virginia; do [ "$s" = "$1" ] || out="$out${out:+, }\"$s\""; done
   echo "[$out]"
 }
-head -c 24 /dev/urandom | base64 > "$WORK/admin.token"
+# geosyncd refuses a token file others can read, and tokens under 32 characters.
+(umask 077 && openssl rand -hex 32 > "$WORK/admin.token")
 admin() {
   echo "\"admin\": {\"listen\": {\"host\": \"127.0.0.1\", \"port\": ${ADMIN_PORT[$1]}}, \"token_file\": \"$WORK/admin.token\"}"
 }

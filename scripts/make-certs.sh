@@ -13,7 +13,10 @@
 # signed by the same CA. Keys are 0600, or 0640 group geosync when that group
 # exists and we run as root. Keep ca.key off the sites (it only signs).
 # Env: GEOSYNC_CERT_DAYS (default 825), GEOSYNC_CA_DAYS (default 3650),
-# GEOSYNC_KEY ("ec", default: P-256; or "rsa" for RSA 3072).
+# GEOSYNC_KEY ("ec", default: P-256; or "rsa" for RSA 3072),
+# GEOSYNC_EXTRA_SAN (e.g. "IP:10.1.0.5,DNS:dublin-mgmt.example.com": added to
+# the SAN of the site certificates made by this run, so that an https://
+# admin URL with that address verifies; docs/security.md).
 set -euo pipefail
 
 usage() {
@@ -101,6 +104,6 @@ issue() {
 }
 
 for site in "$@"; do
-  issue "$site" "serverAuth,clientAuth" "DNS:$site"
+  issue "$site" "serverAuth,clientAuth" "DNS:$site${GEOSYNC_EXTRA_SAN:+,$GEOSYNC_EXTRA_SAN}"
 done
 issue admin "clientAuth"

@@ -1,16 +1,17 @@
-// Admin HTTP server: Beast parses (with header and body limits), Route()
-// decides, one coroutine per connection with a deadline on every request.
+// Admin HTTP(S) server: Beast parses (with header and body limits), Route()
+// decides, one coroutine per connection with a deadline on the TLS handshake
+// and on every request.
 #include "agent/admin/admin_server.h"
 
 #include "agent/net/peer_stream.h"
 
-#include <openssl/crypto.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <cstring>
 #include <fstream>
@@ -50,12 +51,11 @@ std::string Decode(std::string_view s) {
   return out;
 }
 
-bool TokenMatches(std::string_view authorization, const std::string& token) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (token.empty() || authorization.substr(0, kBearer.size()) != kBearer) return false;
-  std::string_view given = authorization.substr(kBearer.size());
-  if (given.size() != token.size()) return false;
-  return CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+template <class Stream>
+std::string RemoteOf(Stream& stream) {
+  boost::system::error_code ec;
+  auto ep = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
+  return ec ? std::string("?") : fmt::format("{}:{}", ep.address().to_string(), ep.port());
 }
 
 HttpReply Text(unsigned status, std::string body) {
@@ -108,14 +108,17 @@ HttpReply Route(const HttpRequestView& request, const AdminHandlers& handlers,
   if (!known) return Text(404, fmt::format("not found: {}", path));
   if (!get) return Text(405, fmt::format("{} takes GET", path));
   if (path == "/healthz") return Text(200, "ok");
+  // Without the token, no text that can quote row values (admin_auth.h).
+  const bool operator_call = TokenMatches(request.authorization, token);
   if (path == "/readyz") {
     Readiness r = handlers.ready ? handlers.ready() : Readiness{true, "ready"};
-    return Text(r.ready ? 200 : 503, r.reason);
+    return Text(r.ready ? 200 : 503, operator_call ? r.reason : RedactReadinessReason(r.reason));
   }
   HttpReply reply;
   if (path == "/status") {
     reply.content_type = "application/json";
-    reply.body = handlers.status ? handlers.status().dump(2) : "{}";
+    nlohmann::json status = handlers.status ? handlers.status() : nlohmann::json::object();
+    reply.body = (operator_call ? status : RedactStatus(std::move(status))).dump(2);
     reply.body += '\n';
   } else {
     reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -124,21 +127,30 @@ HttpReply Route(const HttpRequestView& request, const AdminHandlers& handlers,
   return reply;
 }
 
-Result<std::string> ReadTokenFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return Status::Config(
-        fmt::format("admin.token_file {}: cannot open: {}", path, std::strerror(errno)));
+Result<std::shared_ptr<asio::ssl::context>> MakeAdminTlsContext(const AdminTlsConfig& tls) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  boost::system::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  auto fail = [&](const char* key, const std::string& file) {
+    return Status::Config(fmt::format("{} {}: {}", key, file, ec.message()));
+  };
+  ctx->use_certificate_chain_file(tls.cert_file, ec);
+  if (ec) return fail("admin.tls.cert_file", tls.cert_file);
+  ctx->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
+  if (ec) return fail("admin.tls.key_file", tls.key_file);
+  if (!tls.ca_file.empty()) {
+    ctx->load_verify_file(tls.ca_file, ec);
+    if (ec) return fail("admin.tls.ca_file", tls.ca_file);
   }
-  std::string line;
-  std::getline(in, line);
-  size_t b = line.find_first_not_of(" \t\r");
-  size_t e = line.find_last_not_of(" \t\r");
-  std::string token = b == std::string::npos ? "" : line.substr(b, e - b + 1);
-  if (token.empty()) {
-    return Status::Config(fmt::format("admin.token_file {}: the first line is empty", path));
+  if (tls.require_client_cert) {
+    ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+  } else {
+    ctx->set_verify_mode(asio::ssl::verify_none);
   }
-  return token;
+  return ctx;
 }
 
 AdminServer::AdminServer(asio::io_context& io, AdminServerOptions options, AdminHandlers handlers)
@@ -149,9 +161,16 @@ AdminServer::~AdminServer() = default;
 Status AdminServer::Listen() {
   GEOSYNC_RETURN_IF_ERROR(OpenAcceptor(acceptor_, options_.listen, "admin API (admin.listen)"));
   port_ = acceptor_.local_endpoint().port();
-  spdlog::info("admin API on http://{}:{} (/healthz /readyz /status /metrics{})",
-               options_.listen.host, port_,
+  spdlog::info("admin API on {}://{}:{} (/healthz /readyz /status /metrics{})",
+               options_.tls ? "https" : "http", options_.listen.host, port_,
                options_.token.empty() ? "; POST /admin/ disabled: no admin.token_file" : "");
+  if (!options_.tls && !IsLoopbackHost(options_.listen.host)) {
+    spdlog::warn(
+        "SECURITY WARNING: the admin API listens on {}:{} with plain HTTP "
+        "(admin.allow_plaintext): bearer tokens and /status cross the network in clear text. "
+        "Enable admin.tls (docs/security.md)",
+        options_.listen.host, port_);
+  }
   return Status::Ok();
 }
 
@@ -183,14 +202,40 @@ asio::awaitable<void> AdminServer::AcceptLoop() {
 
 asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
   ++connections_;
-  beast::tcp_stream stream(std::move(socket));
+  beast::tcp_stream tcp_stream(std::move(socket));
+  if (!options_.tls) {
+    co_await ServeRequests(tcp_stream);
+    boost::system::error_code ignored;
+    tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  } else {
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *options_.tls);
+    beast::get_lowest_layer(stream).expires_after(options_.request_timeout);
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                                 asio::as_tuple(asio::use_awaitable));
+    if (hec) {
+      // Plain HTTP sent to the HTTPS port, or a client without a certificate
+      // from the CA under require_client_cert.
+      spdlog::info("admin API: TLS handshake with {} failed: {}", RemoteOf(stream), hec.message());
+    } else {
+      co_await ServeRequests(stream);
+      beast::get_lowest_layer(stream).expires_after(options_.request_timeout);
+      co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
+    }
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(stream).socket().close(ignored);
+  }
+  --connections_;
+}
+
+template <class Stream>
+asio::awaitable<void> AdminServer::ServeRequests(Stream& stream) {
   beast::flat_buffer buffer;
   const auto lifetime_end = std::chrono::steady_clock::now() + options_.connection_lifetime;
   while (!stopping_) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(options_.max_header_bytes);
     parser.body_limit(options_.max_body_bytes);
-    stream.expires_at(
+    beast::get_lowest_layer(stream).expires_at(
         std::min(lifetime_end, std::chrono::steady_clock::now() + options_.request_timeout));
     auto [rec, rn] =
         co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
@@ -211,6 +256,7 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
     res.set(http::field::server, "geosyncd");
     res.set(http::field::content_type, reply.content_type);
+    res.set(http::field::cache_control, "no-store");
     if (reply.status == 401) res.set(http::field::www_authenticate, "Bearer");
     res.keep_alive(req.keep_alive());
     if (req.method() != http::verb::head) res.body() = std::move(reply.body);
@@ -218,9 +264,6 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
     if (wec || !res.keep_alive()) break;
   }
-  boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  --connections_;
 }
 
 }  // namespace geosync::admin

@@ -1,22 +1,27 @@
-// The admin HTTP API of geosyncd (Boost.Beast on the daemon's io_context):
+// The admin HTTP(S) API of geosyncd (Boost.Beast on the daemon's io_context):
 // GET /healthz /readyz /status /metrics, and POST /admin/... guarded by a
 // bearer token. Handlers run on the event loop and must not block: they read
-// snapshots the daemon keeps current, never PostgreSQL.
+// snapshots the daemon keeps current, never PostgreSQL. Requests come from
+// anyone who reaches admin.listen; with admin.tls.require_client_cert only
+// from holders of a certificate from the deployment CA.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
+#include "agent/admin/admin_auth.h"
 #include "agent/admin/status_model.h"
 #include "common/config.h"
 #include "common/status.h"
@@ -53,16 +58,20 @@ struct AdminHandlers {
 // Routes one request. `token` is the expected bearer token; empty refuses
 // every POST. POST /admin/... without a valid token is 401 whatever the path
 // (paths are not revealed); unknown paths are 404, wrong methods 405.
+// /status and /readyz without a valid token are redacted (RedactStatus).
 HttpReply Route(const HttpRequestView& request, const AdminHandlers& handlers,
                 const std::string& token);
 
-// Reads admin.token_file: the token is the file's first line, trimmed.
-// Config errors name the file; an empty token is refused.
-Result<std::string> ReadTokenFile(const std::string& path);
+// The server side TLS context of admin.tls: its certificate and key; with
+// require_client_cert, clients must present a certificate that chains to
+// ca_file. Errors name the key and the file.
+Result<std::shared_ptr<asio::ssl::context>> MakeAdminTlsContext(const AdminTlsConfig& tls);
 
 struct AdminServerOptions {
   Endpoint listen;
   std::string token;  // empty: POST /admin/... always 401
+  // HTTPS with this context; null: plain HTTP.
+  std::shared_ptr<asio::ssl::context> tls;
   // Each request must arrive and be answered within this; an idle
   // keep-alive connection is closed after it.
   std::chrono::milliseconds request_timeout{5000};
@@ -86,6 +95,8 @@ class AdminServer {
 
  private:
   asio::awaitable<void> Serve(asio::ip::tcp::socket socket);
+  template <class Stream>
+  asio::awaitable<void> ServeRequests(Stream& stream);
 
   asio::io_context& io_;
   AdminServerOptions options_;

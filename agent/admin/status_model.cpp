@@ -620,9 +620,10 @@ Result<Topology> ParseTopology(std::string_view json_text, const std::string& pa
               fmt::format("key '{}.stream' must be host:port, found \"{}\"", key, site.stream));
         }
       }
-      if (!site.admin.empty() && site.admin.rfind("http://", 0) != 0) {
-        s.AddError(
-            fmt::format("key '{}.admin' must be an http:// URL, found \"{}\"", key, site.admin));
+      if (!site.admin.empty() && !site.admin.starts_with("http://") &&
+          !site.admin.starts_with("https://")) {
+        s.AddError(fmt::format("key '{}.admin' must be an http:// or https:// URL, found \"{}\"",
+                               key, site.admin));
       }
       s.CheckNoUnknownKeys();
       t.sites.push_back(site);

@@ -78,7 +78,7 @@ int RunDrill(const DrillArgs& args) {
   if (args.history) return RunHistory(args);
   auto topology = admin::LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
-  auto token = admin::ReadTokenFile(args.token_file);
+  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());
   std::vector<SiteReport> sites = Survey(*topology);
   Site target, source;

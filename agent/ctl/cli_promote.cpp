@@ -333,7 +333,7 @@ int Prepare(Run& run, const PromoteArgs& args) {
   auto topology = admin::LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
   run.topology = *topology;
-  auto token = admin::ReadTokenFile(args.token_file);
+  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());
   run.token = *token;
   if (!run.Topo(args.to)) {

@@ -49,7 +49,7 @@ Result<std::string> AdminUrlOf(const SeedArgs& args) {
 }
 
 Result<std::string> Token(const SeedArgs& args) {
-  if (!args.token_file.empty()) return admin::ReadTokenFile(args.token_file);
+  if (!args.token_file.empty()) return admin::ReadTokenFile(args.token_file, "--token-file");
   if (const char* env = std::getenv("GEOSYNC_ADMIN_TOKEN"); env && *env) return std::string(env);
   return Status::InvalidArgument("no admin token: pass --token-file or set GEOSYNC_ADMIN_TOKEN");
 }

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -29,6 +30,7 @@ namespace asio = boost::asio;
 
 struct StatusArgs {
   std::string topology;
+  std::string token_file;  // sent so that /status is not redacted
   std::string format = "table";
   double watch = 0;
   int timeout_ms = 2000;
@@ -55,7 +57,8 @@ admin::StatusRow RowFor(const admin::Topology& topology, const admin::TopologySi
 
 // Asks every site at once, each with its own deadline; a site that does not
 // answer is a row saying so, never a missing row.
-std::vector<admin::StatusRow> FetchAll(const admin::Topology& topology, int timeout_ms) {
+std::vector<admin::StatusRow> FetchAll(const admin::Topology& topology, int timeout_ms,
+                                       const std::string& token) {
   asio::io_context io;
   std::vector<admin::StatusRow> rows(topology.sites.size());
   for (size_t i = 0; i < topology.sites.size(); ++i) {
@@ -65,6 +68,7 @@ std::vector<admin::StatusRow> FetchAll(const admin::Topology& topology, int time
           admin::HttpCall call;
           call.base_url = topology.sites[i].admin;
           call.target = "/status";
+          call.bearer = token;
           call.timeout = std::chrono::milliseconds(timeout_ms);
           Result<admin::HttpAnswer> answer = co_await admin::AsyncHttp(std::move(call));
           rows[i] = RowFor(topology, topology.sites[i], answer);
@@ -75,8 +79,16 @@ std::vector<admin::StatusRow> FetchAll(const admin::Topology& topology, int time
   return rows;
 }
 
-int PrintOnce(const admin::Topology& topology, const StatusArgs& args) {
-  std::vector<admin::StatusRow> rows = FetchAll(topology, args.timeout_ms);
+// The token of --token-file, else $GEOSYNC_ADMIN_TOKEN, else none: sites
+// then show redacted errors (no row values) in /status.
+Result<std::string> StatusToken(const StatusArgs& args) {
+  if (!args.token_file.empty()) return admin::ReadTokenFile(args.token_file, "--token-file");
+  if (const char* env = std::getenv("GEOSYNC_ADMIN_TOKEN"); env && *env) return std::string(env);
+  return std::string();
+}
+
+int PrintOnce(const admin::Topology& topology, const StatusArgs& args, const std::string& token) {
+  std::vector<admin::StatusRow> rows = FetchAll(topology, args.timeout_ms, token);
   if (args.format == "json") {
     std::cout << admin::RowsJson(rows).dump(2) << "\n";
   } else {
@@ -99,6 +111,9 @@ void RegisterStatus(CLI::App& app, int* exit_code) {
                   "topology file: cluster_id and every site's admin URL "
                   "(schemas/topology.schema.json)")
       ->required();
+  cmd->add_option("--token-file", args->token_file,
+                  "file holding the admin bearer token (default: $GEOSYNC_ADMIN_TOKEN); without "
+                  "it sites show apply and seed errors without their details");
   cmd->add_option("--format", args->format, "table (default) or json")
       ->check(CLI::IsMember({"table", "json"}));
   cmd->add_option("--watch", args->watch, "refresh every SECONDS until interrupted")
@@ -111,13 +126,18 @@ void RegisterStatus(CLI::App& app, int* exit_code) {
       *exit_code = Fail(topology.status());
       return;
     }
+    auto token = StatusToken(*args);
+    if (!token.ok()) {
+      *exit_code = Fail(token.status());
+      return;
+    }
     if (args->watch <= 0) {
-      *exit_code = PrintOnce(*topology, *args);
+      *exit_code = PrintOnce(*topology, *args, *token);
       return;
     }
     while (true) {
       if (args->format == "table") std::cout << "\033[H\033[2J";
-      PrintOnce(*topology, *args);
+      PrintOnce(*topology, *args, *token);
       std::this_thread::sleep_for(std::chrono::duration<double>(args->watch));
     }
   });
@@ -131,7 +151,7 @@ struct AdminCallArgs {
 };
 
 int CallAdmin(const AdminCallArgs& args, const std::string& target) {
-  auto token = admin::ReadTokenFile(args.token_file);
+  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());
   admin::HttpCall call;
   call.method = "POST";

@@ -154,7 +154,7 @@ Result<uint64_t> CompareTable(const Caller& caller, const VerifyArgs& args,
 int RunVerify(const VerifyArgs& args) {
   auto topology = admin::LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
-  auto token = admin::ReadTokenFile(args.token_file);
+  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());
   std::vector<SiteReport> sites = Survey(*topology);
   std::string source;

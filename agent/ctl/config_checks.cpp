@@ -285,6 +285,17 @@ std::vector<CheckItem> CheckPeers(const Config& config, const admin::Topology* t
     call.base_url = site.admin;
     call.target = "/healthz";
     call.timeout = timeout;
+    // https:// sites: trust the deployment CA the way geosyncd does, unless
+    // --ca-file / $GEOSYNC_CA_FILE say otherwise.
+    call.tls = admin::DefaultClientTls();
+    if (call.tls.ca_file.empty()) {
+      call.tls.ca_file =
+          config.admin.tls.ca_file.empty() ? config.tls.ca_file : config.admin.tls.ca_file;
+    }
+    if (call.tls.cert_file.empty() && config.tls.enabled) {
+      call.tls.cert_file = config.tls.cert_file;
+      call.tls.key_file = config.tls.key_file;
+    }
     auto answer = admin::Http(call);
     std::string subject = fmt::format("site {} ({})", site.name, site.admin);
     if (answer.ok() && answer->status == 200) {

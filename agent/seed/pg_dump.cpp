@@ -12,9 +12,36 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <libpq-fe.h>
+
+extern char** environ;
 
 namespace geosync::seed {
 namespace {
+
+// A conninfo value in single quotes, with ' and \ escaped.
+std::string QuoteConninfoValue(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+// Our environment with `extra` ("NAME=value") replacing or adding names.
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view entry(*e);
+    std::string_view name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const auto& x : extra) replaced = replaced || x.substr(0, x.find('=')) == name;
+    if (!replaced) out.emplace_back(entry);
+  }
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
 
 std::string QuotePattern(const std::string& ident) {
   std::string out = "\"";
@@ -37,7 +64,8 @@ std::string PgBinDir() {
   return "/usr/lib/postgresql/15/bin";
 }
 
-Result<std::string> RunAndCapture(const std::vector<std::string>& argv) {
+Result<std::string> RunAndCapture(const std::vector<std::string>& argv,
+                                  const std::vector<std::string>& env) {
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0)
     return Status::Io(fmt::format("pipe: {}", std::strerror(errno)));
@@ -49,12 +77,17 @@ Result<std::string> RunAndCapture(const std::vector<std::string>& argv) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // Built before fork: the child only calls async-signal-safe functions.
+  const std::vector<std::string> child_env = ChildEnvironment(env);
+  std::vector<char*> envp;
+  for (const auto& e : child_env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) return Status::Io(fmt::format("fork for {}: {}", argv[0], std::strerror(errno)));
   if (pid == 0) {
     ::dup2(out_pipe[1], 1);
     ::dup2(err_pipe[1], 2);
-    ::execv(args[0], args.data());
+    ::execve(args[0], args.data(), envp.data());
     _exit(127);
   }
   ::close(out_pipe[1]);
@@ -91,18 +124,55 @@ Result<std::string> RunAndCapture(const std::vector<std::string>& argv) {
   return out;
 }
 
+Result<ChildCommand> SplitConninfoForChild(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &err);
+  if (options == nullptr) {
+    std::string why = err ? err : "out of memory";
+    PQfreemem(err);
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    return Status::InvalidArgument(fmt::format("postgres.dsn is not a valid conninfo: {}", why));
+  }
+  ChildCommand out;
+  std::string rest;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0') continue;
+    if (std::string_view(o->keyword) == "password") {
+      out.env.push_back(fmt::format("PGPASSWORD={}", o->val));
+      continue;
+    }
+    if (!rest.empty()) rest += ' ';
+    rest += fmt::format("{}={}", o->keyword, QuoteConninfoValue(o->val));
+  }
+  PQconninfoFree(options);
+  out.argv.push_back("--dbname=" + rest);
+  return out;
+}
+
+Result<ChildCommand> PgDumpCommand(const std::string& bindir, const std::string& conninfo,
+                                   const std::string& snapshot,
+                                   const std::vector<std::pair<std::string, std::string>>& tables,
+                                   const std::string& section) {
+  GEOSYNC_ASSIGN_OR_RETURN(ChildCommand connection, SplitConninfoForChild(conninfo));
+  ChildCommand cmd;
+  cmd.argv = {bindir + "/pg_dump",      "--schema-only",     "--section=" + section,
+              "--snapshot=" + snapshot, "--no-privileges",   "--no-tablespaces",
+              "--no-publications",      "--no-subscriptions"};
+  for (const auto& [schema, name] : tables) {
+    cmd.argv.push_back("--table=" + QuotePattern(schema) + "." + QuotePattern(name));
+  }
+  cmd.argv.insert(cmd.argv.end(), connection.argv.begin(), connection.argv.end());
+  cmd.env = std::move(connection.env);
+  return cmd;
+}
+
 Result<std::string> DumpSchema(const std::string& conninfo, const std::string& snapshot,
                                const std::vector<std::pair<std::string, std::string>>& tables,
                                const std::string& section) {
   if (tables.empty()) return std::string();
-  std::vector<std::string> argv = {
-      PgBinDir() + "/pg_dump", "--schema-only",    "--section=" + section, "--snapshot=" + snapshot,
-      "--no-privileges",       "--no-tablespaces", "--no-publications",    "--no-subscriptions"};
-  for (const auto& [schema, name] : tables) {
-    argv.push_back("--table=" + QuotePattern(schema) + "." + QuotePattern(name));
-  }
-  argv.push_back("--dbname=" + conninfo);
-  auto out = RunAndCapture(argv);
+  GEOSYNC_ASSIGN_OR_RETURN(ChildCommand cmd,
+                           PgDumpCommand(PgBinDir(), conninfo, snapshot, tables, section));
+  auto out = RunAndCapture(cmd.argv, cmd.env);
   if (!out.ok()) {
     return out.status().WithContext(
         fmt::format("pg_dump --section={} in snapshot {}", section, snapshot));

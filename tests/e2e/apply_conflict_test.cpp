@@ -10,6 +10,9 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
+#include "agent/admin/admin_client.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -50,7 +53,7 @@ class ApplyConflictE2E : public PgClusterTest {
 TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
   PgCluster& primary = NewCluster("primary");
   PgCluster& replica = NewCluster("replica");
-  std::ofstream(token_file_) << "s3cret-admin-token\n";
+  WriteTokenFile(token_file_, TestToken("conflict"));
   uint16_t port = FreeTcpPort(), admin = FreeTcpPort();
   SiteSpec src;
   src.name = "frankfurt";
@@ -101,11 +104,43 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
   EXPECT_TRUE(std::regex_search(error_line, std::regex(R"(commit [0-9A-F]+/[0-9A-F]+)")))
       << "the message names the source LSN: " << error_line;
 
+  // /status quotes PostgreSQL's DETAIL, a row value, only to the token
+  // holder; anyone else sees the SQLSTATE.
+  std::string url = fmt::format("http://127.0.0.1:{}", admin);
+  auto status_as = [&](const std::string& bearer) {
+    admin::HttpCall call;
+    call.base_url = url;
+    call.target = "/status";
+    call.bearer = bearer;
+    auto r = admin::Http(call);
+    return r.ok() && r->status == 200 ? nlohmann::json::parse(r->body) : nlohmann::json();
+  };
+  const std::string kRowValue = "Key (id)=(1) already exists";
+  nlohmann::json full;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        full = status_as(TestToken("conflict"));
+        return full.is_object() && full["replica"]["apply"]["error"].is_string();
+      },
+      30s, "/status reports the apply error"));
+  EXPECT_NE(full["replica"]["apply"]["error"].get<std::string>().find(kRowValue), std::string::npos)
+      << "with the token /status shows the DETAIL: " << full.dump(2);
+  nlohmann::json anonymous = status_as("");
+  ASSERT_TRUE(anonymous.is_object());
+  EXPECT_EQ(anonymous.dump().find("(id)=(1)"), std::string::npos)
+      << "without the token /status has no row value: " << anonymous.dump(2);
+  EXPECT_NE(anonymous["replica"]["apply"]["error"].get<std::string>().find("23505"),
+            std::string::npos)
+      << "without the token /status still names the SQLSTATE: " << anonymous.dump(2);
+  EXPECT_EQ(anonymous["state"], "apply_error");
+
   // Receiving into the spool continues while apply is stopped.
   primary.Exec("INSERT INTO accounts VALUES (2, 'after the conflict')");
   Lsn after = primary.CurrentWalLsn();
-  std::string url = fmt::format("http://127.0.0.1:{}", admin);
-  auto denied = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", "/dev/null"});
+  std::string wrong = token_file_ + "-wrong";
+  WriteTokenFile(wrong, TestToken("wrong"));
+  auto denied = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", wrong});
+  std::filesystem::remove(wrong);
   EXPECT_NE(denied.exit_status, 0)
       << "a skip without the admin token is refused: " << denied.output;
   EXPECT_EQ(replica.QueryValue("SELECT count(*) FROM accounts"), "1") << "nothing applied yet";

@@ -33,7 +33,7 @@ class ObserveE2E : public PgClusterTest {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     token_file_ = dir_ + "/token";
-    std::ofstream(token_file_) << "observe-token\n";
+    WriteTokenFile(token_file_, TestToken("observe"));
     primary_ = &NewCluster("primary");
     replica_[0] = &NewCluster("dublin");
     replica_[1] = &NewCluster("virginia");
@@ -197,7 +197,7 @@ TEST_F(ObserveE2E, StatusShowsEverySiteAndAKilledOneAsUnreachable) {
       Ctl({"skip", "--site", AdminUrl(1), "--xid", "4000000000", "--token-file", token_file_});
   EXPECT_EQ(skip.exit_status, 0) << skip.output;
   std::string wrong = dir_ + "/wrong-token";
-  std::ofstream(wrong) << "nope\n";
+  WriteTokenFile(wrong, TestToken("nope"));
   auto refused = Ctl({"resume", "--site", AdminUrl(1), "--token-file", wrong});
   EXPECT_EQ(refused.exit_status, kExitRefused) << refused.output;
   EXPECT_NE(refused.output.find("401"), std::string::npos) << refused.output;

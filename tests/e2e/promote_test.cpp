@@ -41,7 +41,7 @@ class PromoteE2E : public PgClusterTest {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     token_file_ = dir_ + "/token";
-    std::ofstream(token_file_) << "promote-token\n";
+    WriteTokenFile(token_file_, TestToken("promote"));
     script_ = dir_ + "/orders.sql";
     std::ofstream(script_) << "INSERT INTO orders (note) VALUES ('pgbench');\n";
     std::filesystem::permissions(dir_, std::filesystem::perms::all);
@@ -363,7 +363,7 @@ TEST_F(PromoteE2E, InterruptedSwitchoverIsCalledOffOrResumed) {
     call.method = "POST";
     call.base_url = AdminUrl(0);
     call.target = "/admin/promotion/fence?target=dublin&epoch=2";
-    call.bearer = "promote-token";
+    call.bearer = TestToken("promote");
     auto r = admin::Http(call);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     ASSERT_EQ(r->status, 202u) << r->body;
@@ -572,7 +572,7 @@ TEST_F(PromoteE2E, UnauthenticatedPromotionIsRefused) {
     EXPECT_EQ(r->status, 401u) << "bearer \"" << bearer << "\": " << r->body;
   }
   std::string wrong = dir_ + "/wrong-token";
-  std::ofstream(wrong) << "not-the-token\n";
+  WriteTokenFile(wrong, TestToken("not-the-token"));
   ProcessOutput out = Ctl(
       {"switchover", "--to", "dublin", "--topology", topology_, "--token-file", wrong, "--yes"});
   EXPECT_EQ(out.exit_status, 8) << "refused: " << out.output;

@@ -202,9 +202,9 @@ deploy_5_config() {
   local ports
   mapfile -t ports < <(free_port $(( 2 * ${#SITES[@]} )))
   for s in "${SITES[@]}"; do ADMIN[$s]=${ports[0]} STREAM[$s]=${ports[1]}; ports=("${ports[@]:2}"); done
-  runbook_says "head -c 32 /dev/urandom | base64 | sudo tee /etc/geosync/admin.token >/dev/null"
-  head -c 32 /dev/urandom | base64 >"$ETC/admin.token"
-  chmod 0640 "$ETC/admin.token"
+  runbook_says "openssl rand -hex 32 | sudo install -m 0600 -o geosync -g geosync /dev/stdin /etc/geosync/admin.token"
+  (umask 077 && openssl rand -hex 32 >"$ETC/admin.token")
+  chmod 0600 "$ETC/admin.token"
   # Every site can become the source: each has listen (its own stream
   # address), sites (all the others) and topology; a replica also upstream.
   runbook_says '"listen": {"host": "0.0.0.0", "port": 7450},'
@@ -236,7 +236,7 @@ deploy_5_config() {
 }
 JSON
   done
-  runbook_says '{"name": "dublin",    "admin": "http://10.1.0.5:7451", "stream": "10.1.0.5:7450"}'
+  runbook_says '{"name": "dublin",    "admin": "https://10.1.0.5:7451", "stream": "10.1.0.5:7450"}'
   cat >"$ETC/topology.json" <<JSON
 {"cluster_id": "prod",
  "sites": [{"name": "frankfurt", "admin": "http://127.0.0.1:${ADMIN[frankfurt]}", "stream": "127.0.0.1:${STREAM[frankfurt]}"},
@@ -271,7 +271,7 @@ deploy_7_replica() {
   step "deploy 7: a replica site: check-config with the topology, start"
   local out
   runbook_says "sudo -u geosync geosyncctl check-config -c /etc/geosync/dublin.json --topology /etc/geosync/topology.json"
-  runbook_says "ok    site frankfurt (http://10.0.0.5:7451): GET /healthz answered 200"
+  runbook_says "ok    site frankfurt (https://10.0.0.5:7451): GET /healthz answered 200"
   # DDL capture on the replica's database too: it may become the source.
   out=$("$GEOSYNCCTL" init --dsn "$(dsn dublin)" 2>&1) || fail "geosyncctl init dublin: $out"
   out=$("$GEOSYNCCTL" check-config -c "$ETC/dublin.json" --topology "$ETC/topology.json") ||

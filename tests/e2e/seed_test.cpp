@@ -34,7 +34,7 @@ class SeedE2E : public PgClusterTest {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     token_file_ = dir_ + "/token";
-    std::ofstream(token_file_) << "seed-token\n";
+    WriteTokenFile(token_file_, TestToken("seed"));
     primary_ = &NewCluster("primary");
     replica_ = &NewCluster("dublin");
     ProcessSpec init_spec;

@@ -60,7 +60,7 @@ class ShipLimitsE2E : public PgClusterTest {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     token_file_ = dir_ + "/token";
-    std::ofstream(token_file_) << "ship-token\n";
+    WriteTokenFile(token_file_, TestToken("ship"));
     primary_ = &NewCluster("primary");
     ProcessSpec init;
     init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};

@@ -27,13 +27,16 @@ TestCerts::TestCerts(std::string dir, std::string ca_name, const std::vector<std
   std::string ca = dir_ + "/" + ca_;
   Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=" + ca_,
            "-keyout", ca + ".key", "-out", ca + ".crt"});
-  for (const auto& site : sites) {
-    std::string base = dir_ + "/" + site;
-    Openssl({"req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + site, "-keyout",
-             base + ".key", "-out", base + ".csr"});
-    Openssl({"x509", "-req", "-in", base + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
-             "-CAcreateserial", "-days", "2", "-out", base + ".crt"});
-  }
+  for (const auto& site : sites) Issue(site, "IP:127.0.0.1,DNS:localhost");
+}
+
+void TestCerts::Issue(const std::string& name, const std::string& san) {
+  std::string ca = dir_ + "/" + ca_;
+  std::string base = dir_ + "/" + name;
+  Openssl({"req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + name, "-addext",
+           "subjectAltName=" + san, "-keyout", base + ".key", "-out", base + ".csr"});
+  Openssl({"x509", "-req", "-in", base + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+           "-CAcreateserial", "-copy_extensions", "copy", "-days", "2", "-out", base + ".crt"});
 }
 
 nlohmann::json TestCerts::TlsConfig(const std::string& site) const {

@@ -2,6 +2,7 @@
 #include "tests/support/site.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +21,22 @@
 namespace geosync::testing {
 
 uint16_t FreeTcpPort() { return ClaimTcpPort(); }
+
+void WriteTokenFile(const std::string& path, const std::string& token) {
+  std::filesystem::remove(path);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot create token file " + path);
+  std::string line = token + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write token file " + path);
+}
+
+std::string TestToken(const std::string& name) {
+  std::string token = name + "-";
+  while (token.size() < 64) token += "0123456789abcdef";
+  return token.substr(0, 64);
+}
 
 GeoSite::GeoSite(SiteSpec spec) : spec_(std::move(spec)) {
   char tmpl[] = "/tmp/geosync-site-XXXXXX";

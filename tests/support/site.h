@@ -17,6 +17,12 @@ namespace geosync::testing {
 // A TCP port on 127.0.0.1 that was free a moment ago.
 uint16_t FreeTcpPort();
 
+// Writes an admin token file as geosyncd and geosyncctl demand it: mode
+// 0600, the token on the first line. Throws std::runtime_error on failure.
+void WriteTokenFile(const std::string& path, const std::string& token);
+// A test token of 64 characters built from `name` (not a secret: tests only).
+std::string TestToken(const std::string& name);
+
 struct SiteSpec {
   std::string cluster_id = "test";
   std::string name;

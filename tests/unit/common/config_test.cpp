@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
+
 namespace geosync {
 namespace {
 
@@ -158,6 +160,48 @@ TEST(ConfigTest, SyncQuorumLargerThanSitesIsRejected) {
       Replace(kValidReplica, R"("spool")",
               R"("commit": {"policy": "sync", "sync_sites": ["a"], "quorum": 2}, "spool")"));
   EXPECT_NE(msg.find("commit.quorum"), std::string::npos) << msg;
+}
+
+std::string WithAdmin(const std::string& admin) {
+  return Replace(kValidReplica, R"("spool")", R"("admin": )" + admin + R"(, "spool")");
+}
+
+TEST(ConfigTest, PlaintextAdminApiOffLoopbackIsRefused) {
+  for (const char* host : {"0.0.0.0", "10.1.0.5", "::"}) {
+    std::string msg =
+        ErrorOf(WithAdmin(fmt::format(R"({{"listen": {{"host": "{}", "port": 7451}}}})", host)));
+    EXPECT_NE(msg.find("admin.listen"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("allow_plaintext"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("admin.tls"), std::string::npos) << msg;
+  }
+  for (const char* host : {"127.0.0.1", "127.0.0.2", "::1"}) {
+    auto r = ParseConfig(
+        WithAdmin(fmt::format(R"({{"listen": {{"host": "{}", "port": 7451}}}})", host)), "s");
+    EXPECT_TRUE(r.ok()) << host << ": loopback needs no TLS: " << r.status().ToString();
+  }
+}
+
+TEST(ConfigTest, PlaintextAdminApiOffLoopbackNeedsAllowPlaintextOrTls) {
+  auto plain = ParseConfig(
+      WithAdmin(R"({"listen": {"host": "0.0.0.0", "port": 7451}, "allow_plaintext": true})"), "s");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_TRUE(plain->admin.allow_plaintext);
+  auto tls = ParseConfig(WithAdmin(R"({"listen": {"host": "0.0.0.0", "port": 7451},
+      "tls": {"enabled": true, "cert_file": "/c.crt", "key_file": "/c.key",
+              "ca_file": "/ca.crt", "require_client_cert": true}})"),
+                         "s");
+  ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+  EXPECT_TRUE(tls->admin.tls.enabled);
+  EXPECT_TRUE(tls->admin.tls.require_client_cert);
+  EXPECT_EQ(tls->admin.tls.ca_file, "/ca.crt");
+}
+
+TEST(ConfigTest, AdminTlsNeedsItsFiles) {
+  std::string msg = ErrorOf(WithAdmin(R"({"tls": {"enabled": true, "cert_file": "/c.crt"}})"));
+  EXPECT_NE(msg.find("admin.tls.key_file"), std::string::npos) << msg;
+  msg = ErrorOf(WithAdmin(R"({"tls": {"enabled": true, "cert_file": "/c", "key_file": "/k",
+      "require_client_cert": true}})"));
+  EXPECT_NE(msg.find("admin.tls.ca_file"), std::string::npos) << msg;
 }
 
 // Every config example shipped in the docs must load, and must validate
