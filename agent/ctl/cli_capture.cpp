@@ -127,12 +127,15 @@ void RegisterCaptureCommands(CLI::App& app, int* exit_code) {
   auto* init = app.add_subcommand(
       "init", "install DDL capture (an event trigger) into the primary database");
   auto dsn = std::make_shared<std::string>();
-  init->add_option("--dsn", *dsn, "libpq conninfo of the primary database")->required();
+  init->add_option("--dsn", *dsn,
+                   "libpq conninfo of the site's database (default: libpq's PG* environment "
+                   "variables, service file and passfile; keep passwords out of it)");
   init->callback([dsn, exit_code] { *exit_code = RunInit(*dsn); });
 
   auto* tail = app.add_subcommand("tail", "print a database's decoded change stream");
   auto a = std::make_shared<TailArgs>();
-  tail->add_option("--dsn", a->dsn, "libpq conninfo of the database")->required();
+  tail->add_option("--dsn", a->dsn,
+                   "libpq conninfo of the database (default: libpq's PG* environment variables)");
   tail->add_option("--slot", a->slot, "replication slot (created if missing)")
       ->capture_default_str();
   tail->add_option("--publication", a->publication, "publication (created if missing)")

@@ -199,8 +199,14 @@ TEST_F(TrustE2E, WithoutTheRevokeTheReplicaStillRefusesAndTheSourceWillNotStart)
   EXPECT_EQ(*exited, kExitConfig);
   EXPECT_NE(source_->ReadLog().find("PUBLIC may run pg_logical_emit_message"), std::string::npos);
 
+  // The rerun takes its connection from libpq's environment, as a DBA
+  // keeping passwords off command lines would.
   ProcessSpec init;
-  init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
+  init.argv = {BinaryPath("geosyncctl"), "init"};
+  init.env = {{"PGHOST", "127.0.0.1"},
+              {"PGPORT", std::to_string(primary_->port())},
+              {"PGUSER", "postgres"},
+              {"PGDATABASE", "postgres"}};
   auto r = RunProgram(init, 60s);
   ASSERT_TRUE(r.ok() && r->exit_status == 0) << (r.ok() ? r->output : r.status().ToString());
   EXPECT_EQ(app.Exec(Emit(kForgeries[0])).status().sqlstate(), "42501");
@@ -211,6 +217,11 @@ TEST_F(TrustE2E, WithoutTheRevokeTheReplicaStillRefusesAndTheSourceWillNotStart)
                       "replica applied up to " + target.ToString()));
   EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM bets"),
             std::to_string(kForgeries.size() + 3));
+  // After the rerun, real DDL of the application role still replicates.
+  ASSERT_TRUE(app.Exec("CREATE TABLE appsch.later (id int PRIMARY KEY); INSERT INTO appsch.later "
+                       "VALUES (1)")
+                  .ok());
+  ExpectIdentical();
 }
 
 }  // namespace
