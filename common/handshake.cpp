@@ -104,27 +104,26 @@ HelloVerdict CheckSourceReply(const HelloReply& reply, const SourcePolicy& polic
   // With TLS the certificate names the source; without it, only its claim does.
   const std::string& name = policy.tls ? policy.peer_cn : reply.source_site;
   const char* what = policy.tls ? "its certificate names" : "it says it is";
-  if (policy.tls && policy.peer_cn != reply.source_site) {
-    return Refuse(HelloRefusal::kCertificateMismatch,
-                  fmt::format("the source says it is \"{}\" but its certificate is for \"{}\"",
-                              reply.source_site, policy.peer_cn));
-  }
   if (!policy.expected_site.empty() && name != policy.expected_site) {
     return Refuse(
         HelloRefusal::kCertificateMismatch,
         fmt::format("expected source \"{}\" but {} \"{}\"", policy.expected_site, what, name));
   }
   if (name.empty() || name == policy.self) {
-    return Refuse(HelloRefusal::kUnknownSite,
-                  fmt::format("the source is not a site of this deployment: {} \"{}\", this "
-                              "site's own name",
-                              what, name));
+    return Refuse(
+        HelloRefusal::kUnknownSite,
+        fmt::format("the source cannot be this site itself or nameless: {} \"{}\"", what, name));
   }
   if (!policy.sites.empty() && !Contains(policy.sites, name)) {
     return Refuse(HelloRefusal::kUnknownSite,
                   fmt::format("the source is not a site of this deployment: {} \"{}\", the "
                               "deployment's sites are {}",
                               what, name, fmt::join(policy.sites, ", ")));
+  }
+  if (policy.tls && policy.peer_cn != reply.source_site) {
+    return Refuse(HelloRefusal::kCertificateMismatch,
+                  fmt::format("the source says it is \"{}\" but its certificate is for \"{}\"",
+                              reply.source_site, policy.peer_cn));
   }
   switch (ClassifyEpoch(reply.source_epoch, policy.epoch)) {
     case EpochClaim::kImpossible:

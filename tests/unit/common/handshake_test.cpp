@@ -181,8 +181,16 @@ TEST(HandshakeTest, ACertificateForAnotherSiteThanExpectedIsRefusedNamingBoth) {
   r.source_site = "virginia";
   HelloVerdict v = CheckSourceReply(r, p);
   EXPECT_EQ(v.code, HelloRefusal::kCertificateMismatch);
-  EXPECT_EQ(v.message,
-            "expected source \"frankfurt\" but its certificate names \"virginia\"");
+  EXPECT_EQ(v.message, "expected source \"frankfurt\" but its certificate names \"virginia\"");
+}
+
+TEST(HandshakeTest, TheExpectedSourceIsCheckedAgainstTheCertificateNotTheClaim) {
+  SourcePolicy p = TlsReplica();
+  p.expected_site = "frankfurt";
+  p.peer_cn = "virginia";  // a deployment certificate, presented by whoever says "frankfurt"
+  HelloVerdict v = CheckSourceReply(FromFrankfurt(9), p);
+  EXPECT_EQ(v.code, HelloRefusal::kCertificateMismatch);
+  EXPECT_EQ(v.message, "expected source \"frankfurt\" but its certificate names \"virginia\"");
 }
 
 TEST(HandshakeTest, AReplyClaimingAnotherNameThanItsCertificateIsRefused) {
@@ -243,9 +251,9 @@ TEST(HandshakeTest, AStaleSourceIsRefused) {
 }
 
 TEST(HandshakeTest, RefusalsAboutIdentityAndEpochsStopTheReplicaOthersRetry) {
-  for (HelloRefusal r : {HelloRefusal::kOtherCluster, HelloRefusal::kUnknownSite,
-                         HelloRefusal::kCertificateMismatch, HelloRefusal::kImpossibleEpoch,
-                         HelloRefusal::kStaleSource, HelloRefusal::kDiverged}) {
+  for (HelloRefusal r :
+       {HelloRefusal::kOtherCluster, HelloRefusal::kUnknownSite, HelloRefusal::kCertificateMismatch,
+        HelloRefusal::kImpossibleEpoch, HelloRefusal::kStaleSource, HelloRefusal::kDiverged}) {
     EXPECT_EQ(RefusalCode(r), Code::kFenced) << HelloRefusalName(r);
   }
   for (HelloRefusal r : {HelloRefusal::kUnspecified, HelloRefusal::kDropped,
