@@ -222,6 +222,12 @@ Result<SeedOutcome> Seeder::Run() {
                                              static_cast<int>(frame.type)));
     }
     GEOSYNC_ASSIGN_OR_RETURN_CO(manifest, DecodeSeedManifest(AsSpan(frame.payload)));
+    // The seed's epoch becomes this site's (state.json): only a plausible one.
+    if (ClassifyEpoch(manifest.consistent.epoch, options_.epoch) == EpochClaim::kImpossible) {
+      co_return Status::Protocol(
+          fmt::format("seed: the source's manifest is at {}: {}", manifest.consistent.ToString(),
+                      ImpossibleEpochReason(manifest.consistent.epoch, options_.epoch)));
+    }
     co_return Status::Ok();
   }());
   if (!got.ok()) return got;
