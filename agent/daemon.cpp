@@ -43,6 +43,8 @@
 #include "agent/verify/drill_job.h"
 #include "agent/verify/verify_job.h"
 #include "common/encoding.h"
+#include "common/handshake.h"
+#include "common/link_refusals.h"
 
 namespace geosync {
 
@@ -162,6 +164,37 @@ std::vector<std::string> AllowedSites(const Config& config, const SiteState& sta
     }
   }
   return sites;
+}
+
+// Who may answer as this replica's source (common/handshake.h
+// CheckSourceReply): the site a promotion pointed it at (state.json), else
+// the config's upstream.site; and the deployment's sites: config "sites",
+// the peers a promotion named, the topology's.
+struct SourceIdentity {
+  std::string expected;
+  std::vector<std::string> sites;
+};
+
+SourceIdentity SourceIdentityFor(const Config& config, const SiteState& state) {
+  SourceIdentity id;
+  id.expected = state.upstream ? state.source_site : config.upstream_site;
+  auto add = [&](const std::string& name) {
+    if (std::find(id.sites.begin(), id.sites.end(), name) == id.sites.end()) {
+      id.sites.push_back(name);
+    }
+  };
+  for (const std::string& s : config.sites) add(s);
+  for (const std::string& s : state.peers) add(s);
+  if (!config.topology.empty()) {
+    auto topology = admin::LoadTopology(config.topology);
+    if (topology.ok()) {
+      for (const admin::TopologySite& s : topology->sites) add(s.name);
+    } else {
+      spdlog::warn("replica: the topology's sites do not vouch for the source: {}",
+                   topology.status().ToString());
+    }
+  }
+  return id;
 }
 
 // POST /admin/drill/behind?after=E@X/Y: the transactions (with row changes)
@@ -289,11 +322,12 @@ Status RunSource(SiteControl& control) {
         fmt::format("config {}: site {} is the source (state {}/state.json) but has no 'listen'",
                     config.path, config.site, config.state_dir));
   }
+  LinkRefusals refusals;
   std::optional<admin::Topology> topology;
   if (!config.topology.empty()) {
     GEOSYNC_ASSIGN_OR_RETURN(topology, admin::LoadTopology(config.topology));
     // An old primary coming back after a failover stops before it ships.
-    if (auto higher = FindHigherEpoch(*topology, config.site, state.epoch)) {
+    if (auto higher = FindHigherEpoch(*topology, config.site, state.epoch, &refusals)) {
       NextRole next;
       next.kind = NextRole::kFence;
       next.reason = fmt::format(
@@ -335,7 +369,16 @@ Status RunSource(SiteControl& control) {
   so.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
   so.bandwidth_bytes_per_sec = config.bandwidth_bytes_per_sec;
   so.epoch_ends = state.history;
+  so.allow_plaintext = config.allow_plaintext_links;
+  so.refusals = &refusals;
   auto on_higher_epoch = [&](uint64_t epoch, const std::string& site) {
+    // Callers only pass plausible epochs of authenticated sites; a fence is
+    // persisted in state.json, so check the bound once more here.
+    if (ClassifyEpoch(epoch, state.epoch) != EpochClaim::kHigher) {
+      spdlog::error("not fencing on site {}'s epoch {}: {}", site, epoch,
+                    ImpossibleEpochReason(epoch, state.epoch));
+      return;
+    }
     const SiteState now = control.state();
     if (now.promotion_target == site && now.promotion_epoch == epoch &&
         now.promotion_final.lsn.valid()) {
@@ -439,7 +482,9 @@ Status RunSource(SiteControl& control) {
   admin::AdminHandlers handlers;
   handlers.ready = [&] { return admin::SourceReadiness(view.Snapshot()); };
   handlers.status = [&] { return WithPromotion(admin::StatusJson(view.Snapshot()), control); };
-  handlers.metrics = [&] { return admin::MetricsText(view.Snapshot()); };
+  handlers.metrics = [&] {
+    return admin::MetricsText(view.Snapshot()) + LinkRefusalMetricsText(refusals.counts(), true);
+  };
   std::shared_ptr<VerifyJob> verify_job;
   std::mutex verify_mu;
   AddVerifyActions(handlers, verify_job, verify_mu, [&](const VerifyRequest& r, admin::HttpReply*) {
@@ -460,10 +505,10 @@ Status RunSource(SiteControl& control) {
   }
   std::unique_ptr<PeerWatch> watch;
   if (topology) {
-    watch =
-        std::make_unique<PeerWatch>(*topology, config.site, state.epoch, [&](const HigherEpoch& h) {
-          asio::post(io, [&, h] { on_higher_epoch(h.epoch, h.site); });
-        });
+    watch = std::make_unique<PeerWatch>(
+        *topology, config.site, state.epoch,
+        [&](const HigherEpoch& h) { asio::post(io, [&, h] { on_higher_epoch(h.epoch, h.site); }); },
+        std::chrono::seconds(3), &refusals);
     watch->Start();
   }
   RunUntilSignal(io, stop_all);
@@ -663,9 +708,12 @@ Status RunReplica(SiteControl& control) {
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, false));
   asio::io_context io;
+  LinkRefusals refusals;
+  const SourceIdentity source_identity = SourceIdentityFor(config, state);
   seed::ReplicaSeed seed(
       config, &state, spool.get(), tls,
       [&](const std::function<void(SiteState&)>& change) { return control.Update(change); });
+  seed.SetSourceIdentity(source_identity.expected, source_identity.sites, &refusals);
   const bool must_seed = seed.Needed();
 
   ApplierOptions ao;
@@ -681,6 +729,9 @@ Status RunReplica(SiteControl& control) {
   ro.cluster_id = config.cluster_id;
   ro.site = config.site;
   ro.upstream = upstream;
+  ro.expected_source = source_identity.expected;
+  ro.deployment_sites = source_identity.sites;
+  ro.refusals = &refusals;
   ro.tls = tls;
   ro.heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
   ro.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
@@ -710,7 +761,9 @@ Status RunReplica(SiteControl& control) {
     return admin::ReplicaReadiness(view.Snapshot(), config.admin.ready_max_lag_s);
   };
   handlers.status = [&] { return WithPromotion(admin::StatusJson(view.Snapshot()), control); };
-  handlers.metrics = [&] { return admin::MetricsText(view.Snapshot()); };
+  handlers.metrics = [&] {
+    return admin::MetricsText(view.Snapshot()) + LinkRefusalMetricsText(refusals.counts(), false);
+  };
   handlers.actions["apply/skip"] = [&](const admin::QueryParams& q) {
     return SkipAction(applier, q);
   };

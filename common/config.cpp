@@ -17,8 +17,10 @@
 namespace geosync {
 namespace {
 
+// `site`, when given, also reads an optional "site" key (upstream: the
+// name the source's certificate must carry).
 void ReadEndpoint(JsonReader& parent, const std::string& key, std::optional<Endpoint>* out,
-                  bool required = false) {
+                  bool required = false, std::string* site = nullptr) {
   const auto* obj = parent.Object(key, required);
   if (!obj) return;
   JsonReader r = parent.Child(*obj, key);
@@ -26,6 +28,11 @@ void ReadEndpoint(JsonReader& parent, const std::string& key, std::optional<Endp
   int64_t port = 0;
   r.String("host", &ep.host, true);
   r.Int("port", 0, 65535, &port, true);
+  if (site) {
+    r.String("site", site);
+    if (r.Has("site") && site->empty())
+      r.AddError(fmt::format("key '{}' must not be empty", r.Path("site")));
+  }
   ep.port = static_cast<uint16_t>(port);
   r.CheckNoUnknownKeys();
   *out = ep;
@@ -227,10 +234,11 @@ Result<Config> ParseConfig(std::string_view json_text, const std::string& path) 
   ReadPostgres(r, &c.postgres);
   ReadSpool(r, &c.spool);
   ReadEndpoint(r, "listen", &c.listen);
-  ReadEndpoint(r, "upstream", &c.upstream);
+  ReadEndpoint(r, "upstream", &c.upstream, false, &c.upstream_site);
   r.StringList("sites", &c.sites);
   r.String("topology", &c.topology);
   ReadTls(r, &c.tls);
+  r.Bool("allow_plaintext_links", &c.allow_plaintext_links);
   r.Int("compression_level", 0, 19, &level);
   r.Int("bandwidth_bytes_per_sec", 0, int64_t{1} << 40, &bw);
   r.Int("heartbeat_ms", 10, 60000, &hb);

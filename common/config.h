@@ -104,11 +104,17 @@ struct Config {
   SpoolConfig spool;
   std::optional<Endpoint> listen;    // source: where replicas connect
   std::optional<Endpoint> upstream;  // replica: the source to connect to
-  std::vector<std::string> sites;    // source: replica site names allowed to connect
+  // Replica: the site name the source's certificate must carry (upstream
+  // "site"); "" when the config does not name it (docs/security.md).
+  std::string upstream_site;
+  std::vector<std::string> sites;  // source: replica site names allowed to connect
   // The deployment's topology file (every site's admin URL): a source asks
   // the others for their epoch and fences itself when one is higher.
   std::string topology;
   TlsConfig tls;
+  // Without TLS the stream server listens on loopback only, unless this is
+  // set ("allow_plaintext_links": true, for networks trusted as a whole).
+  bool allow_plaintext_links = false;
   int compression_level = 3;             // zstd level; 0 = uncompressed
   uint64_t bandwidth_bytes_per_sec = 0;  // per-site cap, 0 = none
   int heartbeat_ms = 1000;

@@ -19,6 +19,7 @@ constexpr uint8_t kAckType = 'A';
 constexpr uint8_t kErrorType = 'E';
 
 constexpr uint8_t kReplyAccepted = 0x01;
+constexpr uint8_t kReplyHasCode = 0x02;
 
 void PutHeader(uint8_t type, std::string* out) {
   out->push_back(static_cast<char>(kEncodingVersion));
@@ -95,35 +96,82 @@ Result<Hello> DecodeHello(std::span<const uint8_t> bytes) {
       });
 }
 
+const char* HelloRefusalName(HelloRefusal code) {
+  switch (code) {
+    case HelloRefusal::kUnspecified:
+      return "unspecified";
+    case HelloRefusal::kProtocolVersion:
+      return "protocol_version";
+    case HelloRefusal::kOtherCluster:
+      return "other_cluster";
+    case HelloRefusal::kUnknownSite:
+      return "unknown_site";
+    case HelloRefusal::kCertificateMismatch:
+      return "certificate_mismatch";
+    case HelloRefusal::kImpossibleEpoch:
+      return "impossible_epoch";
+    case HelloRefusal::kStaleSource:
+      return "stale_source";
+    case HelloRefusal::kDiverged:
+      return "diverged";
+    case HelloRefusal::kDropped:
+      return "dropped";
+    case HelloRefusal::kNeedsSeed:
+      return "needs_seed";
+    case HelloRefusal::kNoSeeds:
+      return "no_seeds";
+  }
+  return "unspecified";
+}
+
 void EncodeHelloReply(const HelloReply& m, std::string* out) {
+  // A code only ever travels with a refusal: an accepted reply, or one
+  // without a code, keeps the protocol 2 layout.
+  const bool has_code = !m.accepted && m.code != HelloRefusal::kUnspecified;
   PutHeader(kHelloReplyType, out);
-  out->push_back(static_cast<char>(m.accepted ? kReplyAccepted : 0));
+  out->push_back(
+      static_cast<char>((m.accepted ? kReplyAccepted : 0) | (has_code ? kReplyHasCode : 0)));
   PutLengthPrefixed(m.error, out);
   PutLengthPrefixed(m.source_site, out);
   PutVarint(m.source_epoch, out);
   PutPosition(m.start, out);
+  if (has_code) PutVarint(static_cast<uint64_t>(m.code), out);
 }
 
 // HelloReply ('h'):
 //   u8      version           1
 //   u8      type              'h'
-//   u8      flags             bit 0 accepted; others 0
+//   u8      flags             bit 0 accepted; bit 1 a refusal code follows
+//                             (protocol >= 3, never with bit 0); others 0
 //   str     error             empty when accepted
 //   str     source_site
 //   varint  source_epoch
 //   varint  start.epoch
 //   varint  start.lsn
+//   varint  code              only with flags bit 1: HelloRefusal, 1 to 10
 Result<HelloReply> DecodeHelloReply(std::span<const uint8_t> bytes) {
   return DecodeRecord<HelloReply>(
       bytes, "hello reply decode", kHelloReplyType, [](WireReader& r, HelloReply& m) -> Status {
         const size_t flags_at = r.offset();
         GEOSYNC_ASSIGN_OR_RETURN(uint8_t flags, r.U8("flags"));
-        GEOSYNC_RETURN_IF_ERROR(r.CheckFlags(flags, kReplyAccepted, flags_at));
+        GEOSYNC_RETURN_IF_ERROR(r.CheckFlags(flags, kReplyAccepted | kReplyHasCode, flags_at));
         m.accepted = (flags & kReplyAccepted) != 0;
+        const bool has_code = (flags & kReplyHasCode) != 0;
+        if (m.accepted && has_code) {
+          return r.Error("an accepted reply carries a refusal code", flags_at);
+        }
         GEOSYNC_ASSIGN_OR_RETURN(m.error, r.LengthPrefixed("error"));
         GEOSYNC_ASSIGN_OR_RETURN(m.source_site, r.LengthPrefixed("source_site"));
         GEOSYNC_ASSIGN_OR_RETURN(m.source_epoch, r.Varint("source_epoch"));
         GEOSYNC_ASSIGN_OR_RETURN(m.start, ReadPosition(r, "start"));
+        if (has_code) {
+          const size_t code_at = r.offset();
+          GEOSYNC_ASSIGN_OR_RETURN(uint64_t code, r.Varint("code"));
+          if (code == 0 || code > kMaxHelloRefusal) {
+            return r.Error(fmt::format("unknown refusal code {}", code), code_at);
+          }
+          m.code = static_cast<HelloRefusal>(code);
+        }
         return Status::Ok();
       });
 }

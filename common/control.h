@@ -18,7 +18,11 @@ namespace geosync {
 // Version of the site-to-site conversation, negotiated in Hello. Distinct
 // from kEncodingVersion, which versions the byte layout of each record.
 // 2: Data frames carry record batch format 2 (common/record_batch.h).
-inline constexpr uint32_t kProtocolVersion = 2;
+// 3: a refused HelloReply carries a HelloRefusal code (flags bit 1).
+// A source serves every version from kMinProtocolVersion on, and gives a
+// refusal code only to replicas that speak 3 or later.
+inline constexpr uint32_t kProtocolVersion = 3;
+inline constexpr uint32_t kMinProtocolVersion = 2;
 
 // Hello.flags bits.
 // The sender can decompress zstd frames (frame flag bit 0).
@@ -39,6 +43,26 @@ struct Hello {
   bool operator==(const Hello&) const = default;
 };
 
+// Why a source refused a Hello, so that the replica decides on the code and
+// not on the text (docs/wire-format.md). Values are on the wire: never reuse
+// one. kUnspecified: accepted, or refused by a source older than protocol 3.
+enum class HelloRefusal : uint8_t {
+  kUnspecified = 0,
+  kProtocolVersion = 1,      // a protocol version the source does not serve
+  kOtherCluster = 2,         // the replica belongs to another deployment
+  kUnknownSite = 3,          // not a site this source serves (or the source itself)
+  kCertificateMismatch = 4,  // the TLS certificate names another site
+  kImpossibleEpoch = 5,      // an epoch that could not have been issued
+  kStaleSource = 6,          // the replica knows a higher epoch: this source is stale
+  kDiverged = 7,             // the replica holds an old epoch past its end here
+  kDropped = 8,              // dropped from spool retention: needs a re-seed
+  kNeedsSeed = 9,            // its position is gone from the spool: needs a re-seed
+  kNoSeeds = 10,             // asked for a seed that this source does not serve
+};
+inline constexpr uint8_t kMaxHelloRefusal = 10;
+// "unknown_site", ...: the reason label of geosync_refused_hellos_total.
+const char* HelloRefusalName(HelloRefusal code);
+
 // Source -> replica, answer to Hello.
 struct HelloReply {
   bool accepted = false;
@@ -46,6 +70,8 @@ struct HelloReply {
   std::string source_site;
   uint64_t source_epoch = 0;
   Position start;  // the stream resumes after this position
+  // When !accepted, for replicas of protocol >= 3; kUnspecified otherwise.
+  HelloRefusal code = HelloRefusal::kUnspecified;
 
   bool operator==(const HelloReply&) const = default;
 };

@@ -4,27 +4,42 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/ctl/promote_plan.h"
+#include "common/handshake.h"
 
 namespace geosync {
 
 std::optional<HigherEpoch> FindHigherEpoch(const admin::Topology& topology, const std::string& self,
-                                           uint64_t epoch) {
+                                           uint64_t epoch, LinkRefusals* refusals) {
   admin::Topology others = topology;
   std::erase_if(others.sites, [&](const admin::TopologySite& s) { return s.name == self; });
+  std::optional<HigherEpoch> higher;
   for (const ctl::SiteReport& r : ctl::Survey(others)) {
-    if (r.reachable && r.epoch > epoch) return HigherEpoch{r.name, r.epoch};
+    if (!r.reachable) continue;
+    switch (ClassifyEpoch(r.epoch, epoch)) {
+      case EpochClaim::kImpossible:
+        spdlog::error("peer watch: ignoring site {}'s /status: {}", r.name,
+                      ImpossibleEpochReason(r.epoch, epoch));
+        if (refusals) refusals->PeerEpoch(r.name);
+        break;
+      case EpochClaim::kHigher:
+        if (!higher) higher = HigherEpoch{r.name, r.epoch};
+        break;
+      case EpochClaim::kNotHigher:
+        break;
+    }
   }
-  return std::nullopt;
+  return higher;
 }
 
 PeerWatch::PeerWatch(admin::Topology topology, std::string self, uint64_t epoch,
                      std::function<void(const HigherEpoch&)> on_higher,
-                     std::chrono::milliseconds period)
+                     std::chrono::milliseconds period, LinkRefusals* refusals)
     : topology_(std::move(topology)),
       self_(std::move(self)),
       epoch_(epoch),
       on_higher_(std::move(on_higher)),
-      period_(period) {}
+      period_(period),
+      refusals_(refusals) {}
 
 PeerWatch::~PeerWatch() { Stop(); }
 
@@ -33,7 +48,7 @@ void PeerWatch::Start() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();
-      auto higher = FindHigherEpoch(topology_, self_, epoch_);
+      auto higher = FindHigherEpoch(topology_, self_, epoch_, refusals_);
       lock.lock();
       if (higher && !stopping_) {
         lock.unlock();

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agent/admin/status_model.h"
+#include "common/link_refusals.h"
 
 namespace geosync {
 
@@ -24,14 +25,18 @@ struct HigherEpoch {
 };
 
 // One round: every other site of `topology`, in parallel, 2 s deadline.
+// A /status is unauthenticated: an epoch in it that could not have been
+// issued (common/handshake.h ClassifyEpoch) is logged, counted in
+// `refusals` when given, and ignored.
 std::optional<HigherEpoch> FindHigherEpoch(const admin::Topology& topology, const std::string& self,
-                                           uint64_t epoch);
+                                           uint64_t epoch, LinkRefusals* refusals = nullptr);
 
 class PeerWatch {
  public:
   PeerWatch(admin::Topology topology, std::string self, uint64_t epoch,
             std::function<void(const HigherEpoch&)> on_higher,
-            std::chrono::milliseconds period = std::chrono::seconds(3));
+            std::chrono::milliseconds period = std::chrono::seconds(3),
+            LinkRefusals* refusals = nullptr);
   ~PeerWatch();  // Stop()
   void Start();
   void Stop();
@@ -42,6 +47,7 @@ class PeerWatch {
   uint64_t epoch_;
   std::function<void(const HigherEpoch&)> on_higher_;
   std::chrono::milliseconds period_;
+  LinkRefusals* refusals_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/handshake.h"
 #include "common/record_batch.h"
 
 namespace geosync {
@@ -109,6 +110,12 @@ asio::awaitable<Status> Receiver::Session() {
   }
   PeerStream stream(std::move(socket), options_.tls, /*compression_level=*/0);
   current_ = &stream;
+  {
+    // Whatever the last connection left incomplete was abandoned: acks start
+    // from what the spool holds, which the source counts as held.
+    std::lock_guard lock(mu_);
+    status_.durable = status_.received = spool_->durable();
+  }
   struct Reset {
     Receiver* r;
     ~Reset() { r->current_ = nullptr; }
@@ -135,19 +142,27 @@ asio::awaitable<Status> Receiver::Session() {
   }
   GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply, DecodeHelloReply(AsSpan(frame.payload)));
   if (!reply.accepted) {
-    bool fenced = reply.error.find("epoch") != std::string::npos ||
-                  reply.error.find("cluster") != std::string::npos ||
-                  reply.error.find("certificate") != std::string::npos ||
-                  reply.error.find("unknown site") != std::string::npos;
-    std::string msg =
-        fmt::format("source {} ({}) refused this site: {}", reply.source_site, where, reply.error);
-    co_return fenced ? Status::Fenced(msg) : Status::NotFound(msg);
+    co_return Status(RefusalCode(reply.code),
+                     fmt::format("source {} ({}) refused this site ({}): {}", reply.source_site,
+                                 where, HelloRefusalName(reply.code), reply.error));
   }
-  if (reply.source_epoch < epoch_) {
-    co_return Status::Fenced(fmt::format(
-        "source {} ({}) is at epoch {} but this site knows epoch {}: refusing a stream from a "
-        "stale primary",
-        reply.source_site, where, reply.source_epoch, epoch_.load()));
+  SourcePolicy policy;
+  policy.self = options_.site;
+  policy.epoch = epoch_;
+  policy.expected_site = options_.expected_source;
+  policy.sites = options_.deployment_sites;
+  policy.tls = stream.tls();
+  if (policy.tls) policy.peer_cn = stream.PeerCommonName();
+  HelloVerdict verdict = CheckSourceReply(reply, policy);
+  if (!verdict.ok()) {
+    std::string msg = fmt::format("refusing source at {} ({}): {}", where,
+                                  HelloRefusalName(verdict.code), verdict.message);
+    // A stale primary is final; a source that is not who it should be may
+    // be replaced by the right one at the same address: retry.
+    if (verdict.code == HelloRefusal::kStaleSource) co_return Status::Fenced(msg);
+    if (options_.refusals) options_.refusals->Source(HelloRefusalName(verdict.code));
+    spdlog::error("receiver: {}", msg);
+    co_return Status::Protocol(msg);
   }
   if (reply.source_epoch > epoch_) {
     GEOSYNC_RETURN_IF_ERROR_CO(on_new_epoch_ ? on_new_epoch_(reply.source_epoch) : Status::Ok());

@@ -19,6 +19,7 @@
 #include "agent/spool/spool.h"
 #include "common/config.h"
 #include "common/control.h"
+#include "common/link_refusals.h"
 #include "common/record_batch.h"
 
 namespace geosync {
@@ -27,6 +28,11 @@ struct ReceiverOptions {
   std::string cluster_id;
   std::string site;
   Endpoint upstream;
+  // Who may answer at `upstream` (common/handshake.h CheckSourceReply): the
+  // source this site expects ("" when unknown) and the deployment's sites.
+  std::string expected_source;
+  std::vector<std::string> deployment_sites;
+  LinkRefusals* refusals = nullptr;  // refused source replies are counted here
   std::shared_ptr<asio::ssl::context> tls;
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::milliseconds peer_timeout{10000};
@@ -49,7 +55,8 @@ struct ReceiverStatus {
 class Receiver {
  public:
   // `epoch` is the site's current epoch: adopted upward (and persisted by
-  // `on_new_epoch`) when the source is newer; a lower source epoch is refused.
+  // `on_new_epoch`) when an authenticated source is newer, within
+  // kMaxEpochJump; a lower source epoch is refused.
   Receiver(asio::any_io_executor ex, ReceiverOptions options, Spool* spool, uint64_t epoch,
            std::function<Position()> applied, std::function<PgTimestamp()> applied_time,
            std::function<void()> on_durable, std::function<Status(uint64_t)> on_new_epoch);

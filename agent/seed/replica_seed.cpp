@@ -71,6 +71,9 @@ Status ReplicaSeed::Run() {
       return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config_.path));
     }
     o.tls = tls_;
+    o.expected_source = expected_source_;
+    o.deployment_sites = deployment_sites_;
+    o.refusals = refusals_;
     o.conninfo = config_.postgres.dsn;
     o.origin_prefix = "geosync_" + config_.cluster_id;
     o.workers = config_.seed.workers;

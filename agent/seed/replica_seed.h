@@ -40,6 +40,13 @@ class ReplicaSeed {
   // POST /admin/seed: persists "in progress" so that the replica role,
   // restarted by the caller, seeds. 409 while a seed runs.
   admin::HttpReply Request();
+  // Who may answer as the source (SeederOptions); set before Run().
+  void SetSourceIdentity(std::string expected, std::vector<std::string> sites,
+                         LinkRefusals* refusals) {
+    expected_source_ = std::move(expected);
+    deployment_sites_ = std::move(sites);
+    refusals_ = refusals;
+  }
 
  private:
   Status Persist(const std::function<void(SiteState&)>& change);
@@ -49,6 +56,9 @@ class ReplicaSeed {
   StateUpdate update_;
   Spool* spool_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::string expected_source_;
+  std::vector<std::string> deployment_sites_;
+  LinkRefusals* refusals_ = nullptr;
   bool auto_ = false;
   SeedProgress progress_;
   mutable std::mutex mu_;  // state_, current_

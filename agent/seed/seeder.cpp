@@ -24,6 +24,7 @@
 #include "agent/net/peer_stream.h"
 #include "agent/seed/replica_db.h"
 #include "common/control.h"
+#include "common/handshake.h"
 #include "common/seed_protocol.h"
 
 namespace geosync::seed {
@@ -103,8 +104,25 @@ asio::awaitable<Status> OpenSeedStream(const SeederOptions& o, std::unique_ptr<P
   }
   GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply, DecodeHelloReply(AsSpan(frame.payload)));
   if (!reply.accepted) {
-    co_return Status::Fenced(fmt::format("source {} ({}) refused to seed this site: {}",
-                                         reply.source_site, where, reply.error));
+    co_return Status::Fenced(fmt::format("source {} ({}) refused to seed this site ({}): {}",
+                                         reply.source_site, where, HelloRefusalName(reply.code),
+                                         reply.error));
+  }
+  SourcePolicy policy;
+  policy.self = o.site;
+  policy.epoch = o.epoch;
+  policy.expected_site = o.expected_source;
+  policy.sites = o.deployment_sites;
+  policy.tls = stream->tls();
+  if (policy.tls) policy.peer_cn = stream->PeerCommonName();
+  HelloVerdict verdict = CheckSourceReply(reply, policy);
+  if (!verdict.ok()) {
+    std::string msg = fmt::format("seed: refusing source at {} ({}): {}", where,
+                                  HelloRefusalName(verdict.code), verdict.message);
+    if (verdict.code == HelloRefusal::kStaleSource) co_return Status::Fenced(msg);
+    if (o.refusals) o.refusals->Source(HelloRefusalName(verdict.code));
+    spdlog::error("{}", msg);
+    co_return Status::Protocol(msg);
   }
   *out = std::move(stream);
   co_return Status::Ok();
@@ -204,6 +222,12 @@ Result<SeedOutcome> Seeder::Run() {
                                              static_cast<int>(frame.type)));
     }
     GEOSYNC_ASSIGN_OR_RETURN_CO(manifest, DecodeSeedManifest(AsSpan(frame.payload)));
+    // The seed's epoch becomes this site's (state.json): only a plausible one.
+    if (ClassifyEpoch(manifest.consistent.epoch, options_.epoch) == EpochClaim::kImpossible) {
+      co_return Status::Protocol(
+          fmt::format("seed: the source's manifest is at {}: {}", manifest.consistent.ToString(),
+                      ImpossibleEpochReason(manifest.consistent.epoch, options_.epoch)));
+    }
     co_return Status::Ok();
   }());
   if (!got.ok()) return got;

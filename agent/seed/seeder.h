@@ -17,12 +17,17 @@
 #include "agent/seed/seed_progress.h"
 #include "agent/spool/spool.h"
 #include "common/config.h"
+#include "common/link_refusals.h"
 
 namespace geosync::seed {
 
 struct SeederOptions {
   std::string cluster_id, site;
   Endpoint upstream;
+  // Who may answer at `upstream` (common/handshake.h CheckSourceReply).
+  std::string expected_source;
+  std::vector<std::string> deployment_sites;
+  LinkRefusals* refusals = nullptr;
   std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP
   std::string conninfo;                            // the replica database
   std::string origin_prefix;                       // geosync_<cluster_id>

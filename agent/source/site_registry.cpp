@@ -22,6 +22,13 @@ bool SiteRegistry::Known(const std::string& site) const {
   return sites_.count(site) > 0;
 }
 
+std::vector<std::string> SiteRegistry::Sites() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, s] : sites_) out.push_back(name);
+  return out;
+}
+
 void SiteRegistry::Connected(const std::string& site, const std::string& remote) {
   std::lock_guard lock(mu_);
   auto& s = sites_[site];

@@ -33,6 +33,8 @@ class SiteRegistry {
   explicit SiteRegistry(std::vector<std::string> sites);
 
   bool Known(const std::string& site) const;
+  // The names of every site this registry serves.
+  std::vector<std::string> Sites() const;
   void Connected(const std::string& site, const std::string& remote);
   void Disconnected(const std::string& site, const std::string& error);
   void Update(const std::string& site, const Ack& ack);

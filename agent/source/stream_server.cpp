@@ -12,6 +12,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/control.h"
+#include "common/encoding.h"
+#include "common/handshake.h"
 #include "common/record_batch.h"
 
 namespace geosync {
@@ -26,6 +28,9 @@ struct StreamServer::Session {
   asio::steady_timer wake;
   std::string site;
   Position start;
+  // The last unit sent on this session (its start counts as held): acks
+  // may not claim more (common/handshake.h CheckAck).
+  Position sent;
   std::unique_ptr<SpoolReader> reader;
 };
 
@@ -54,10 +59,19 @@ StreamServer::StreamServer(asio::io_context& io, StreamServerOptions options, Sp
 StreamServer::~StreamServer() = default;
 
 Status StreamServer::Listen() {
+  if (!options_.tls) {
+    GEOSYNC_RETURN_IF_ERROR(CheckPlaintextListen(options_.listen.host, options_.allow_plaintext));
+  }
   GEOSYNC_RETURN_IF_ERROR(OpenAcceptor(acceptor_, options_.listen, "stream server (listen)"));
   port_ = acceptor_.local_endpoint().port();
-  if (!options_.tls) {
-    spdlog::warn("stream server on {}:{} uses plain TCP without TLS: for loopback tests only",
+  if (!options_.tls && !IsLoopbackAddress(options_.listen.host)) {
+    spdlog::critical(
+        "stream server on {}:{} uses plain TCP WITHOUT TLS on a non-loopback address "
+        "(allow_plaintext_links): anyone who reaches it can claim to be a site, read the "
+        "stream and report epochs; use TLS outside a trusted network",
+        options_.listen.host, port_);
+  } else if (!options_.tls) {
+    spdlog::warn("stream server on {}:{} uses plain TCP without TLS: loopback only",
                  options_.listen.host, port_);
   }
   spdlog::info("stream server listening on {}:{} (epoch {})", options_.listen.host, port_,
@@ -95,42 +109,8 @@ asio::awaitable<void> StreamServer::AcceptLoop() {
   }
 }
 
-Status StreamServer::CheckHello(const Hello& hello, PeerStream& stream) const {
-  if (hello.protocol_version != kProtocolVersion) {
-    return Status::Protocol(fmt::format("site {} speaks protocol version {}, this source {}",
-                                        hello.site_name, hello.protocol_version, kProtocolVersion));
-  }
-  if (hello.cluster_id != options_.cluster_id) {
-    return Status::Fenced(fmt::format("site {} belongs to cluster \"{}\", this source to \"{}\"",
-                                      hello.site_name, hello.cluster_id, options_.cluster_id));
-  }
-  if (!registry_->Known(hello.site_name)) {
-    return Status::Fenced(fmt::format(
-        "unknown site \"{}\": add it to \"sites\" in the source's config", hello.site_name));
-  }
-  if (stream.tls()) {
-    std::string cn = stream.PeerCommonName();
-    if (cn != hello.site_name) {
-      return Status::Fenced(fmt::format("site says it is \"{}\" but its certificate is for \"{}\"",
-                                        hello.site_name, cn));
-    }
-  }
-  if (hello.epoch > options_.epoch) {
-    return Status::Fenced(fmt::format(
-        "site {} knows epoch {} but this source is at epoch {}: a newer primary exists, this "
-        "source is stale and stops shipping",
-        hello.site_name, hello.epoch, options_.epoch));
-  }
-  for (const Position& end : options_.epoch_ends) {
-    if (hello.durable.epoch == end.epoch && hello.durable.lsn > end.lsn) {
-      return Status::Fenced(fmt::format(
-          "site {} holds epoch {} up to {}, but epoch {} ended at {} on this source: it has "
-          "transactions this source never received; run `geosyncctl rejoin --site {}`",
-          hello.site_name, end.epoch, hello.durable.lsn.ToString(), end.epoch, end.lsn.ToString(),
-          hello.site_name));
-    }
-  }
-  return Status::Ok();
+void StreamServer::CountHello(std::string_view reason) {
+  if (options_.refusals) options_.refusals->Hello(reason);
 }
 
 asio::awaitable<void> StreamServer::RunSession(tcp::socket socket) {
@@ -156,56 +136,85 @@ asio::awaitable<void> StreamServer::RunSession(tcp::socket socket) {
 }
 
 asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
-  GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.Handshake(true, options_.peer_timeout));
+  Status shaken = co_await session->stream.Handshake(true, options_.peer_timeout);
+  if (!shaken.ok()) {
+    CountHello("tls_handshake");
+    co_return shaken;
+  }
   GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame first,
                               co_await session->stream.ReadFrame(options_.peer_timeout));
   if (first.type != FrameType::kHello) {
+    CountHello("malformed");
     co_return Status::Protocol(
         fmt::format("expected Hello, got frame type {}", static_cast<int>(first.type)));
   }
-  GEOSYNC_ASSIGN_OR_RETURN_CO(Hello hello, DecodeHello(AsSpan(first.payload)));
-  session->site = hello.site_name;
-  session->start = hello.durable;
-  Status ok = CheckHello(hello, session->stream);
+  auto decoded = DecodeHello(AsBytes(first.payload));
+  if (!decoded.ok()) {
+    CountHello("malformed");
+    co_return decoded.status();
+  }
+  const Hello& hello = *decoded;
+  HelloPolicy policy;
+  policy.cluster_id = options_.cluster_id;
+  policy.self = options_.site;
+  policy.epoch = options_.epoch;
+  policy.sites = registry_->Sites();
+  policy.tls = session->stream.tls();
+  if (policy.tls) policy.peer_cn = session->stream.PeerCommonName();
+  policy.epoch_ends = options_.epoch_ends;
+  HelloVerdict verdict = CheckHello(hello, policy);
   const bool seed = (hello.flags & kHelloNeedsSeed) != 0;
-  if (ok.ok() && seed && !seed_handler_)
-    ok = Status::InvalidArgument("this source serves no seeds");
-  if (ok.ok() && !seed && registry_->Dropped(hello.site_name)) {
+  if (verdict.ok() && seed && !seed_handler_) {
+    verdict = HelloVerdict{HelloRefusal::kNoSeeds, "this source serves no seeds", false};
+  }
+  if (verdict.ok() && !seed && registry_->Dropped(hello.site_name)) {
     // Not a fenced refusal: the site keeps retrying and stays reachable for
     // `geosyncctl seed`, whose seed connection readmits it.
-    ok = Status::NotFound(fmt::format(
-        "site {} was dropped from spool retention (the spool reached spool.max_mb while it "
-        "lagged) and needs a re-seed: run `geosyncctl seed --site {}`",
-        hello.site_name, hello.site_name));
+    verdict = HelloVerdict{
+        HelloRefusal::kDropped,
+        fmt::format(
+            "site {} was dropped from spool retention (the spool reached spool.max_mb while it "
+            "lagged) and needs a re-seed: run `geosyncctl seed --site {}`",
+            hello.site_name, hello.site_name),
+        false};
   }
-  if (ok.ok() && !seed) {
+  if (verdict.ok() && !seed) {
     auto reader = spool_->ReadFrom(hello.durable);
     if (!reader.ok()) {
-      ok = Status::NotFound(fmt::format("site {} needs a re-seed (`geosyncctl seed --site {}`): {}",
-                                        hello.site_name, hello.site_name,
-                                        reader.status().message()));
+      verdict =
+          HelloVerdict{HelloRefusal::kNeedsSeed,
+                       fmt::format("site {} needs a re-seed (`geosyncctl seed --site {}`): {}",
+                                   hello.site_name, hello.site_name, reader.status().message()),
+                       false};
     } else {
       session->reader = std::move(reader).value();
     }
   }
   HelloReply reply;
-  reply.accepted = ok.ok();
-  reply.error = ok.ok() ? "" : ok.message();
+  reply.accepted = verdict.ok();
+  reply.error = verdict.message;
+  // Replicas of protocol 2 cannot decode a refusal code.
+  if (hello.protocol_version >= 3) reply.code = verdict.code;
   reply.source_site = options_.site;
   reply.source_epoch = options_.epoch;
   reply.start = hello.durable;
   std::string bytes;
   EncodeHelloReply(reply, &bytes);
   GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kHelloReply, bytes));
-  if (!ok.ok()) {
-    if (hello.epoch > options_.epoch && on_higher_epoch_) {
+  if (!verdict.ok()) {
+    CountHello(HelloRefusalName(verdict.code));
+    spdlog::warn("refused site {} from {}{} ({}): {}", hello.site_name, session->stream.remote(),
+                 policy.tls ? fmt::format(" (certificate \"{}\")", policy.peer_cn) : "",
+                 HelloRefusalName(verdict.code), verdict.message);
+    // Only a known site of this cluster that proved its name may make this
+    // source fence itself; a refusal of anything else changes nothing here.
+    if (verdict.may_report_epoch && on_higher_epoch_) {
       on_higher_epoch_(hello.epoch, hello.site_name);
     }
-    session->site.clear();  // the reply already told the peer
-    spdlog::warn("refused site {} from {}: {}", hello.site_name, session->stream.remote(),
-                 ok.ToString());
     co_return Status::Ok();
   }
+  session->site = hello.site_name;
+  session->start = session->sent = hello.durable;
   if (seed) {
     session->site.clear();  // a seed connection is not the site's stream
     co_return co_await seed_handler_(hello, session->stream);
@@ -222,7 +231,7 @@ asio::awaitable<Status> StreamServer::Send(std::shared_ptr<Session> session) {
   BatchEncoder batch_encoder;
   std::string batch;
   auto last_heartbeat = std::chrono::steady_clock::now() - options_.heartbeat;
-  Position last_sent = session->start;
+  Position& last_sent = session->sent;
   while (!stopping_) {
     batch.clear();
     while (batch.size() < options_.max_batch_bytes) {
@@ -272,6 +281,15 @@ asio::awaitable<Status> StreamServer::Receive(std::shared_ptr<Session> session) 
     switch (frame.type) {
       case FrameType::kAck: {
         GEOSYNC_ASSIGN_OR_RETURN_CO(Ack ack, DecodeAck(AsSpan(frame.payload)));
+        AckBound bound{session->sent, options_.epoch, primary_wal_ ? primary_wal_() : Lsn()};
+        if (Status bad = CheckAck(ack, bound); !bad.ok()) {
+          // Nothing of it reaches the registry: a false ack could satisfy
+          // the sync quorum or release spool the site still needs.
+          if (options_.refusals) options_.refusals->Ack();
+          spdlog::error("site {} ({}): refused ack, closing its session: {}", session->site,
+                        session->stream.remote(), bad.message());
+          co_return Status::Protocol(fmt::format("site {}: {}", session->site, bad.message()));
+        }
         registry_->Update(session->site, ack);
         break;
       }

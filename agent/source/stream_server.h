@@ -23,6 +23,7 @@
 #include "agent/spool/spool.h"
 #include "common/config.h"
 #include "common/control.h"
+#include "common/link_refusals.h"
 
 namespace geosync {
 
@@ -31,7 +32,8 @@ struct StreamServerOptions {
   std::string site;
   uint64_t epoch = 1;
   Endpoint listen;
-  std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP (loopback tests only)
+  std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP, on loopback only unless...
+  bool allow_plaintext = false;             // ...the config says allow_plaintext_links
   int compression_level = 3;
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::milliseconds peer_timeout{10000};
@@ -40,13 +42,17 @@ struct StreamServerOptions {
   // Where each earlier epoch ended in this source's lineage: a site holding
   // more of such an epoch than that has diverged and is refused.
   std::vector<Position> epoch_ends;
+  // Refused Hellos and acks are counted here when set.
+  LinkRefusals* refusals = nullptr;
 };
 
 class StreamServer {
  public:
   // `primary_wal` returns the primary's current WAL end as last seen;
-  // `on_higher_epoch` runs when a site reports an epoch above ours: this
-  // source is stale and must fence itself.
+  // `on_higher_epoch` runs when a known site of this cluster that proved its
+  // name reports a plausible epoch above ours (common/handshake.h
+  // CheckHello): this source is stale and must fence itself. A refused or
+  // unauthenticated Hello never calls it.
   StreamServer(asio::io_context& io, StreamServerOptions options, Spool* spool,
                SiteRegistry* registry, std::function<Lsn()> primary_wal,
                std::function<void(uint64_t epoch, const std::string& site)> on_higher_epoch);
@@ -70,7 +76,7 @@ class StreamServer {
   asio::awaitable<Status> Serve(std::shared_ptr<Session> session);
   asio::awaitable<Status> Send(std::shared_ptr<Session> session);
   asio::awaitable<Status> Receive(std::shared_ptr<Session> session);
-  Status CheckHello(const Hello& hello, PeerStream& stream) const;
+  void CountHello(std::string_view reason);
 
   asio::io_context& io_;
   StreamServerOptions options_;

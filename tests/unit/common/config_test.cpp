@@ -287,3 +287,43 @@ TEST(ConfigTest, SeedKeysAreReadAndCheckedByName) {
 
 }  // namespace
 }  // namespace geosync
+
+namespace geosync {
+namespace {
+
+TEST(ConfigTest, UpstreamMayNameTheSourceSite) {
+  auto plain = ParseConfig(kValidReplica, "site.json");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->upstream_site, "") << "unnamed by default";
+  auto named = ParseConfig(
+      Replace(kValidReplica, R"("port": 7450})", R"("port": 7450, "site": "frankfurt"})"),
+      "site.json");
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_EQ(named->upstream_site, "frankfurt");
+  EXPECT_EQ(named->upstream->port, 7450);
+  std::string empty =
+      ErrorOf(Replace(kValidReplica, R"("port": 7450})", R"("port": 7450, "site": ""})"));
+  EXPECT_NE(empty.find("key 'upstream.site' must not be empty"), std::string::npos) << empty;
+  std::string listen_site =
+      ErrorOf(Replace(kValidReplica, R"("upstream")",
+                      R"("listen": {"host": "127.0.0.1", "port": 1, "site": "x"}, "upstream")"));
+  EXPECT_NE(listen_site.find("listen.site"), std::string::npos)
+      << "only upstream names a site: " << listen_site;
+}
+
+TEST(ConfigTest, PlaintextLinksAreOffByDefaultAndMustBeABoolean) {
+  auto r = ParseConfig(kValidReplica, "site.json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->allow_plaintext_links);
+  r = ParseConfig(
+      Replace(kValidReplica, R"("upstream")", R"("allow_plaintext_links": true, "upstream")"),
+      "site.json");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->allow_plaintext_links);
+  std::string msg = ErrorOf(
+      Replace(kValidReplica, R"("upstream")", R"("allow_plaintext_links": "yes", "upstream")"));
+  EXPECT_NE(msg.find("allow_plaintext_links"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace geosync

@@ -461,10 +461,57 @@ TEST(ControlTest, UnknownHelloFlagIsRejected) {
 TEST(ControlTest, UnknownHelloReplyFlagIsRejected) {
   std::string bytes;
   EncodeHelloReply(HelloReply{true, "", "s", 1, {}}, &bytes);
-  bytes[2] = 0x03;
+  bytes[2] = 0x05;
   auto r = DecodeHelloReply(B(bytes));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().message(), "hello reply decode: unknown flag bits 0x02 at offset 2");
+  EXPECT_EQ(r.status().message(), "hello reply decode: unknown flag bits 0x04 at offset 2");
+}
+
+TEST(ControlTest, ARefusalCodeRoundTripsAndOnlyTravelsWithARefusal) {
+  HelloReply refused{false, "unknown site \"lisbon\"", "frankfurt", 3, {}};
+  refused.code = HelloRefusal::kUnknownSite;
+  ExpectRoundTrip(refused, EncodeHelloReply, DecodeHelloReply);
+  std::string bytes;
+  EncodeHelloReply(refused, &bytes);
+  EXPECT_EQ(bytes[2], 0x02) << "flags: refused, a code follows";
+  EXPECT_EQ(bytes.back(), 3) << "the code is the last field";
+
+  // Without a code (an accepted reply, or a reply to a protocol 2 replica)
+  // the layout is protocol 2's.
+  HelloReply legacy{false, "why", "frankfurt", 3, {}};
+  std::string legacy_bytes;
+  EncodeHelloReply(legacy, &legacy_bytes);
+  EXPECT_EQ(legacy_bytes[2], 0x00);
+  auto decoded = DecodeHelloReply(B(legacy_bytes));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->code, HelloRefusal::kUnspecified);
+  HelloReply accepted{true, "", "frankfurt", 3, {}};
+  accepted.code = HelloRefusal::kUnknownSite;  // ignored: never sent with an acceptance
+  std::string accepted_bytes;
+  EncodeHelloReply(accepted, &accepted_bytes);
+  EXPECT_EQ(accepted_bytes[2], 0x01);
+}
+
+TEST(ControlTest, AnUnknownRefusalCodeOrACodeOnAnAcceptanceIsRejected) {
+  HelloReply refused{false, "", "s", 1, {}};
+  refused.code = HelloRefusal::kNoSeeds;
+  std::string bytes;
+  EncodeHelloReply(refused, &bytes);
+  for (uint8_t code : {uint8_t{0}, uint8_t{kMaxHelloRefusal + 1}}) {
+    std::string bad = bytes;
+    bad.back() = static_cast<char>(code);
+    auto r = DecodeHelloReply(B(bad));
+    ASSERT_FALSE(r.ok()) << int{code};
+    EXPECT_EQ(r.status().message(), "hello reply decode: unknown refusal code " +
+                                        std::to_string(code) + " at offset " +
+                                        std::to_string(bad.size() - 1));
+  }
+  std::string both = bytes;
+  both[2] = 0x03;
+  auto r = DecodeHelloReply(B(both));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "hello reply decode: an accepted reply carries a refusal code at offset 2");
 }
 
 TEST(ControlTest, UnknownErrorCodeIsRejected) {
