@@ -2,6 +2,7 @@
 // against a timer so that a silent or half-open site cannot hang geosyncctl.
 // https:// verifies the server's chain and its host name or IP (RFC 2818).
 #include "agent/admin/admin_client.h"
+#include "agent/net/peer_stream.h"
 
 #include <cctype>
 
@@ -110,12 +111,8 @@ namespace {
 
 Result<std::shared_ptr<asio::ssl::context>> ClientContext(const ClientTls& tls,
                                                           const std::string& base_url) {
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  auto ctx = NewTlsContext(asio::ssl::context::tls_client);
   boost::system::error_code ec;
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                       asio::ssl::context::no_tlsv1_1,
-                   ec);
   auto fail = [&](const char* what, const std::string& file) {
     return Status::Config(fmt::format("{}: {} {}: {}", base_url, what, file, ec.message()));
   };

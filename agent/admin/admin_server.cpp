@@ -128,12 +128,8 @@ HttpReply Route(const HttpRequestView& request, const AdminHandlers& handlers,
 }
 
 Result<std::shared_ptr<asio::ssl::context>> MakeAdminTlsContext(const AdminTlsConfig& tls) {
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  auto ctx = NewTlsContext(asio::ssl::context::tls_server);
   boost::system::error_code ec;
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                       asio::ssl::context::no_tlsv1_1,
-                   ec);
   auto fail = [&](const char* key, const std::string& file) {
     return Status::Config(fmt::format("{} {}: {}", key, file, ec.message()));
   };

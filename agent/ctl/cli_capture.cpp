@@ -44,7 +44,10 @@ int RunInit(const std::string& dsn) {
   if (!in) return Fail(Status::Config(fmt::format("cannot read {}", path)));
   std::stringstream sql;
   sql << in.rdbuf();
-  auto r = conn->Exec("BEGIN;\n" + sql.str() + "\nCOMMIT;");
+  // Local commit: with synchronous_standby_names naming geosync (commit
+  // policy sync), a commit waiting for a standby that is not streaming yet
+  // would hang init, and the slot creation behind it.
+  auto r = conn->Exec("SET synchronous_commit = local;\nBEGIN;\n" + sql.str() + "\nCOMMIT;");
   if (!r.ok()) return Fail(r.status().WithContext("installing " + path));
   std::cout << "installed DDL capture (event trigger geosync_ddl_capture) from " << path << "\n";
   return kExitOk;

@@ -35,14 +35,20 @@ Status OpenAcceptor(tcp::acceptor& acceptor, const Endpoint& listen, std::string
   return Status::Ok();
 }
 
-Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const TlsConfig& tls, bool server) {
-  auto ctx = std::make_shared<asio::ssl::context>(server ? asio::ssl::context::tls_server
-                                                         : asio::ssl::context::tls_client);
-  boost::system::error_code ec;
+std::shared_ptr<asio::ssl::context> NewTlsContext(asio::ssl::context::method method) {
+  auto ctx = std::make_shared<asio::ssl::context>(method);
+  boost::system::error_code ignored;  // options only set bits
   ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                        asio::ssl::context::no_tlsv1_1,
-                   ec);
+                   ignored);
+  return ctx;
+}
+
+Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const TlsConfig& tls, bool server) {
+  auto ctx =
+      NewTlsContext(server ? asio::ssl::context::tls_server : asio::ssl::context::tls_client);
+  boost::system::error_code ec;
   auto fail = [&](const char* what, const std::string& file) {
     return Status::Config(fmt::format("TLS {} {}: {}", what, file, ec.message()));
   };

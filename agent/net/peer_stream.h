@@ -30,6 +30,10 @@ Status OpenAcceptor(tcp::acceptor& acceptor, const Endpoint& listen, std::string
 // CA, peer verification required both ways. Errors name the file at fault.
 Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const TlsConfig& tls, bool server);
 
+// A TLS context that speaks TLS 1.2 or later and nothing older: every TLS
+// endpoint of geosync (site links, the admin API and its clients) starts here.
+std::shared_ptr<asio::ssl::context> NewTlsContext(asio::ssl::context::method method);
+
 struct TrafficCounters {
   uint64_t raw_out = 0, wire_out = 0, raw_in = 0, wire_in = 0;
 };
