@@ -2,8 +2,7 @@
 // JsonReader so that unknown keys, wrong types and missing keys are reported
 // with the file and the dotted key path.
 #include "common/config.h"
-
-#include <arpa/inet.h>
+#include "common/handshake.h"
 
 #include <cstring>
 #include <fstream>
@@ -195,16 +194,7 @@ void CheckRoleEndpoints(JsonReader& r, Config& c) {
 }  // namespace
 
 bool IsLoopbackHost(std::string_view host) {
-  std::string h(host);
-  in_addr v4{};
-  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6{};
-  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
-    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
-    // ::ffff:127.x.y.z
-    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
-  }
-  return h == "localhost";
+  return host == "localhost" || IsLoopbackAddress(host);
 }
 
 Result<Config> ParseConfig(std::string_view json_text, const std::string& path) {
