@@ -24,6 +24,7 @@
 #include "agent/admin/status_model.h"
 #include "agent/pg/pg_checks.h"
 #include "agent/pg/pg_conn.h"
+#include "agent/pg/write_guard.h"
 #include "agent/promote/admin_actions.h"
 #include "agent/promote/peer_watch.h"
 #include "agent/promote/site_control.h"
@@ -345,6 +346,24 @@ Status RunSource(SiteControl& control) {
     GEOSYNC_RETURN_IF_ERROR(CheckPostgresForRole(as_source));
   }
   const auto started = std::chrono::steady_clock::now();
+  // No other site is ahead: application writes may go here. (A source whose
+  // switchover fence is under way keeps its guard closed.)
+  auto source_guard = [&]() -> std::optional<GuardRequest> {
+    if (control.state().db_fenced) return std::nullopt;
+    return GuardRequest{true, config.site, "source", config.site, state.epoch, ""};
+  };
+  if (auto open = source_guard()) {
+    GEOSYNC_ASSIGN_OR_RETURN(PgConn guard_conn, ConnectGuardSession(config.postgres.dsn));
+    GEOSYNC_ASSIGN_OR_RETURN(int guarded, SetWriteGuard(guard_conn, *open));
+    spdlog::info(
+        "write guard: site {} is the source at epoch {}; application writes allowed "
+        "({} table(s) guarded for a restart)",
+        config.site, state.epoch, guarded);
+  }
+  WriteGuardKeeper guard_keeper(config.postgres.dsn, source_guard, [&] {
+    return !topology || !FindHigherEpoch(*topology, config.site, state.epoch, &refusals);
+  });
+  guard_keeper.Start();
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, true));
   SiteRegistry registry(AllowedSites(config, state));
@@ -715,6 +734,23 @@ Status RunReplica(SiteControl& control) {
       [&](const std::function<void(SiteState&)>& change) { return control.Update(change); });
   seed.SetSourceIdentity(source_identity.expected, source_identity.sites, &refusals);
   const bool must_seed = seed.Needed();
+  // Applications write at the source only; apply and seed pass the guard.
+  // The refusal names the source: the one streaming to this site, else the
+  // one a promotion named.
+  std::function<std::string()> connected_source = [] { return std::string(); };
+  auto replica_guard = [&]() -> std::optional<GuardRequest> {
+    const SiteState now = control.state();
+    std::string source = connected_source();
+    if (source.empty()) source = now.source_site;
+    if (source.empty()) source = source_identity.expected;
+    return GuardRequest{false, config.site, "replica", source, now.epoch, ""};
+  };
+  {
+    auto guard_conn = ConnectGuardSession(config.postgres.dsn);
+    Status st = guard_conn.status();
+    if (st.ok()) st = SetWriteGuard(*guard_conn, *replica_guard()).status();
+    if (!st.ok()) spdlog::warn("write guard: {} (retrying every second)", st.ToString());
+  }
 
   ApplierOptions ao;
   ao.conninfo = config.postgres.dsn;
@@ -739,6 +775,9 @@ Status RunReplica(SiteControl& control) {
       io.get_executor(), ro, spool.get(), state.epoch, [&] { return applier.applied(); },
       [&] { return applier.applied_commit_time(); }, [&] { applier.NotifyDurable(); },
       [&](uint64_t epoch) { return control.Update([&](SiteState& s) { s.epoch = epoch; }); });
+  connected_source = [&] { return receiver.status().source_site; };
+  WriteGuardKeeper guard_keeper(config.postgres.dsn, replica_guard, nullptr);
+  guard_keeper.Start();
   admin::LagTracker tracker;  // (source_commit, source time) from heartbeats
   admin::RateMeter apply_rate;
   ReplicaView view{config,        upstream, receiver,   applier, *spool,
@@ -891,7 +930,9 @@ Status RunFenced(SiteControl& control) {
       lock.unlock();
       auto conn = promote::ConnectAdmin(config.postgres.dsn);
       Status st = conn.status();
-      if (st.ok()) st = promote::FenceDatabase(*conn).status();
+      const SiteState now = control.state();
+      GuardRequest guard{false, config.site, "fenced", "", now.epoch, now.fence_reason};
+      if (st.ok()) st = promote::FenceDatabase(*conn, guard).status();
       if (st.ok()) st = control.Update([](SiteState& s) { s.db_fenced = true; });
       if (!st.ok()) spdlog::warn("fenced site: cannot fence the database yet: {}", st.ToString());
       lock.lock();

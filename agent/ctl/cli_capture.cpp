@@ -47,9 +47,16 @@ int RunInit(const std::string& dsn) {
   // Local commit: with synchronous_standby_names naming geosync (commit
   // policy sync), a commit waiting for a standby that is not streaming yet
   // would hang init, and the slot creation behind it.
-  auto r = conn->Exec("SET synchronous_commit = local;\nBEGIN;\n" + sql.str() + "\nCOMMIT;");
+  // session_replication_role = replica: the script's own DDL is neither
+  // captured by an earlier install's event trigger nor refused by the guard.
+  auto r = conn->Exec(
+      "SET synchronous_commit = local;\nSET session_replication_role = replica;\n"
+      "BEGIN;\n" +
+      sql.str() + "\nCOMMIT;");
   if (!r.ok()) return Fail(r.status().WithContext("installing " + path));
-  std::cout << "installed DDL capture (event trigger geosync_ddl_capture) from " << path << "\n";
+  std::cout << "installed DDL capture (event trigger geosync_ddl_capture) and the write guard "
+               "(schema _geosync) from "
+            << path << "\n";
   return kExitOk;
 }
 

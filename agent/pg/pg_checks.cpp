@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "agent/pg/pg_conn.h"
+#include "agent/pg/write_guard.h"
 
 namespace geosync {
 namespace {
@@ -126,6 +127,27 @@ CheckItem CheckControlMessages(PgConn& conn, Role role) {
     item.warning = true;
   }
   return item;
+}
+
+// The write guard: installed, and what it says now. A source's is opened
+// by geosyncd when it starts; a replica's is closed.
+CheckItem CheckWriteGuard(PgConn& conn, const Config& config) {
+  constexpr const char* kSubject = "write guard";
+  if (Status st = CheckWriteGuardInstalled(conn, config.site); !st.ok()) {
+    return Problem(kSubject, Code::kConfig, "not installed", InitFix(conn));
+  }
+  auto g = ReadWriteGuard(conn);
+  if (!g.ok()) return QueryFailed(kSubject, g.status());
+  if (!g->configured) {
+    return Ok(kSubject, "installed; geosyncd has not set it yet (it does when it starts)");
+  }
+  std::string found = fmt::format("{} ({}), application writes {}", g->role, g->site,
+                                  g->open ? "allowed" : "refused");
+  if (g->unguarded_tables > 0) {
+    found += fmt::format("; {} table(s) not yet guarded (geosyncd guards them within a second)",
+                         g->unguarded_tables);
+  }
+  return Ok(kSubject, found);
 }
 
 // The tables whose changes the site publishes, or would publish as the
@@ -253,7 +275,8 @@ Status CheckPostgresForRole(const Config& config) {
     }
     GEOSYNC_RETURN_IF_ERROR(CheckControlMessagesProtected(conn, config.site));
   }
-  return Status::Ok();
+  // Every role sets the write guard: a source opens it, the others close it.
+  return CheckWriteGuardInstalled(conn, config.site);
 }
 
 std::vector<CheckItem> AuditPostgres(const Config& config) {
@@ -280,6 +303,7 @@ std::vector<CheckItem> AuditPostgres(const Config& config) {
       config.postgres.slot, "other WAL senders run"));
   items.push_back(CheckReplicationRole(*conn));
   items.push_back(CheckControlMessages(*conn, config.role));
+  items.push_back(CheckWriteGuard(*conn, config));
   for (auto& item : CheckReplicaIdentity(*conn, config)) items.push_back(std::move(item));
   return items;
 }

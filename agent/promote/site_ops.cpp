@@ -45,14 +45,16 @@ Result<PgConn> ConnectAdmin(const std::string& conninfo) {
   GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(conninfo));
   auto r = conn.Exec(
       "SET default_transaction_read_only = off; SET application_name = 'geosync_admin'; "
-      "SET synchronous_commit = local; SET statement_timeout = 0; SET lock_timeout = '10s'");
+      "SET synchronous_commit = local; SET statement_timeout = 0; SET lock_timeout = '10s'; "
+      "SET session_replication_role = replica");
   if (!r.ok()) return r.status().WithContext("setting up geosync's admin session");
   return conn;
 }
 
-Result<int> FenceDatabase(PgConn& conn) {
+Result<int> FenceDatabase(PgConn& conn, const GuardRequest& guard) {
   GEOSYNC_RETURN_IF_ERROR(AlterDatabase(conn, "SET default_transaction_read_only = on",
                                         "fencing the database read-only"));
+  GEOSYNC_RETURN_IF_ERROR(SetWriteGuard(conn, guard).status());
   // Twice: a session that was connecting during the first pass has its
   // settings by the second and is read-only or ended.
   int ended = 0;

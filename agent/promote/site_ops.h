@@ -2,7 +2,8 @@
 // daemon runs on its own threads while a site changes role. Each operation
 // is idempotent, so an interrupted promotion can simply be run again.
 //
-//   fence      ALTER DATABASE ... SET default_transaction_read_only = on, then
+//   fence      ALTER DATABASE ... SET default_transaction_read_only = on,
+//              close the write guard (agent/pg/write_guard.h), then
 //              terminate the database's client sessions (geosync's own are
 //              kept). Durable across restarts, reversible with Unfence.
 //   epoch      ALTER DATABASE ... SET geosync.epoch = 'N': the epoch lives in
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "agent/pg/pg_conn.h"
+#include "agent/pg/write_guard.h"
 #include "common/lsn.h"
 #include "common/status.h"
 
@@ -26,12 +28,15 @@ namespace geosync::promote {
 // A session for geosync's own work: it may write while the database is
 // fenced (default_transaction_read_only = off) and is never terminated by a
 // fence (application_name geosync_admin). Commits are local-only, so a
-// synchronous_standby_names that names the old slot cannot block it.
+// synchronous_standby_names that names the old slot cannot block it. It runs
+// under session_replication_role = replica: the write guard lets it through
+// and its DDL (the publication) is neither captured nor refused.
 Result<PgConn> ConnectAdmin(const std::string& conninfo);
 
-// Makes the connected database read-only for every new session and ends the
+// Makes the connected database read-only for every new session, closes the
+// write guard as `guard` says (what the refusal names), and ends the
 // existing client sessions except geosync's. Returns how many were ended.
-Result<int> FenceDatabase(PgConn& conn);
+Result<int> FenceDatabase(PgConn& conn, const GuardRequest& guard);
 // Lifts the fence (RESET default_transaction_read_only).
 Status UnfenceDatabase(PgConn& conn);
 // Whether the database carries the fence.

@@ -28,7 +28,10 @@ std::string OriginPrefix(const Config& config) { return "geosync_" + config.clus
 
 Result<Lsn> FenceForSwitchover(const Config& config, const std::string& target, uint64_t epoch) {
   GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, promote::ConnectAdmin(config.postgres.dsn));
-  GEOSYNC_ASSIGN_OR_RETURN(int ended, promote::FenceDatabase(conn));
+  GuardRequest guard{false,     config.site,
+                     "fenced",  target,
+                     epoch - 1, fmt::format("a switchover to site {} is under way", target)};
+  GEOSYNC_ASSIGN_OR_RETURN(int ended, promote::FenceDatabase(conn, guard));
   spdlog::warn("switchover to {} (epoch {}): database fenced read-only, {} session(s) ended",
                target, epoch, ended);
   GEOSYNC_ASSIGN_OR_RETURN(
@@ -77,7 +80,8 @@ Status Demote(SiteControl& control, const NextRole& next) {
   const Config& config = control.config();
   GEOSYNC_ASSIGN_OR_RETURN(Position end, SpoolEnd(config));
   GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, promote::ConnectAdmin(config.postgres.dsn));
-  GEOSYNC_RETURN_IF_ERROR(promote::FenceDatabase(conn).status());
+  GuardRequest guard{false, config.site, "replica", next.source_site, control.state().epoch, ""};
+  GEOSYNC_RETURN_IF_ERROR(promote::FenceDatabase(conn, guard).status());
   GEOSYNC_RETURN_IF_ERROR(promote::DropSlot(conn, config.postgres.slot, kSlotDeadline));
   if (end.lsn.valid() && !next.reseed) {
     // The database holds its own stream up to `end`: record it as applied,
@@ -132,7 +136,8 @@ Status FenceStale(SiteControl& control, const std::string& reason) {
     s.fence_reason = reason;
   }));
   GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, promote::ConnectAdmin(config.postgres.dsn));
-  GEOSYNC_ASSIGN_OR_RETURN(int ended, promote::FenceDatabase(conn));
+  GuardRequest guard{false, config.site, "fenced", "", control.state().epoch, reason};
+  GEOSYNC_ASSIGN_OR_RETURN(int ended, promote::FenceDatabase(conn, guard));
   spdlog::critical("site {}: database fenced read-only, {} session(s) ended", config.site, ended);
   return control.Update([&](SiteState& s) { s.db_fenced = true; });
 }

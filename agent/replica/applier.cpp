@@ -279,7 +279,12 @@ Status Applier::SetUpSession() {
   std::string sql = SessionSettingsSql();
   auto r = conn_.Exec(sql);
   check_reorder_ = true;
-  return r.ok() ? Status::Ok() : r.status().WithContext("setting up the apply session");
+  if (!r.ok()) return r.status().WithContext("setting up the apply session");
+  auto guard =
+      conn_.QueryValue("SELECT pg_catalog.to_regproc('_geosync.guard_tables') IS NOT NULL");
+  if (!guard.ok()) return guard.status().WithContext("looking for the write guard");
+  write_guard_ = *guard == "t";
+  return Status::Ok();
 }
 
 void Applier::Disconnect() {
@@ -782,7 +787,7 @@ Status Applier::RunDdl(const std::string& content, int index) {
         index, "",
         Status::InvalidArgument(fmt::format("malformed {} message: {}", kDdlPrefix, e.what())));
   }
-  // A caller of geosync.emit_ddl_message inside DDL can repeat a genuine
+  // A caller of _geosync.emit_ddl_message inside DDL can repeat a genuine
   // message: a text runs once per source transaction.
   if (std::find(ddl_texts_.begin(), ddl_texts_.end(), sql) != ddl_texts_.end()) {
     return Status::Ok();
@@ -812,7 +817,9 @@ Status Applier::RunDdl(const std::string& content, int index) {
   const std::string target = fmt::format(" running DDL [{}] as role {}", sql.substr(0, 120), role);
   // After the DDL, whatever a function it ran set for the session is
   // undone: the apply session's own settings are asserted again.
-  const std::string steps[] = {
+  // A table it created gets the write guard in the same transaction
+  // (agent/pg/write_guard.h).
+  std::vector<std::string> steps = {
       fmt::format("SELECT pg_catalog.set_config('search_path', {}, true)",
                   conn_.EscapeLiteral(search_path)),
       "SET LOCAL ROLE " + conn_.EscapeIdentifier(role),
@@ -820,6 +827,7 @@ Status Applier::RunDdl(const std::string& content, int index) {
       "RESET ROLE; SET LOCAL search_path TO ''; DEALLOCATE ALL",
       SessionSettingsSql(),
   };
+  if (write_guard_) steps.push_back("SELECT _geosync.guard_tables()");
   for (const std::string& step : steps) {
     PgResult r(PQexec(conn_.get(), step.c_str()));
     auto status = PQresultStatus(r.get());

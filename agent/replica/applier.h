@@ -239,6 +239,7 @@ class Applier {
   // and intermediate row states are never seen. Off while a trigger or rule
   // that fires during apply exists (checked per session and after DDL).
   bool reorder_ok_ = false;
+  bool write_guard_ = false;  // the database has _geosync.guard_tables()
   bool check_reorder_ = true;
   uint64_t group_row_statements_ = 0;   // in the replica transaction being sent
   bool group_update_runs_ = false;      // it sent updates through runs

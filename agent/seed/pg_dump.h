@@ -47,7 +47,8 @@ Result<std::string> DumpSchema(const std::string& conninfo, const std::string& s
                                const std::string& section);
 
 // Drops psql meta-command lines (\restrict, \unrestrict, ...) from a
-// plain-format dump, so that the SQL runs through libpq.
+// plain-format dump, so that the SQL runs through libpq, and the source's
+// write guard triggers (each site has its own).
 std::string StripMetaCommands(const std::string& sql);
 
 }  // namespace geosync::seed

@@ -137,7 +137,7 @@ asio::awaitable<Result<SeedManifest>> SeedServer::ReadCatalog(const std::string&
       PgResult seqs,
       co_await pg.Query("SELECT schemaname, sequencename, last_value FROM pg_catalog.pg_sequences "
                         "WHERE last_value IS NOT NULL AND schemaname NOT IN ('pg_catalog', "
-                        "'information_schema', 'geosync') ORDER BY 1, 2"));
+                        "'information_schema', '_geosync') ORDER BY 1, 2"));
   for (int i = 0; i < seqs.rows(); ++i) {
     SeedSequence s;
     s.schema = seqs.Get(i, 0);

@@ -59,6 +59,19 @@ Status DrillJob::Run() {
   auto begin = conn.Exec(
       "SET application_name = 'geosync_drill'; BEGIN ISOLATION LEVEL REPEATABLE READ READ WRITE");
   if (!begin.ok()) return begin.status().WithContext("opening the drill transaction");
+  // As a promotion would, open the write guard (agent/pg/write_guard.h):
+  // the probes then write as applications would on the promoted site.
+  auto guarded = conn.QueryValue("SELECT pg_catalog.to_regproc('_geosync.set_guard') IS NOT NULL");
+  if (guarded.ok() && *guarded == "t") {
+    auto open = conn.Exec(
+        "SELECT _geosync.set_guard(true, s ->> 'site', 'source', s ->> 'site', "
+        "(s ->> 'epoch')::bigint, 'drill') FROM (SELECT _geosync.guard_state() AS s) x "
+        "WHERE s IS NOT NULL");
+    if (!open.ok()) {
+      (void)conn.Exec("ROLLBACK");
+      return open.status().WithContext("opening the write guard in the drill transaction");
+    }
+  }
   // Writable: a real write, rolled back with everything else.
   auto write = conn.Exec(
       "CREATE TEMP TABLE geosync_drill_probe (at timestamptz) ON COMMIT DROP; "

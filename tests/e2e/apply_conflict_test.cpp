@@ -83,7 +83,10 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
       },
       60s, "the source streams its slot"));
 
-  replica.Exec("INSERT INTO accounts VALUES (1, 'written on the replica by mistake')");
+  // Written behind geosync's back: only a superuser can, past the write guard.
+  replica.Exec(
+      "SET session_replication_role = replica; "
+      "INSERT INTO accounts VALUES (1, 'written on the replica by mistake')");
   std::string xid = primary.QueryValue(
       "WITH i AS (INSERT INTO accounts VALUES (1, 'primary') RETURNING 1) "
       "SELECT pg_current_xact_id()::text FROM i");

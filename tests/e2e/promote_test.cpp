@@ -2,6 +2,7 @@
 // `geosyncctl switchover` (and back), lose and duplicate nothing, keep the
 // old primary read-only, never reuse a sequence value, and refuse an
 // unauthenticated promotion.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -30,6 +31,8 @@ namespace geosync::testing {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
 
 constexpr int kSites = 3;
 const char* const kNames[kSites] = {"frankfurt", "dublin", "virginia"};
@@ -184,8 +187,15 @@ TEST_F(PromoteE2E, SwitchoverUnderLoadLosesNothingAndSwitchesBack) {
       << out.output;
   EXPECT_NE(out.output.find("writes were unavailable for"), std::string::npos) << out.output;
 
-  // The old primary refuses application writes; the new one takes them.
-  EXPECT_THROW(pg_[0]->Exec("INSERT INTO orders (note) VALUES ('old primary')"), std::exception);
+  // The old primary refuses application writes, even from a session that
+  // switches read-only off; the new one takes them.
+  EXPECT_THAT(ErrorOf(*pg_[0], "INSERT INTO orders (note) VALUES ('old primary')"),
+              HasSubstr("read-only transaction"));
+  EXPECT_THAT(ErrorOf(*pg_[0],
+                      "SET default_transaction_read_only = off; "
+                      "INSERT INTO orders (note) VALUES ('old primary')"),
+              AllOf(HasSubstr("25006"), HasSubstr("site frankfurt is a replica"),
+                    HasSubstr("write to the source, site dublin")));
   const int64_t max_old = Count(0, "SELECT coalesce(max(id), 0) FROM orders");
   const int64_t rows_old = Count(0, "SELECT count(*) FROM orders");
   EXPECT_GT(rows_old, 20);
@@ -211,7 +221,10 @@ TEST_F(PromoteE2E, SwitchoverUnderLoadLosesNothingAndSwitchesBack) {
   ASSERT_EQ(out.exit_status, 0) << out.output;
   Load(0, 2);
   ExpectIdentical(0, 3, {1, 2});
-  EXPECT_THROW(pg_[1]->Exec("INSERT INTO orders (note) VALUES ('old primary')"), std::exception);
+  EXPECT_THAT(ErrorOf(*pg_[1],
+                      "SET default_transaction_read_only = off; "
+                      "INSERT INTO orders (note) VALUES ('old primary')"),
+              AllOf(HasSubstr("site dublin is a replica"), HasSubstr("site frankfurt")));
 }
 
 // The ids of every row of orders on site i.
@@ -254,8 +267,12 @@ TEST_F(PromoteE2E, FailoverAfterKill9PromotesMostAdvancedAndOldPrimaryIsFencedOn
   Load(target, 2);
   ExpectIdentical(target, 2, {other});
 
-  // The old primary comes back: it finds the higher epoch and fences itself.
+  // The old primary comes back. Its PostgreSQL, up before its geosyncd,
+  // refuses application writes until geosyncd has decided...
   ASSERT_TRUE(pg_[0]->Start().ok());
+  EXPECT_THAT(ErrorOf(*pg_[0], "INSERT INTO orders (note) VALUES ('returning primary')"),
+              AllOf(HasSubstr("25006"), HasSubstr("PostgreSQL restarted")));
+  // ...and geosyncd finds the higher epoch and fences it.
   ASSERT_TRUE(sites_[0]->Start().ok());
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -263,7 +280,10 @@ TEST_F(PromoteE2E, FailoverAfterKill9PromotesMostAdvancedAndOldPrimaryIsFencedOn
         return s.is_object() && s["role"] == "fenced" && s["promotion"]["db_fenced"] == true;
       },
       60s, "frankfurt fences itself on return"));
-  EXPECT_THROW(pg_[0]->Exec("INSERT INTO orders (note) VALUES ('stale primary')"), std::exception);
+  EXPECT_THAT(ErrorOf(*pg_[0],
+                      "SET default_transaction_read_only = off; "
+                      "INSERT INTO orders (note) VALUES ('stale primary')"),
+              AllOf(HasSubstr("25006"), HasSubstr("site frankfurt is fenced")));
 
   // What frankfurt committed that the new source never received.
   std::vector<int64_t> lost;
@@ -318,8 +338,12 @@ TEST_F(PromoteE2E, FailoverAfterKill9PromotesMostAdvancedAndOldPrimaryIsFencedOn
     ASSERT_EQ(out.exit_status, 0) << out.output;
   }
   ExpectIdentical(target, 2, {0, other});
-  EXPECT_THROW(pg_[0]->Exec("INSERT INTO orders (note) VALUES ('replica')"), std::exception)
-      << "the rejoined old primary stays read-only for applications";
+  EXPECT_THAT(ErrorOf(*pg_[0],
+                      "SET default_transaction_read_only = off; "
+                      "INSERT INTO orders (note) VALUES ('replica')"),
+              AllOf(HasSubstr("site frankfurt is a replica"),
+                    HasSubstr(fmt::format("site {}", kNames[target]))))
+      << "the rejoined old primary refuses application writes";
 }
 
 TEST_F(PromoteE2E, AnEpochClaimedInEtcdByAnotherOperatorRefusesTheSwitchover) {
@@ -423,8 +447,11 @@ TEST_F(PromoteE2E, VerifyUnderLoadIsEqualThenNamesTheKeyChangedOnAReplica) {
   EXPECT_NE(out.output.find("every table equal on 2 site(s)"), std::string::npos) << out.output;
   EXPECT_NE(out.output.find("public.pgbench_history"), std::string::npos) << out.output;
 
-  pg_[2]->Exec("UPDATE items SET name = 'changed by hand' WHERE id = 4242");
-  pg_[2]->Exec("DELETE FROM items WHERE id = 17");
+  // By hand, past the write guard (a superuser's session_replication_role).
+  pg_[2]->Exec(
+      "SET session_replication_role = replica; "
+      "UPDATE items SET name = 'changed by hand' WHERE id = 4242; "
+      "DELETE FROM items WHERE id = 17");
   out = Ctl(verify);
   load.join();
   std::cout << out.output;

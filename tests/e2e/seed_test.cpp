@@ -303,7 +303,9 @@ TEST_F(SeedE2E, ReseedThroughCliReplacesADamagedCopy) {
   WaitSeedDone(180s);
   ExpectIdenticalAtCurrentLsn();
   // The site's copy goes bad behind geosync's back.
-  replica_->Exec("DELETE FROM pgbench_accounts WHERE aid % 7 = 0");
+  // (A superuser past the write guard.)
+  replica_->Exec(
+      "SET session_replication_role = replica; DELETE FROM pgbench_accounts WHERE aid % 7 = 0");
   ASSERT_NE(CompareTables(*primary_, *replica_), "");
   std::thread load([&] { primary_->RunPgbench({"-n", "-c", "2", "-T", "6"}); });
   ProcessSpec spec;

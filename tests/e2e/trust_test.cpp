@@ -117,7 +117,7 @@ TEST_F(TrustE2E, AnApplicationLoginCannotWriteControlMessages) {
     }
   }
   // The trigger's own emitter refuses to run outside DDL.
-  auto direct = app.Exec("SELECT geosync.emit_ddl_message('public', 'CREATE TABLE')");
+  auto direct = app.Exec("SELECT _geosync.emit_ddl_message('public', 'CREATE TABLE')");
   ASSERT_FALSE(direct.ok());
   EXPECT_NE(direct.status().message().find("event trigger"), std::string::npos)
       << direct.status().ToString();

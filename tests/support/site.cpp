@@ -127,13 +127,20 @@ std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbnam
   PgResult r = cluster.Exec(
       "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON "
       "n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN "
-      "('pg_catalog','information_schema','geosync') AND n.nspname NOT LIKE 'pg_toast%' "
+      "('pg_catalog','information_schema','geosync','_geosync') AND n.nspname NOT LIKE 'pg_toast%' "
       "AND NOT c.relispartition AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = "
       "'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1",
       dbname);
   std::vector<std::string> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back(r.Get(i, 0));
   return out;
+}
+
+std::string ErrorOf(PgCluster& pg, const std::string& sql, const std::string& user) {
+  auto conn = PgConn::Connect(pg.ConnInfo() + (user.empty() ? "" : " user=" + user));
+  if (!conn.ok()) return "connect: " + conn.status().ToString();
+  auto r = conn->Exec(sql);
+  return r.ok() ? "" : r.status().ToString();
 }
 
 std::string CompareTables(PgCluster& a, PgCluster& b, const std::string& dbname) {

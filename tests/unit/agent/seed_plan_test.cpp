@@ -38,6 +38,18 @@ TEST(SeedPlanTest, MetaCommandLinesAreStrippedFromADump) {
   EXPECT_EQ(StripMetaCommands(dump), "SET x = 1;\nCREATE TABLE t (a int);\n");
 }
 
+TEST(SeedPlanTest, TheSourcesWriteGuardTriggersAreNotCopied) {
+  std::string dump =
+      "CREATE TRIGGER geosync_write_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "
+      "public.t FOR EACH STATEMENT WHEN ((pg_postmaster_start_time() IS DISTINCT FROM "
+      "'2026-12-02 15:17:32.926669+00'::timestamp with time zone)) EXECUTE FUNCTION "
+      "_geosync.refuse_write('2026-12-02T15:17:32.926669Z');\n"
+      "CREATE TRIGGER audit AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.f();\n";
+  EXPECT_EQ(StripMetaCommands(dump),
+            "CREATE TRIGGER audit AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION "
+            "public.f();\n");
+}
+
 TEST(SeedProgressTest, CountsRowsAndBytesPerTableAndEstimatesAnEta) {
   SeedManifest m;
   m.consistent = Position{1, Lsn(0x1000)};
