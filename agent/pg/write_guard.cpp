@@ -19,9 +19,22 @@ Result<PgConn> ConnectGuardSession(const std::string& conninfo) {
 }
 
 Result<int> SetWriteGuard(PgConn& conn, const GuardRequest& request) {
-  auto r = conn.ExecParams("SELECT _geosync.set_guard($1::boolean, $2, $3, $4, $5::bigint, $6)",
+  // The triggers change table by table, each under a SHARE ROW EXCLUSIVE
+  // lock: a writer that holds one table and wants another the guard already
+  // holds makes a deadlock, which PostgreSQL breaks by failing one side. The
+  // guard's side tries again (its transaction is all or nothing).
+  const auto run = [&] {
+    return conn.ExecParams("SELECT _geosync.set_guard($1::boolean, $2, $3, $4, $5::bigint, $6)",
                            {request.open ? "true" : "false", request.site, request.role,
                             request.source, std::to_string(request.epoch), request.reason});
+  };
+  auto r = run();
+  for (int attempt = 2; attempt <= 5 && !r.ok(); ++attempt) {
+    const std::string& state = r.status().sqlstate();
+    if (state != "40P01" && state != "55P03") break;  // deadlock, lock_timeout
+    spdlog::info("write guard: {} (attempt {} of 5)", r.status().ToString(), attempt);
+    r = run();
+  }
   if (!r.ok()) {
     return r.status().WithContext(fmt::format("setting the write guard of site {} ({}, {})",
                                               request.site, request.role,

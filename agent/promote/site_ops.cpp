@@ -54,7 +54,6 @@ Result<PgConn> ConnectAdmin(const std::string& conninfo) {
 Result<int> FenceDatabase(PgConn& conn, const GuardRequest& guard) {
   GEOSYNC_RETURN_IF_ERROR(AlterDatabase(conn, "SET default_transaction_read_only = on",
                                         "fencing the database read-only"));
-  GEOSYNC_RETURN_IF_ERROR(SetWriteGuard(conn, guard).status());
   // Twice: a session that was connecting during the first pass has its
   // settings by the second and is read-only or ended.
   int ended = 0;
@@ -68,6 +67,9 @@ Result<int> FenceDatabase(PgConn& conn, const GuardRequest& guard) {
     GEOSYNC_ASSIGN_OR_RETURN(int64_t n, ParseInt(r->Get(0, 0), "terminated sessions"));
     ended += static_cast<int>(n);
   }
+  // Then the write guard, which a session that turns read-only off meets:
+  // with the writers ended, its table locks wait for nobody.
+  GEOSYNC_RETURN_IF_ERROR(SetWriteGuard(conn, guard).status());
   return ended;
 }
 

@@ -173,9 +173,11 @@ deploy_3_schema() {
   psql_at frankfurt "CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric)"
   psql_at frankfurt "CREATE TABLE events (at timestamptz, what text)"  # no PK: check-config names it
   "$PGBIN/pg_dump" -h 127.0.0.1 -p "${PGPORT[frankfurt]}" -U geosync -Fc --schema-only \
-    --exclude-schema=geosync --no-publications --no-subscriptions -f "$T/app-schema.dump" app
-  runbook_says "pg_restore -l app-schema.dump | grep -v 'EVENT TRIGGER' > app-schema.list"
-  "$PGBIN/pg_restore" -l "$T/app-schema.dump" | grep -v 'EVENT TRIGGER' >"$T/app-schema.list"
+    --exclude-schema=_geosync --no-publications --no-subscriptions -f "$T/app-schema.dump" app
+  runbook_says "--exclude-schema=_geosync"
+  runbook_says "pg_restore -l app-schema.dump | grep -v -e 'EVENT TRIGGER' -e geosync_write_guard > app-schema.list"
+  "$PGBIN/pg_restore" -l "$T/app-schema.dump" | grep -v -e 'EVENT TRIGGER' -e geosync_write_guard \
+    >"$T/app-schema.list"
   "$PGBIN/pg_restore" -h 127.0.0.1 -p "${PGPORT[dublin]}" -U geosync -d app \
     -L "$T/app-schema.list" "$T/app-schema.dump"
   [ "$(psql_at dublin "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" = 2 ] ||

@@ -60,9 +60,9 @@ class WriteGuardE2E : public PgClusterTest {
         "ALTER TABLE bets OWNER TO app; ALTER TABLE bets_low OWNER TO app; "
         "CREATE TABLE ledger (id serial PRIMARY KEY, note text); "
         "GRANT ALL ON ledger TO app; GRANT ALL ON SEQUENCE ledger_id_seq TO app");
-    ASSERT_EQ(ErrorOf(*primary_, "INSERT INTO bets VALUES (1, 10), (2, 20)", "app"), "")
+    ASSERT_EQ(ErrorOf(*primary_, "INSERT INTO bets VALUES (1, 10), (2, 20)", "user=app"), "")
         << "the source takes application writes";
-    ASSERT_EQ(ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('one')", "app"), "");
+    ASSERT_EQ(ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('one')", "user=app"), "");
     ExpectIdentical();
   }
   void TearDown() override {
@@ -92,35 +92,35 @@ TEST_F(WriteGuardE2E, AReplicaRefusesApplicationWritesAndSchemaChangesWhileApply
                                        HasSubstr("write to the source, site frankfurt"));
   // The guard is closed from dublin's start; it names the source from the
   // first handshake on (its keeper runs every second).
-  EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO ledger (note) VALUES ('early')", "app"),
+  EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO ledger (note) VALUES ('early')", "user=app"),
               AllOf(HasSubstr("25006"), HasSubstr("site dublin is a replica")));
   ASSERT_TRUE(WaitFor(
       [&] {
-        return ErrorOf(*replica_, "DELETE FROM ledger", "app").find("site frankfurt") !=
+        return ErrorOf(*replica_, "DELETE FROM ledger", "user=app").find("site frankfurt") !=
                std::string::npos;
       },
       30s, "dublin's refusals name its source"));
   // Every kind of write, plain and after switching off what a session may.
-  for (const std::string prefix :
-       {"", "SET default_transaction_read_only = off; SET transaction_read_only = off; "}) {
+  for (const std::string& session :
+       {std::string("user=app"), "user=app " + std::string(kReadWrite)}) {
     for (const std::string sql :
          {"INSERT INTO bets VALUES (3, 30)", "UPDATE bets SET stake = 0 WHERE id = 1",
           "DELETE FROM bets WHERE id = 2", "TRUNCATE bets", "INSERT INTO bets_low VALUES (4, 40)",
           "TRUNCATE bets_low", "INSERT INTO ledger (note) VALUES ('misrouted')"}) {
-      EXPECT_THAT(ErrorOf(*replica_, prefix + sql, "app"), refused_on_dublin) << sql << " as app";
+      EXPECT_THAT(ErrorOf(*replica_, sql, session), refused_on_dublin) << sql << " " << session;
     }
   }
   // A superuser's psql, misrouted, is refused too; only geosync's own
   // session_replication_role = replica passes, and app may not set it.
   EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO ledger (note) VALUES ('dba')"), refused_on_dublin);
-  EXPECT_THAT(ErrorOf(*replica_, "SET session_replication_role = replica", "app"),
+  EXPECT_THAT(ErrorOf(*replica_, "SET session_replication_role = replica", "user=app"),
               HasSubstr("permission denied"));
   // Nor can the owner take the guard away, or change the schema.
   for (const std::string ddl :
        {"DROP TRIGGER geosync_write_guard ON bets_low", "ALTER TABLE bets_low DISABLE TRIGGER ALL",
         "ALTER TABLE bets ADD COLUMN note text", "COMMENT ON TABLE bets_low IS 'mine'",
         "DROP TABLE bets_low"}) {
-    EXPECT_THAT(ErrorOf(*replica_, ddl, "app"),
+    EXPECT_THAT(ErrorOf(*replica_, ddl, "user=app"),
                 AllOf(HasSubstr("25006"), HasSubstr("refused: site dublin is a replica")))
         << ddl;
   }
@@ -128,7 +128,7 @@ TEST_F(WriteGuardE2E, AReplicaRefusesApplicationWritesAndSchemaChangesWhileApply
   EXPECT_EQ(ErrorOf(*replica_,
                     "CREATE TEMP TABLE t AS SELECT * FROM bets; INSERT INTO t VALUES (9, 9); "
                     "DROP TABLE t",
-                    "app"),
+                    "user=app"),
             "");
 
   // Meanwhile the source writes, and its schema changes reach dublin: a
@@ -142,11 +142,12 @@ TEST_F(WriteGuardE2E, AReplicaRefusesApplicationWritesAndSchemaChangesWhileApply
                                   "INSERT INTO payouts VALUES ({0}, {0}); "
                                   "UPDATE ledger SET note = 'n{0}' WHERE id = 1",
                                   100 + i),
-                      "app"),
+                      "user=app"),
               "");
   }
   ExpectIdentical();
-  EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO payouts VALUES (1, 1)", "app"), refused_on_dublin)
+  EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO payouts VALUES (1, 1)", "user=app"),
+              refused_on_dublin)
       << "a table created after the replica started is guarded once replicated";
   EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM bets"), "52");
   EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM pg_trigger WHERE tgname = "
@@ -160,21 +161,25 @@ TEST_F(WriteGuardE2E, ARestartedSourceTakesNoWriteUntilItsAgentConfirmsIt) {
   // independently): the database comes up refusing application writes.
   ASSERT_TRUE(source_->Stop().ok());
   ASSERT_TRUE(primary_->Restart().ok());
-  EXPECT_THAT(ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('too early')", "app"),
+  EXPECT_THAT(ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('too early')", "user=app"),
               AllOf(HasSubstr("25006"), HasSubstr("site frankfurt was the source"),
                     HasSubstr("PostgreSQL restarted")));
-  EXPECT_THAT(ErrorOf(*primary_, "TRUNCATE bets", "app"), HasSubstr("PostgreSQL restarted"));
+  EXPECT_THAT(ErrorOf(*primary_, "TRUNCATE bets", "user=app"), HasSubstr("PostgreSQL restarted"));
   // Its agent checks the other sites' epochs, finds none ahead, and opens.
   ASSERT_TRUE(source_->Start().ok());
   ASSERT_TRUE(WaitFor(
-      [&] { return ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('after')", "app") == ""; },
+      [&] {
+        return ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('after')", "user=app") == "";
+      },
       60s, "frankfurt takes writes once its geosyncd confirmed it is the source"));
   EXPECT_NE(source_->ReadLog().find("application writes allowed"), std::string::npos);
 
   // A restart under a running geosyncd: closed at once, opened again by it.
   ASSERT_TRUE(primary_->Restart().ok());
   ASSERT_TRUE(WaitFor(
-      [&] { return ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('again')", "app") == ""; },
+      [&] {
+        return ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('again')", "user=app") == "";
+      },
       60s, "frankfurt takes writes again after its geosyncd reopened"));
   EXPECT_NE(source_->ReadLog().find("PostgreSQL restarted; site frankfurt is still the source"),
             std::string::npos);

@@ -136,8 +136,8 @@ std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbnam
   return out;
 }
 
-std::string ErrorOf(PgCluster& pg, const std::string& sql, const std::string& user) {
-  auto conn = PgConn::Connect(pg.ConnInfo() + (user.empty() ? "" : " user=" + user));
+std::string ErrorOf(PgCluster& pg, const std::string& sql, const std::string& conninfo) {
+  auto conn = PgConn::Connect(pg.ConnInfo() + " " + conninfo);
   if (!conn.ok()) return "connect: " + conn.status().ToString();
   auto r = conn->Exec(sql);
   return r.ok() ? "" : r.status().ToString();

@@ -79,9 +79,13 @@ std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbnam
 // Returns "" when identical, else a description of the first difference.
 std::string CompareTables(PgCluster& a, PgCluster& b, const std::string& dbname = "postgres");
 
-// Runs `sql` in a new session on `pg` as an application would (as `user`
-// when given) and returns the error it met: "" when it succeeded. For
-// checks that a write is refused for the right reason, not merely failed.
-std::string ErrorOf(PgCluster& pg, const std::string& sql, const std::string& user = "");
+// Runs `sql` in a new session on `pg` as an application would, with
+// `conninfo` added to the connection string ("user=app", or kReadWrite), and
+// returns the error it met: "" when it succeeded. For checks that a write is
+// refused for the right reason, not merely failed.
+std::string ErrorOf(PgCluster& pg, const std::string& sql, const std::string& conninfo = "");
+// A session that turns off the database's default_transaction_read_only, as
+// any client may.
+inline constexpr const char* kReadWrite = "options='-c default_transaction_read_only=off'";
 
 }  // namespace geosync::testing
