@@ -72,6 +72,17 @@ class CheckConfigTest : public PgClusterTest {
     return r.ok() ? *r : ProcessOutput{-1, ""};
   }
 
+  // A cluster with `geosyncctl init` run on it, as the runbook has it on
+  // every site before check-config.
+  PgCluster& InitCluster(const std::string& name) {
+    PgCluster& pg = NewCluster(name, Fast(name));
+    ProcessSpec init;
+    init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", pg.ConnInfo()};
+    auto r = RunProgram(init, 60s);
+    EXPECT_TRUE(r.ok() && r->exit_status == 0) << (r.ok() ? r->output : r.status().ToString());
+    return pg;
+  }
+
   static bool Has(const ProcessOutput& r, const std::string& text) {
     return r.output.find(text) != std::string::npos;
   }
@@ -80,7 +91,7 @@ class CheckConfigTest : public PgClusterTest {
 };
 
 TEST_F(CheckConfigTest, WellConfiguredSiteHasNoProblem) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   pg.Exec("CREATE TABLE accounts (id int PRIMARY KEY, balance int)");
   auto r = CheckConfig(Replica(pg));
   EXPECT_EQ(r.exit_status, kExitOk) << r.output;
@@ -92,7 +103,7 @@ TEST_F(CheckConfigTest, WellConfiguredSiteHasNoProblem) {
 }
 
 TEST_F(CheckConfigTest, WalLevelReplicaIsNamedWithTheSettingToChange) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   pg.SetSetting("wal_level", "replica");
   ASSERT_TRUE(pg.Restart().ok());
   auto r = CheckConfig(Replica(pg));
@@ -103,7 +114,7 @@ TEST_F(CheckConfigTest, WalLevelReplicaIsNamedWithTheSettingToChange) {
 }
 
 TEST_F(CheckConfigTest, TooFewSlotsAndWalSendersAreBothReported) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   pg.SetSetting("max_replication_slots", "3");
   pg.SetSetting("max_wal_senders", "1");
   ASSERT_TRUE(pg.Restart().ok());
@@ -121,7 +132,7 @@ TEST_F(CheckConfigTest, TooFewSlotsAndWalSendersAreBothReported) {
 }
 
 TEST_F(CheckConfigTest, TableWithoutPrimaryKeyIsNamedUntilItHasAReplicaIdentity) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   pg.Exec("CREATE TABLE with_pk (id int PRIMARY KEY)");
   pg.Exec("CREATE TABLE events (at timestamptz, payload text)");
   pg.Exec("CREATE TABLE audit (id int PRIMARY KEY)");
@@ -142,7 +153,7 @@ TEST_F(CheckConfigTest, TableWithoutPrimaryKeyIsNamedUntilItHasAReplicaIdentity)
 }
 
 TEST_F(CheckConfigTest, OnlyTablesOfAnExistingPublicationAreJudged) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   pg.Exec("CREATE TABLE with_pk (id int PRIMARY KEY)");
   pg.Exec("CREATE TABLE scratch (x int)");
   pg.Exec("CREATE TABLE logs (x int)");
@@ -155,7 +166,7 @@ TEST_F(CheckConfigTest, OnlyTablesOfAnExistingPublicationAreJudged) {
 }
 
 TEST_F(CheckConfigTest, TablesListedInConfigMustExist) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   pg.Exec("CREATE TABLE orders (id int PRIMARY KEY)");
   pg.Exec("CREATE TABLE \"Order,Lines\" (x int)");  // a name that needs quoting, without PK
   nlohmann::json c = Replica(pg);
@@ -169,7 +180,7 @@ TEST_F(CheckConfigTest, TablesListedInConfigMustExist) {
 }
 
 TEST_F(CheckConfigTest, UnreachableUpstreamIsAPeerProblem) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   nlohmann::json c = Replica(pg);
   uint16_t port = FreeTcpPort();
   c["upstream"]["port"] = port;
@@ -179,7 +190,7 @@ TEST_F(CheckConfigTest, UnreachableUpstreamIsAPeerProblem) {
 }
 
 TEST_F(CheckConfigTest, BadConfigKeyExitsThreeAndNamesTheKey) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   nlohmann::json c = Replica(pg);
   c["upstream"]["prot"] = 7450;
   auto r = CheckConfig(c);
@@ -188,7 +199,7 @@ TEST_F(CheckConfigTest, BadConfigKeyExitsThreeAndNamesTheKey) {
 }
 
 TEST_F(CheckConfigTest, EveryProblemIsReportedInOneRun) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   pg.SetSetting("wal_level", "replica");
   pg.SetSetting("max_replication_slots", "1");
   pg.SetSetting("max_wal_senders", "1");
@@ -214,7 +225,7 @@ TEST_F(CheckConfigTest, EveryProblemIsReportedInOneRun) {
 }
 
 TEST_F(CheckConfigTest, TopologyMustAgreeWithTheSiteConfig) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   nlohmann::json c = Replica(pg);
   auto topology_with = [&](uint16_t port) {
     return Write(
@@ -246,7 +257,7 @@ TEST_F(CheckConfigTest, TopologyMustAgreeWithTheSiteConfig) {
 }
 
 TEST_F(CheckConfigTest, CertificateExpiringSoonIsAWarning) {
-  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  PgCluster& pg = InitCluster("pg");
   std::string certs = dir_ + "/certs";
   ProcessSpec make;
   make.argv = {SourceDir() + "/scripts/make-certs.sh", certs, "dublin"};
@@ -267,8 +278,8 @@ TEST_F(CheckConfigTest, CertificateExpiringSoonIsAWarning) {
 }
 
 TEST_F(CheckConfigTest, PeersThatAnswerPassAndTheCertificateMustNameTheSite) {
-  PgCluster& primary = NewCluster("primary", Fast("primary"));
-  PgCluster& replica = NewCluster("replica", Fast("replica"));
+  PgCluster& primary = InitCluster("primary");
+  PgCluster& replica = InitCluster("replica");
   std::string certs = dir_ + "/certs";
   ProcessSpec make;
   make.argv = {SourceDir() + "/scripts/make-certs.sh", certs, "frankfurt", "dublin"};
@@ -348,6 +359,15 @@ TEST_F(CheckConfigTest, PeersThatAnswerPassAndTheCertificateMustNameTheSite) {
   EXPECT_EQ(r.exit_status, kExitConfig) << r.output;
   EXPECT_TRUE(Has(r, "has CN \"frankfurt\", not the site name \"dublin\"")) << r.output;
   if (HasFailure()) source.DumpLog();
+}
+
+TEST_F(CheckConfigTest, WithoutInitTheWriteGuardIsMissingAndNamed) {
+  PgCluster& pg = NewCluster("pg", Fast("pg"));
+  pg.Exec("CREATE TABLE accounts (id int PRIMARY KEY, balance int)");
+  auto r = CheckConfig(Replica(pg));
+  EXPECT_EQ(r.exit_status, kExitConfig) << r.output;
+  EXPECT_TRUE(Has(r, "FAIL  write guard: not installed")) << r.output;
+  EXPECT_TRUE(Has(r, "geosyncctl init")) << r.output;
 }
 
 }  // namespace
