@@ -114,7 +114,35 @@ struct ScanResult {
   int open_unit_records = 0;  // records after valid_end that parsed
   std::string defect;         // why parsing stopped before file_size, or empty
   uint64_t defect_offset = 0;
+  // A complete record with a good checksum found after the defect: the file
+  // was not torn at the defect, it is corrupt there.
+  std::optional<uint64_t> valid_after_defect;
 };
+
+// Looks for a complete record with a good checksum anywhere after `from`
+// (where parsing stopped): a torn tail has none, since nothing was written
+// after the tear. Reads with SegmentReader's bounded buffer, one candidate
+// (the record magic) at a time.
+Result<std::optional<uint64_t>> FindRecordAfter(int fd, const std::string& name, uint64_t from,
+                                                uint64_t file_size) {
+  std::vector<uint8_t> buf(1 << 20);
+  SpoolRecord rec;
+  for (uint64_t base = from + 1; base + kRecordHeaderSize <= file_size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), file_size - base));
+    ssize_t got = ::pread(fd, buf.data(), want, static_cast<off_t>(base));
+    if (got < 0) return Errno("reading spool segment", name);
+    if (got == 0) break;
+    for (size_t i = 0; i + kRecordMagic.size() <= static_cast<size_t>(got); ++i) {
+      if (!std::equal(kRecordMagic.begin(), kRecordMagic.end(), buf.begin() + i)) continue;
+      SegmentReader candidate(fd, name, base + i);
+      GEOSYNC_ASSIGN_OR_RETURN(auto step, candidate.Next(file_size, &rec));
+      if (step == SegmentReader::Step::kRecord) return std::optional<uint64_t>(base + i);
+    }
+    // The magic may straddle two reads: the next read starts 3 bytes back.
+    base += static_cast<uint64_t>(got) - (kRecordMagic.size() - 1);
+  }
+  return std::optional<uint64_t>();
+}
 
 // Checks the unit structure and ordering of one record; a violation is
 // Corruption wherever it is, because its checksum says it was written so.
@@ -155,6 +183,8 @@ Result<ScanResult> ScanSegment(const Shared& shared, const std::string& name, Po
     if (step == SegmentReader::Step::kEnd) break;
     if (step != SegmentReader::Step::kRecord) {
       scan.defect_offset = offset;
+      GEOSYNC_ASSIGN_OR_RETURN(scan.valid_after_defect,
+                               FindRecordAfter(fd.get(), name, offset, scan.file_size));
       break;
     }
     if (offset == 0 && rec.position() != named) {
@@ -220,6 +250,16 @@ Status Recover(Shared& shared) {
     const bool is_last = i + 1 == names.size();
     Position named = *ParseSegmentFileName(names[i]);
     GEOSYNC_ASSIGN_OR_RETURN(ScanResult scan, ScanSegment(shared, names[i], named, prev));
+    if (scan.valid_after_defect) {
+      // Not a torn tail: the records after the bad one were written, synced
+      // and perhaps confirmed to PostgreSQL, which will not send them again.
+      // Cutting them would lose them silently.
+      return Status::Corruption(fmt::format(
+          "spool segment {} at offset {}: {}, followed by valid records (the next at offset "
+          "{}): the spool is corrupt, not torn; nothing was cut. See docs/spool.md, "
+          "\"Corruption\", for how to recover",
+          shared.Path(names[i]), scan.defect_offset, scan.defect, *scan.valid_after_defect));
+    }
     if (scan.valid_end < scan.file_size || (is_last && scan.valid_end == 0)) {
       if (!is_last) {
         uint64_t at = scan.defect.empty() ? scan.valid_end : scan.defect_offset;
@@ -282,7 +322,10 @@ Result<std::unique_ptr<Spool>> Spool::Open(SpoolOptions options) {
   std::unique_ptr<Spool> spool(new Spool(std::move(options), shared));
   spool->lock_fd_ = std::move(lock);
   spool->last_unit_ = spool->last_appended_ = shared->durable;
-  if (!shared->segments.empty()) {
+  // The last segment is appended to, unless it is sealed: when a torn last
+  // segment was removed, the one before it stays sealed (readers that
+  // finished it never look at it again) and the next append starts a new one.
+  if (!shared->segments.empty() && !shared->segments.back().sealed) {
     const SegmentInfo& active = shared->segments.back();
     std::string path = shared->Path(active.name);
     spool->fd_ = UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));

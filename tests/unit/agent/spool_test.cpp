@@ -256,7 +256,10 @@ TEST_F(SpoolTest, IncompleteUnitAtTailIsDropped) {
   EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({first, torn})));
 }
 
-TEST_F(SpoolTest, ChecksumFailureInTailIsTruncated) {
+// Issue #19: a bad record followed by good ones in the last segment is not a
+// torn tail (nothing is written after a tear): cutting there would silently
+// drop transactions the slot may have confirmed. The spool refuses to open.
+TEST_F(SpoolTest, ChecksumFailureFollowedByValidRecordsIsCorruptionNotATornTail) {
   Open(Options());
   std::vector<std::vector<Rec>> units;
   for (uint64_t i = 1; i <= 3; ++i) {
@@ -268,12 +271,57 @@ TEST_F(SpoolTest, ChecksumFailureInTailIsTruncated) {
   const std::string seg = SegmentNames().at(0);
   FlipByte(seg, 132 + 40);  // payload of the second record
 
+  auto reopened = Spool::Open(Options());
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.status().code(), Code::kCorruption);
+  EXPECT_NE(reopened.status().message().find(
+                PathOf(seg) + " at offset 132: checksum mismatch, followed by valid records "
+                              "(the next at offset 264)"),
+            std::string::npos)
+      << reopened.status().ToString();
+  EXPECT_EQ(fs::file_size(PathOf(seg)), 3u * 132) << "nothing was cut";
+}
+
+// A torn write can leave a whole record of garbage at the end: nothing
+// valid follows it, so it is a torn tail and is cut.
+TEST_F(SpoolTest, ChecksumFailureInTheLastRecordIsATornTail) {
+  Open(Options());
+  std::vector<std::vector<Rec>> units;
+  for (uint64_t i = 1; i <= 3; ++i) {
+    units.push_back(MakeUnit(P(1, i * 100), 1, 100));
+    ASSERT_TRUE(AppendAll(*spool_, units.back()).ok());
+  }
+  ASSERT_TRUE(spool_->Sync().ok());
+  spool_.reset();
+  const std::string seg = SegmentNames().at(0);
+  FlipByte(seg, 2 * 132 + 40);  // payload of the third, last record
+
   LogCapture log;
   Reopen();
-  EXPECT_EQ(spool_->durable(), P(1, 100));
-  EXPECT_NE(log.All().find("at offset 132: 264 bytes, checksum mismatch"), std::string::npos)
+  EXPECT_EQ(spool_->durable(), P(1, 200));
+  EXPECT_NE(log.All().find("at offset 264: 132 bytes, checksum mismatch"), std::string::npos)
       << log.All();
-  EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), units[0]));
+  units.pop_back();
+  EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat(units)));
+}
+
+// A corrupt length field makes the record look longer than the file; the
+// records after it are still found, so it is corruption too.
+TEST_F(SpoolTest, CorruptLengthFollowedByValidRecordsIsCorruption) {
+  Open(Options());
+  for (uint64_t i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(AppendAll(*spool_, MakeUnit(P(1, i * 100), 1, 100)).ok());
+  }
+  ASSERT_TRUE(spool_->Sync().ok());
+  spool_.reset();
+  const std::string seg = SegmentNames().at(0);
+  FlipByte(seg, 132 + 10);  // the second record's length: 100 + 2^23
+
+  auto reopened = Spool::Open(Options());
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.status().code(), Code::kCorruption) << reopened.status().ToString();
+  EXPECT_NE(reopened.status().message().find("(the next at offset 264)"), std::string::npos)
+      << reopened.status().ToString();
 }
 
 TEST_F(SpoolTest, ChecksumFailureInOlderSegmentIsCorruption) {
@@ -331,6 +379,33 @@ TEST_F(SpoolTest, TornFirstRecordOfLastSegmentRemovesTheSegment) {
   ASSERT_TRUE(AppendAll(*spool_, two).ok()) << "the same segment name can be created again";
   ASSERT_TRUE(spool_->Sync().ok());
   EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({one, two})));
+}
+
+// The segment before a removed torn one is sealed: readers that finished it
+// never look at it again, so an append must not land in it, even when a
+// larger segment size (segment_mb raised before the restart) leaves room.
+TEST_F(SpoolTest, ASealedSegmentIsNeverAppendedToAfterTheTornOneIsRemoved) {
+  Open(Options(100));
+  auto one = MakeUnit(P(1, 100), 1, 100);
+  auto two = MakeUnit(P(1, 200), 1, 100);
+  ASSERT_TRUE(AppendAll(*spool_, one).ok());
+  ASSERT_TRUE(AppendAll(*spool_, two).ok());
+  ASSERT_TRUE(spool_->Sync().ok());
+  spool_.reset();
+  auto names = SegmentNames();
+  ASSERT_EQ(names.size(), 2u);
+  const auto first_size = fs::file_size(PathOf(names[0]));
+  fs::resize_file(PathOf(names[1]), 10);
+
+  Reopen(1 << 20);
+  auto three = MakeUnit(P(1, 300), 1, 100);
+  ASSERT_TRUE(AppendAll(*spool_, three).ok());
+  ASSERT_TRUE(spool_->Sync().ok());
+  EXPECT_EQ(fs::file_size(PathOf(names[0])), first_size) << "the sealed segment is unchanged";
+  EXPECT_EQ(SegmentNames().size(), 2u) << "the append started a new segment";
+  EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({one, three})));
+  Reopen(1 << 20);
+  EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({one, three})));
 }
 
 TEST_F(SpoolTest, ReaderResumesAfterPositionWithoutGapOrDuplicate) {
