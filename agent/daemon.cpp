@@ -315,6 +315,32 @@ nlohmann::json WithPromotion(nlohmann::json doc, const SiteControl& control) {
   return doc;
 }
 
+// A source whose spool is empty although its slot already confirmed
+// transactions (the spool was moved aside after corruption, or lost): the
+// units up to the slot's position are in no spool here. Recording that as
+// the release floor makes every site that lacks them be refused with "needs
+// a re-seed" instead of being served the units after a silent gap.
+Status FloorEmptySpoolAtSlot(const Config& config, const SiteState& state, Spool& spool) {
+  if (spool.oldest().lsn.valid() || spool.released().lsn.valid() || spool.durable().lsn.valid()) {
+    return Status::Ok();
+  }
+  GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(config.postgres.dsn));
+  auto r = conn.ExecParams(
+      "SELECT confirmed_flush_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 "
+      "AND confirmed_flush_lsn IS NOT NULL",
+      {config.postgres.slot});
+  if (!r.ok()) return r.status().WithContext("reading the slot of an empty spool");
+  if (r->rows() == 0) return Status::Ok();  // a new slot: nothing was confirmed before
+  GEOSYNC_ASSIGN_OR_RETURN(Lsn confirmed, Lsn::Parse(r->Get(0, 0)));
+  const Position floor{state.epoch, confirmed};
+  spdlog::warn(
+      "spool: empty, but slot \"{}\" already confirmed transactions up to {}: they are in no "
+      "spool here; sites that have not received them are refused and need a re-seed "
+      "(docs/spool.md, \"Corruption\")",
+      config.postgres.slot, floor.ToString());
+  return spool.ResetTo(floor);
+}
+
 Status RunSource(SiteControl& control) {
   const Config& config = control.config();
   const SiteState state = control.state();
@@ -365,6 +391,7 @@ Status RunSource(SiteControl& control) {
   });
   guard_keeper.Start();
   GEOSYNC_ASSIGN_OR_RETURN(auto spool, Spool::Open(SpoolOptionsFor(config)));
+  GEOSYNC_RETURN_IF_ERROR(FloorEmptySpoolAtSlot(config, state, *spool));
   GEOSYNC_ASSIGN_OR_RETURN(auto tls, TlsFor(config, true));
   SiteRegistry registry(AllowedSites(config, state));
   // Slot state and pg_current_wal_lsn() for the admin API and heartbeats, on

@@ -5,6 +5,8 @@
 // last LSN.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -296,7 +298,15 @@ TEST_F(SeedE2E, NetworkCutMidSeedStartsAgainAndEndsIdentical) {
   ExpectIdenticalAtCurrentLsn();
 }
 
-TEST_F(SeedE2E, ReseedThroughCliReplacesADamagedCopy) {
+// Two kinds of damage, one repair (docs/spool.md, "Corruption"): dublin's
+// copy goes bad behind geosync's back, and a byte flips in the middle of the
+// source's spool while dublin is away, in transactions the slot already
+// confirmed (issue #19). The source refuses to start, naming the file and
+// offset, instead of cutting them as a torn tail; with the spool moved aside
+// it starts again, and dublin, which lacks that range, is refused with
+// "needs a re-seed" instead of being served what follows a silent gap.
+// `geosyncctl seed` then makes it identical.
+TEST_F(SeedE2E, ReseedThroughCliRepairsADamagedCopyAndACorruptSourceSpool) {
   MakeSites();
   StartSource();
   ASSERT_TRUE(site_->Start().ok());
@@ -307,6 +317,56 @@ TEST_F(SeedE2E, ReseedThroughCliReplacesADamagedCopy) {
   replica_->Exec(
       "SET session_replication_role = replica; DELETE FROM pgbench_accounts WHERE aid % 7 = 0");
   ASSERT_NE(CompareTables(*primary_, *replica_), "");
+
+  ASSERT_TRUE(site_->Stop().ok());
+  primary_->Exec(
+      "DO $$ BEGIN FOR i IN 1..2000 LOOP INSERT INTO pgbench_history (tid, bid, aid, delta, "
+      "mtime) VALUES (1, 1, i, 1, now()); COMMIT; END LOOP; END $$");
+  const Lsn end = primary_->CurrentWalLsn();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return primary_->QueryValue(fmt::format(
+                   "SELECT confirmed_flush_lsn >= '{}'::pg_lsn FROM pg_replication_slots "
+                   "WHERE slot_name = 'geosync'",
+                   end.ToString())) == "t";
+      },
+      60s, "the source spooled and confirmed the 2000 transactions"));
+  ASSERT_TRUE(source_->Stop().ok());
+  const std::string spool = source_->dir() + "/spool";
+  std::vector<std::string> segments;
+  for (const auto& e : std::filesystem::directory_iterator(spool)) {
+    if (e.path().extension() == ".seg") segments.push_back(e.path().string());
+  }
+  std::sort(segments.begin(), segments.end());
+  ASSERT_FALSE(segments.empty());
+  const std::string seg = segments.back();
+  const uint64_t middle = std::filesystem::file_size(seg) / 2;
+  {
+    std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(middle));
+    char c = 0;
+    f.get(c);
+    f.seekp(static_cast<std::streamoff>(middle));
+    f.put(static_cast<char>(c ^ 0x40));
+  }
+  ASSERT_TRUE(source_->Start().ok());
+  auto exited = source_->WaitExit(60s);
+  ASSERT_TRUE(exited.ok()) << "the source stops on a corrupt spool";
+  EXPECT_EQ(*exited, 7) << "exit code 7 (corruption)";
+  std::string log = source_->ReadLog();
+  EXPECT_NE(log.find(seg + " at offset "), std::string::npos) << log;
+  EXPECT_NE(log.find("the spool is corrupt, not torn; nothing was cut"), std::string::npos) << log;
+  EXPECT_EQ(log.find("truncated torn tail"), std::string::npos) << log;
+
+  std::filesystem::rename(spool, spool + ".corrupt");
+  StartSource();
+  EXPECT_NE(source_->ReadLog().find("spool: empty, but slot \"geosync\" already confirmed"),
+            std::string::npos)
+      << source_->ReadLog();
+  ASSERT_TRUE(site_->Start().ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return site_->ReadLog().find("needs a re-seed") != std::string::npos; }, 60s,
+              "dublin, which lacks the lost range, is refused rather than served past a gap"));
   std::thread load([&] { primary_->RunPgbench({"-n", "-c", "2", "-T", "6"}); });
   ProcessSpec spec;
   spec.argv = {BinaryPath("geosyncctl"), "seed",     "--site", "dublin", "--topology", topology_,
