@@ -85,6 +85,13 @@ asio::awaitable<Status> Receiver::Run() {
 }
 
 asio::awaitable<Status> Receiver::Session() {
+  // A write that failed (a full disk) left the spool refusing writes: cut it
+  // back to its durable end and go on from there, or, while the disk still
+  // refuses, retry with the reconnect backoff (no restart, nothing lost).
+  if (spool_->failed()) {
+    GEOSYNC_RETURN_IF_ERROR_CO(spool_->ReopenWriter());
+    unit_open_ = false;
+  }
   // A unit cut short by the last connection is sent again from its start.
   if (unit_open_) {
     GEOSYNC_RETURN_IF_ERROR_CO(spool_->AbandonIncompleteUnit());

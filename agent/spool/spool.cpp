@@ -461,6 +461,45 @@ Status Spool::AbandonIncompleteUnit() {
   return Status::Ok();
 }
 
+Status Spool::ReopenWriter() {
+  if (failed_.ok()) return Status::Ok();
+  fd_.Reset();
+  buf_.clear();
+  unit_open_ = false;
+  std::lock_guard lock(shared_->mu);
+  const Position durable = shared_->durable;
+  if (!shared_->segments.empty() && !shared_->segments.back().sealed) {
+    SegmentInfo& active = shared_->segments.back();
+    const std::string path = shared_->Path(active.name);
+    const uint64_t keep = active.durable_end;
+    if (keep == 0) {
+      // Nothing of it was durable, so no reader opened it: remove it.
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno("removing", path);
+      shared_->total_bytes -= active.bytes;
+      shared_->segments.pop_back();
+      --shared_->next_id;
+    } else {
+      UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+      if (!fd.valid()) return Errno("reopening spool segment", path);
+      if (::ftruncate(fd.get(), static_cast<off_t>(keep)) != 0) return Errno("truncating", path);
+      if (::fsync(fd.get()) != 0) return Errno("fsyncing", path);
+      shared_->total_bytes -= active.bytes - keep;
+      active.bytes = keep;
+      fd_ = std::move(fd);
+      active_first_ = active.first;
+      active_size_ = unit_end_ = keep;
+    }
+  }
+  GEOSYNC_RETURN_IF_ERROR(FsyncDir(shared_->dir));
+  dir_dirty_ = false;
+  last_appended_ = last_unit_ = durable;
+  shared_->last_appended = durable;
+  spdlog::warn("spool: reopened after \"{}\"; appending again after {}", failed_.ToString(),
+               durable.ToString());
+  failed_ = Status::Ok();
+  return Status::Ok();
+}
+
 // Called at a unit boundary: makes the active segment durable and seals it.
 Status Spool::Rotate() {
   GEOSYNC_RETURN_IF_ERROR(Sync());

@@ -122,6 +122,15 @@ class Spool {
   // the site lacks are gone and it needs a re-seed.
   Result<std::unique_ptr<SpoolReader>> ReadFrom(Position after);
 
+  // After a write or fsync failed (a full disk): cuts the active segment back
+  // to its last durable unit, reopens it and clears the failure, so that
+  // appending can go on from durable() once the disk has room. Readers never
+  // saw what is cut (they read durable units only). OK and nothing done when
+  // nothing failed; when the disk still refuses, the error, and the spool
+  // stays failed. Writer thread.
+  Status ReopenWriter();
+  bool failed() const { return !failed_.ok(); }
+
   // Deletes whole segments all of whose units are at or before `upto` (every
   // site has acknowledged them), oldest first, and stops once the spool
   // holds no more than `keep_bytes` (0: release all it may). Never deletes

@@ -7,6 +7,9 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -406,6 +409,42 @@ TEST_F(SpoolTest, ASealedSegmentIsNeverAppendedToAfterTheTornOneIsRemoved) {
   EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({one, three})));
   Reopen(1 << 20);
   EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({one, three})));
+}
+
+// Issue #19: a full disk. The write fails (here through RLIMIT_FSIZE, which
+// fails writes past a size as a full disk does), the spool refuses writes
+// until ReopenWriter, which cuts back to the last durable unit; appending
+// then goes on with nothing lost or doubled.
+TEST_F(SpoolTest, AFailedWriteIsCutBackToTheDurableEndAndAppendingGoesOn) {
+  Open(Options());
+  auto one = MakeUnit(P(1, 100), 1, 100);  // 132 bytes
+  auto two = MakeUnit(P(1, 200), 2, 100);
+  ASSERT_TRUE(AppendAll(*spool_, one).ok());
+  ASSERT_TRUE(spool_->Sync().ok());
+  ASSERT_EQ(::signal(SIGXFSZ, SIG_IGN), SIG_DFL) << "SIGXFSZ would kill the test";
+  rlimit was{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &was), 0);
+  rlimit low = was;
+  low.rlim_cur = 132 + 50;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &low), 0);
+  Status st = AppendAll(*spool_, two);
+  if (st.ok()) st = spool_->Sync();
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &was), 0);
+  ::signal(SIGXFSZ, SIG_DFL);
+  EXPECT_FALSE(st.ok()) << "the write past the limit fails";
+  EXPECT_TRUE(spool_->failed());
+  EXPECT_FALSE(AppendAll(*spool_, two).ok()) << "refused until reopened";
+  EXPECT_EQ(spool_->durable(), P(1, 100));
+
+  ASSERT_TRUE(spool_->ReopenWriter().ok());
+  EXPECT_FALSE(spool_->failed());
+  EXPECT_EQ(fs::file_size(PathOf(SegmentNames().at(0))), 132u) << "cut back to the durable end";
+  ASSERT_TRUE(AppendAll(*spool_, two).ok());
+  ASSERT_TRUE(spool_->Sync().ok());
+  EXPECT_EQ(spool_->durable(), P(1, 200));
+  EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({one, two})));
+  Reopen();
+  EXPECT_TRUE(SameRecords(ReadAllAfter(Position{}), Concat({one, two})));
 }
 
 TEST_F(SpoolTest, ReaderResumesAfterPositionWithoutGapOrDuplicate) {
