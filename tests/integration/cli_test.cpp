@@ -142,6 +142,9 @@ TEST_F(CliTest, UnreachablePostgresExitsFourWithoutLeakingThePassword) {
 
 TEST_F(CliTest, CheckSucceedsAgainstARealServer) {
   PgCluster& pg = NewCluster("pg");
+  // `geosyncctl init` first, as the runbook has it on every site.
+  auto init = Run({BinaryPath("geosyncctl"), "init", "--dsn", pg.ConnInfo()});
+  ASSERT_EQ(init.exit_status, kExitOk) << init.output;
   nlohmann::json c = ValidReplica(pg.port());
   // check-config also connects to the upstream: any listening port will do.
   c["upstream"]["port"] = pg.port();
