@@ -80,7 +80,7 @@ int RunDrill(const DrillArgs& args) {
   if (!topology.ok()) return Fail(topology.status());
   auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());
-  std::vector<SiteReport> sites = Survey(*topology);
+  std::vector<SiteReport> sites = Survey(*topology, *token);
   Site target, source;
   uint64_t epoch = 0;
   for (size_t i = 0; i < sites.size(); ++i) {

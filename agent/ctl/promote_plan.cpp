@@ -151,7 +151,7 @@ SiteReport ReportFromStatus(const std::string& name, const json& status) {
   return r;
 }
 
-std::vector<SiteReport> Survey(const admin::Topology& topology) {
+std::vector<SiteReport> Survey(const admin::Topology& topology, const std::string& token) {
   asio::io_context io;
   std::vector<SiteReport> out(topology.sites.size());
   for (size_t i = 0; i < topology.sites.size(); ++i) {
@@ -161,6 +161,7 @@ std::vector<SiteReport> Survey(const admin::Topology& topology) {
           admin::HttpCall call;
           call.base_url = topology.sites[i].admin;
           call.target = "/status";
+          call.bearer = token;
           call.timeout = std::chrono::milliseconds(2000);
           auto answer = co_await admin::AsyncHttp(std::move(call));
           SiteReport r;
@@ -169,6 +170,7 @@ std::vector<SiteReport> Survey(const admin::Topology& topology) {
             r.error = answer.status().message();
           } else if (answer->status != 200) {
             r.error = fmt::format("GET /status answered HTTP {}", answer->status);
+            r.unauthorized = answer->status == 401;
           } else {
             json doc = json::parse(answer->body, nullptr, false);
             if (doc.is_discarded() || !doc.is_object()) {

@@ -20,8 +20,9 @@ namespace geosync::ctl {
 struct SiteReport {
   std::string name;
   bool reachable = false;
-  std::string error;  // why unreachable
-  std::string role;   // "source", "replica", "fenced"
+  std::string error;          // why unreachable
+  bool unauthorized = false;  // answered HTTP 401: the token was refused
+  std::string role;           // "source", "replica", "fenced"
   std::string state;
   uint64_t epoch = 0;
   bool connected = false;   // replica: streaming from its source
@@ -41,8 +42,9 @@ struct SiteReport {
 };
 
 SiteReport ReportFromStatus(const std::string& name, const nlohmann::json& status);
-// GET /status on every site of the topology, in parallel, 2 s deadline each.
-std::vector<SiteReport> Survey(const admin::Topology& topology);
+// GET /status on every site of the topology, in parallel, 2 s deadline each;
+// with `token`, as the operator (a site that refuses it is unauthorized).
+std::vector<SiteReport> Survey(const admin::Topology& topology, const std::string& token = "");
 // A table for the DBA: site, role, epoch, state, follows, durable, applied.
 std::string FormatSurvey(const std::vector<SiteReport>& sites);
 
