@@ -210,6 +210,7 @@ admin::HttpReply BehindAction(Spool& spool, const admin::QueryParams& q) {
   if (!reader.ok()) return {409, "text/plain; charset=utf-8", reader.status().ToString() + "\n"};
   uint64_t txns = 0, bytes = 0;
   bool changes = false;
+  PgTimestamp unit_commit = 0, oldest_commit = 0;
   while (true) {
     auto rec = (*reader)->Next();
     if (!rec.ok()) return {500, "text/plain; charset=utf-8", rec.status().ToString() + "\n"};
@@ -221,12 +222,25 @@ admin::HttpReply BehindAction(Spool& spool, const admin::QueryParams& q) {
                        std::holds_alternative<TruncateEvent>(*event))) {
       changes = true;
     }
+    if (event.ok()) {
+      if (const auto* b = std::get_if<BeginEvent>(&*event)) unit_commit = b->commit_time;
+    }
     if (r.last_in_unit()) {
-      txns += changes ? 1 : 0;
+      if (changes && txns++ == 0) oldest_commit = unit_commit;
       changes = false;
     }
   }
-  nlohmann::json doc = {{"after", after->ToString()}, {"transactions", txns}, {"bytes", bytes}};
+  // Seconds agree with the count: how long ago (on this host's clock, where
+  // the primary runs) the oldest of those transactions committed; 0 only
+  // when there is none.
+  nlohmann::json seconds = 0.0;
+  if (txns > 0 && oldest_commit == 0) seconds = nullptr;  // no commit time: unknown
+  if (txns > 0 && oldest_commit != 0) {
+    const int64_t committed_us = oldest_commit + kPgEpochOffsetSeconds * 1'000'000;
+    seconds = std::max<int64_t>(1, NowUs() - committed_us) / 1e6;
+  }
+  nlohmann::json doc = {
+      {"after", after->ToString()}, {"transactions", txns}, {"bytes", bytes}, {"seconds", seconds}};
   return {200, "application/json", doc.dump() + "\n"};
 }
 
