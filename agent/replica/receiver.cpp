@@ -236,6 +236,7 @@ Status Receiver::HandleData(const std::string& payload) {
   GEOSYNC_ASSIGN_OR_RETURN(std::vector<BatchRecord> records,
                            batch_decoder_->Decode(AsSpan(payload)));
   Position received;
+  uint64_t units = 0;
   for (const auto& r : records) {
     if (r.epoch > epoch_) {
       return Status::Fenced(fmt::format("record at {} is from an epoch above the source's {}",
@@ -246,12 +247,14 @@ Status Receiver::HandleData(const std::string& payload) {
     if (r.flags & kLastInUnit) {
       unit_open_ = false;
       received = Position{r.epoch, r.lsn};
+      units++;
     }
   }
   GEOSYNC_RETURN_IF_ERROR(spool_->Sync());
   {
     std::lock_guard lock(mu_);
     status_.records += records.size();
+    status_.units += units;
     if (received.lsn.valid()) status_.received = received;
     status_.durable = spool_->durable();
   }

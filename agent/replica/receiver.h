@@ -52,6 +52,7 @@ struct ReceiverStatus {
   int64_t local_time_us = 0;   // our clock when that heartbeat arrived
   std::string last_error;
   uint64_t raw_bytes_in = 0, wire_bytes_in = 0, frames = 0, records = 0, reconnects = 0;
+  uint64_t units = 0;  // complete units (transactions) written to the spool
 };
 
 class Receiver {
