@@ -250,15 +250,20 @@ asio::awaitable<Status> StreamServer::Send(std::shared_ptr<Session> session) {
         // Paced, but heartbeats keep going every kProgressInterval meanwhile:
         // a site behind a capped link still hears where the primary is.
         uint64_t sent = session->stream.counters().wire_out - before;
-        const auto pace_until =
+        auto pace_until =
             std::chrono::steady_clock::now() +
             std::chrono::microseconds(sent * 1000000 / options_.bandwidth_bytes_per_sec);
         asio::steady_timer pace(co_await asio::this_coro::executor);
         for (auto now = std::chrono::steady_clock::now(); now < pace_until;
              now = std::chrono::steady_clock::now()) {
           if (now - last_heartbeat >= kProgressInterval) {
+            const uint64_t hb_before = session->stream.counters().wire_out;
             GEOSYNC_RETURN_IF_ERROR_CO(co_await SendHeartbeat(*session));
             last_heartbeat = now;
+            // The heartbeat's bytes count against the cap too.
+            pace_until +=
+                std::chrono::microseconds((session->stream.counters().wire_out - hb_before) *
+                                          1000000 / options_.bandwidth_bytes_per_sec);
           }
           pace.expires_at(std::min(pace_until, last_heartbeat + kProgressInterval));
           co_await pace.async_wait(asio::as_tuple(use_awaitable));
