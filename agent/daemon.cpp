@@ -211,6 +211,7 @@ admin::HttpReply BehindAction(Spool& spool, const admin::QueryParams& q) {
   if (!reader.ok()) return {409, "text/plain; charset=utf-8", reader.status().ToString() + "\n"};
   uint64_t txns = 0, bytes = 0;
   bool changes = false;
+  PgTimestamp unit_commit = 0, oldest_commit = 0;
   while (true) {
     auto rec = (*reader)->Next();
     if (!rec.ok()) return {500, "text/plain; charset=utf-8", rec.status().ToString() + "\n"};
@@ -222,12 +223,25 @@ admin::HttpReply BehindAction(Spool& spool, const admin::QueryParams& q) {
                        std::holds_alternative<TruncateEvent>(*event))) {
       changes = true;
     }
+    if (event.ok()) {
+      if (const auto* b = std::get_if<BeginEvent>(&*event)) unit_commit = b->commit_time;
+    }
     if (r.last_in_unit()) {
-      txns += changes ? 1 : 0;
+      if (changes && txns++ == 0) oldest_commit = unit_commit;
       changes = false;
     }
   }
-  nlohmann::json doc = {{"after", after->ToString()}, {"transactions", txns}, {"bytes", bytes}};
+  // Seconds agree with the count: how long ago (on this host's clock, where
+  // the primary runs) the oldest of those transactions committed; 0 only
+  // when there is none.
+  nlohmann::json seconds = 0.0;
+  if (txns > 0 && oldest_commit == 0) seconds = nullptr;  // no commit time: unknown
+  if (txns > 0 && oldest_commit != 0) {
+    const int64_t committed_us = oldest_commit + kPgEpochOffsetSeconds * 1'000'000;
+    seconds = std::max<int64_t>(1, NowUs() - committed_us) / 1e6;
+  }
+  nlohmann::json doc = {
+      {"after", after->ToString()}, {"transactions", txns}, {"bytes", bytes}, {"seconds", seconds}};
   return {200, "application/json", doc.dump() + "\n"};
 }
 
@@ -396,7 +410,10 @@ Status RunSource(SiteControl& control) {
   SiteRegistry registry(AllowedSites(config, state));
   // Slot state and pg_current_wal_lsn() for the admin API and heartbeats, on
   // its own thread and connection.
-  admin::SlotPoller poller(config.postgres.dsn, config.postgres.slot);
+  // Every 200 ms: heartbeats carry its pg_current_wal_lsn(), which replicas
+  // measure a failover's potential loss against.
+  admin::SlotPoller poller(config.postgres.dsn, config.postgres.slot,
+                           std::chrono::milliseconds(200));
   poller.Start();
   asio::io_context io;
   asio::io_context capture_io;
@@ -678,9 +695,28 @@ struct ReplicaView {
   Spool& spool;
   ApplyControl& control;
   admin::LagTracker& tracker;
+  admin::LagTracker& primary_tracker;  // (primary WAL, source time) from heartbeats
+  admin::TxnDensity& density;
   admin::RateMeter& rate;
   std::chrono::steady_clock::time_point started;
   seed::ReplicaSeed& seed;
+
+  // What promoting this site would lose, as of the last heartbeat: the
+  // primary's WAL beyond what it holds, and since when (source clock), so
+  // the figures stop at the source's last word instead of growing with the
+  // time since (issue #25: the age was added twice and kept growing).
+  admin::PotentialLoss Loss(const ReceiverStatus& rs, Position durable) const {
+    admin::PotentialLoss loss;
+    if (rs.local_time_us == 0) return loss;  // no heartbeat since the role started
+    const Position primary{receiver.epoch(), rs.primary_wal_lsn};
+    if (rs.primary_wal_lsn.valid() && durable.lsn.valid() && durable.epoch == primary.epoch) {
+      loss.bytes = rs.primary_wal_lsn.BytesAfter(durable.lsn);
+    }
+    loss.seconds = primary_tracker.LagSeconds(durable, rs.source_time_us, 0);
+    if (auto per_byte = density.PerByte()) loss.transactions_per_mb = *per_byte * 1e6;
+    loss.transactions = admin::TransactionsIn(loss.bytes, density.PerByte());
+    return loss;
+  }
 
   admin::ReplicaSnapshot Snapshot() const {
     admin::ReplicaSnapshot s;
@@ -709,6 +745,8 @@ struct ReplicaView {
     s.received_lag = lag(s.received);
     s.durable_lag = lag(s.durable);
     s.applied_lag = lag(s.applied);
+    s.potential_loss = Loss(rs, s.durable);
+    s.received_txns = rs.units;
     s.spool_bytes = spool.size_bytes();
     s.spool_oldest = spool.oldest();
     s.receiver_error = rs.last_error;
@@ -806,9 +844,11 @@ Status RunReplica(SiteControl& control) {
   WriteGuardKeeper guard_keeper(config.postgres.dsn, replica_guard, nullptr);
   guard_keeper.Start();
   admin::LagTracker tracker;  // (source_commit, source time) from heartbeats
+  admin::LagTracker primary_tracker;
+  admin::TxnDensity density;
   admin::RateMeter apply_rate;
-  ReplicaView view{config,        upstream, receiver,   applier, *spool,
-                   apply_control, tracker,  apply_rate, started, seed};
+  ReplicaView view{config,  upstream,        receiver, applier,    *spool,  apply_control,
+                   tracker, primary_tracker, density,  apply_rate, started, seed};
   asio::steady_timer sampler(io);
   int64_t last_heartbeat_us = 0;
   Every(sampler, std::chrono::milliseconds(100), [&] {
@@ -816,7 +856,9 @@ Status RunReplica(SiteControl& control) {
     if (rs.local_time_us != last_heartbeat_us) {
       last_heartbeat_us = rs.local_time_us;
       tracker.Observe(rs.source_commit, rs.source_time_us);
+      primary_tracker.Observe(Position{receiver.epoch(), rs.primary_wal_lsn}, rs.source_time_us);
     }
+    density.Observe(rs.received.lsn, rs.units, NowUs());
     apply_rate.Observe(applier.stats().txns, NowUs());
   });
   asio::steady_timer retention(io);

@@ -8,16 +8,18 @@ namespace geosync {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitFailure = 1,     // an unexpected runtime failure
-  kExitUsage = 2,       // bad command line (CLI11 parse error)
-  kExitConfig = 3,      // missing/unreadable config, bad JSON, unknown key, wrong type...
-  kExitPostgres = 4,    // PostgreSQL unreachable or returned an error
-  kExitPeer = 5,        // a peer site or admin API is unreachable or broke the protocol
-  kExitFenced = 6,      // refused by the epoch/fencing rules
-  kExitCorruption = 7,  // on-disk or on-wire data failed its checksum
-  kExitRefused = 8,     // a safety check refused the operation (use --force to override)
-  kExitDifferent = 9,   // verify found differences
-  kExitBehind = 10,     // verify: a replica did not reach the position in time (not compared)
+  kExitFailure = 1,       // an unexpected runtime failure
+  kExitUsage = 2,         // bad command line (CLI11 parse error)
+  kExitConfig = 3,        // missing/unreadable config, bad JSON, unknown key, wrong type...
+  kExitPostgres = 4,      // PostgreSQL unreachable or returned an error
+  kExitPeer = 5,          // a peer site or admin API is unreachable or broke the protocol
+  kExitFenced = 6,        // refused by the epoch/fencing rules
+  kExitCorruption = 7,    // on-disk or on-wire data failed its checksum
+  kExitRefused = 8,       // a safety check refused the operation (use --force to override)
+  kExitDifferent = 9,     // verify found differences
+  kExitBehind = 10,       // verify: a replica did not reach the position in time (not compared)
+  kExitDrillFailed = 11,  // drill: ran to its end, rolled back, but a probe failed (or the
+                          // site could not be made writable or did not get back in sync)
 };
 
 inline int ExitCodeFor(const Status& s) {

@@ -110,6 +110,12 @@ HttpReply Route(const HttpRequestView& request, const AdminHandlers& handlers,
   if (path == "/healthz") return Text(200, "ok");
   // Without the token, no text that can quote row values (admin_auth.h).
   const bool operator_call = TokenMatches(request.authorization, token);
+  // A caller that presents a token this site does not hold is told so (HTTP
+  // 401), not served the anonymous view: geosyncctl's dry runs rely on it.
+  if (!operator_call && !request.authorization.empty()) {
+    return Text(401, token.empty() ? "this site has no admin.token_file: it holds no token"
+                                   : "wrong bearer token");
+  }
   if (path == "/readyz") {
     Readiness r = handlers.ready ? handlers.ready() : Readiness{true, "ready"};
     return Text(r.ready ? 200 : 503, operator_call ? r.reason : RedactReadinessReason(r.reason));

@@ -1,4 +1,4 @@
-// SlotPoller: one small query a second on a private connection.
+// SlotPoller: a few small queries every interval on a private connection.
 #include "agent/admin/slot_poller.h"
 
 #include <sys/statvfs.h>

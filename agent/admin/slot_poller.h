@@ -1,5 +1,5 @@
 // SlotPoller: the source's view of its replication slot for the admin API,
-// read once a second on its own thread and connection (the event loop never
+// read every `interval` on its own thread and connection (the event loop never
 // waits on PostgreSQL): active, confirmed_flush_lsn, restart_lsn, and the WAL
 // the slot makes the primary keep (pg_current_wal_lsn() - restart_lsn), and
 // the WAL watchdog: retained WAL against max_slot_wal_keep_size, wal_status.

@@ -63,6 +63,32 @@ double RateMeter::PerSecond() const {
   return static_cast<double>(c1 - c0) * 1e6 / static_cast<double>(t1 - t0);
 }
 
+void TxnDensity::Observe(Lsn lsn, uint64_t units, int64_t now_us) {
+  if (!lsn.valid()) return;
+  if (!samples_.empty() && (lsn < samples_.back().lsn || units < samples_.back().units)) {
+    samples_.clear();  // a new stream (another epoch, a restart): start over
+  }
+  if (samples_.empty() || lsn != samples_.back().lsn) samples_.push_back({lsn, units, now_us});
+  while (samples_.size() > 2 && samples_[1].time_us < now_us - window_us_) samples_.pop_front();
+}
+
+std::optional<double> TxnDensity::PerByte() const {
+  if (samples_.size() < 2) return std::nullopt;
+  const Sample& a = samples_.front();
+  const Sample& b = samples_.back();
+  const uint64_t span = b.lsn.BytesAfter(a.lsn);
+  if (span == 0) return std::nullopt;
+  return static_cast<double>(b.units - a.units) / static_cast<double>(span);
+}
+
+std::optional<uint64_t> TransactionsIn(std::optional<uint64_t> bytes,
+                                       std::optional<double> per_byte) {
+  if (!bytes || !per_byte) return std::nullopt;
+  if (*bytes == 0 || *per_byte <= 0) return 0;
+  const double n = std::round(static_cast<double>(*bytes) * *per_byte);
+  return std::max<uint64_t>(1, static_cast<uint64_t>(n));
+}
+
 // ---- The slot watchdog --------------------------------------------------------
 
 SlotHealth CheckSlotWal(const std::string& slot, std::optional<uint64_t> retained_bytes,
@@ -218,6 +244,12 @@ nlohmann::json StatusJson(const ReplicaSnapshot& s) {
        {{"received", LagJson(s.received_lag)},
         {"durable", LagJson(s.durable_lag)},
         {"applied", LagJson(s.applied_lag)}}},
+      {"potential_loss",
+       {{"bytes", Opt(s.potential_loss.bytes)},
+        {"seconds", Opt(s.potential_loss.seconds)},
+        {"transactions", Opt(s.potential_loss.transactions)},
+        {"transactions_per_mb", Opt(s.potential_loss.transactions_per_mb)}}},
+      {"received_transactions", s.received_txns},
       {"apply",
        {{"running", s.apply_running},
         {"transactions", s.txns},

@@ -64,6 +64,46 @@ class RateMeter {
   std::deque<std::pair<int64_t, uint64_t>> samples_;
 };
 
+// Transactions per byte of WAL in the stream a replica received over a
+// short sliding window (the load of the last seconds, which is what produced
+// the WAL a site lacks): turns those WAL bytes into a transaction count.
+// Counted in units (every transaction the stream carries, geosync's control
+// messages included, as rejoin exports them) over the WAL span they cover.
+class TxnDensity {
+ public:
+  explicit TxnDensity(int64_t window_us = 2'000'000) : window_us_(window_us) {}
+  // At `now_us` the site had received `units` units, the last ending at `lsn`.
+  void Observe(Lsn lsn, uint64_t units, int64_t now_us);
+  // Transactions per WAL byte over the window; nullopt before the stream
+  // moved in it.
+  std::optional<double> PerByte() const;
+
+ private:
+  struct Sample {
+    Lsn lsn;
+    uint64_t units;
+    int64_t time_us;
+  };
+  int64_t window_us_;
+  std::deque<Sample> samples_;
+};
+
+// What a replica would lose if it were promoted now, as of the last word
+// from its source (a heartbeat): frozen when the source goes silent, so the
+// figures never grow with the time since.
+struct PotentialLoss {
+  std::optional<uint64_t> bytes;              // primary WAL at that heartbeat minus durable
+  std::optional<double> seconds;              // source clock: how long the primary had WAL
+                                              // beyond durable at that heartbeat
+  std::optional<uint64_t> transactions;       // bytes x transactions_per_mb
+  std::optional<double> transactions_per_mb;  // TxnDensity of the received stream
+};
+
+// Transactions in `bytes` of WAL at `per_byte` (TxnDensity), rounded; at
+// least one for any non-zero WAL that carries transactions.
+std::optional<uint64_t> TransactionsIn(std::optional<uint64_t> bytes,
+                                       std::optional<double> per_byte);
+
 struct LagFigures {
   std::optional<uint64_t> bytes;  // primary WAL position minus this position
   std::optional<double> seconds;  // LagTracker on the source clock
@@ -109,6 +149,8 @@ struct ReplicaSnapshot {
   Lsn primary_wal_lsn;                    // from heartbeats, invalid before the first
   std::optional<double> heartbeat_age_s;  // since the last heartbeat, local clock
   LagFigures received_lag, durable_lag, applied_lag;
+  PotentialLoss potential_loss;
+  uint64_t received_txns = 0;  // units received since the role started
   uint64_t spool_bytes = 0;
   Position spool_oldest;
   std::string receiver_error;  // why the link is down (while !connected)

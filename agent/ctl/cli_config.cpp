@@ -2,6 +2,8 @@
 // file), then checks the local PostgreSQL, the TLS files and every peer.
 // Reports every finding, one line each, with what to change; the exit code is
 // that of the first problem (docs/exit-codes.md).
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <iostream>
@@ -82,7 +84,12 @@ int RunCheckConfig(const CheckConfigArgs& args) {
     if (item.ok()) continue;
     if (problems++ == 0) exit_code = ExitCodeFor(Status(item.code, item.found));
   }
-  if (problems == 0) {
+  const bool needs_seed = std::any_of(items.begin(), items.end(),
+                                      [](const CheckItem& i) { return i.subject == "seed"; });
+  if (problems == 0 && needs_seed) {
+    std::cout << fmt::format("{}: config valid; site {} is not ready: it needs a seed\n",
+                             args.config, config->site);
+  } else if (problems == 0) {
     std::cout << fmt::format("{}: config valid; site {} is ready\n", args.config, config->site);
   } else {
     std::cout << fmt::format("{}: {} problem{} found\n", args.config, problems,

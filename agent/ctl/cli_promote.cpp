@@ -111,7 +111,7 @@ StepResult WaitUntil(Run& run, const std::string& what,
                      const std::function<bool(const Run&)>& done) {
   const auto until = Clock::now() + std::chrono::seconds(run.args.timeout_s);
   while (true) {
-    run.sites = Survey(run.topology);
+    run.sites = Survey(run.topology, run.token);
     if (done(run)) return std::nullopt;
     if (Clock::now() > until) {
       return StepError{
@@ -340,8 +340,16 @@ int Prepare(Run& run, const PromoteArgs& args) {
     return Fail(
         Status::Config(fmt::format("topology {}: no site named \"{}\"", args.topology, args.to)));
   }
-  run.sites = Survey(run.topology);
+  // An authenticated survey: a wrong token is refused here, dry run or not.
+  run.sites = Survey(run.topology, run.token);
   for (const SiteReport& s : run.sites) {
+    if (s.unauthorized) {
+      std::cerr << fmt::format(
+          "geosyncctl: refused: site {} does not accept the token in {} (GET /status answered "
+          "HTTP 401); nothing changed\n",
+          s.name, args.token_file);
+      return kExitRefused;
+    }
     if (!s.reachable) run.absent.push_back(s.name);
   }
   return -1;

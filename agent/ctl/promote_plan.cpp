@@ -125,6 +125,11 @@ SiteReport ReportFromStatus(const std::string& name, const json& status) {
       }
       r.durable_lag_s = NumberOf(rep.at("lag").at("durable").at("seconds"));
       r.heartbeat_age_s = NumberOf(rep.at("heartbeat_age_seconds"));
+      if (rep.contains("potential_loss")) {  // geosyncd before 0.2 lacks it
+        const json& loss = rep.at("potential_loss");
+        r.loss_seconds = NumberOf(loss.value("seconds", json()));
+        r.txns_per_mb = NumberOf(loss.value("transactions_per_mb", json()));
+      }
       r.apply_error = TextOf(rep.at("apply"), "error");
     } else {
       r.durable = PositionOf(spool.value("durable", json()));
@@ -151,7 +156,7 @@ SiteReport ReportFromStatus(const std::string& name, const json& status) {
   return r;
 }
 
-std::vector<SiteReport> Survey(const admin::Topology& topology) {
+std::vector<SiteReport> Survey(const admin::Topology& topology, const std::string& token) {
   asio::io_context io;
   std::vector<SiteReport> out(topology.sites.size());
   for (size_t i = 0; i < topology.sites.size(); ++i) {
@@ -161,6 +166,7 @@ std::vector<SiteReport> Survey(const admin::Topology& topology) {
           admin::HttpCall call;
           call.base_url = topology.sites[i].admin;
           call.target = "/status";
+          call.bearer = token;
           call.timeout = std::chrono::milliseconds(2000);
           auto answer = co_await admin::AsyncHttp(std::move(call));
           SiteReport r;
@@ -169,6 +175,7 @@ std::vector<SiteReport> Survey(const admin::Topology& topology) {
             r.error = answer.status().message();
           } else if (answer->status != 200) {
             r.error = fmt::format("GET /status answered HTTP {}", answer->status);
+            r.unauthorized = answer->status == 401;
           } else {
             json doc = json::parse(answer->body, nullptr, false);
             if (doc.is_discarded() || !doc.is_object()) {
@@ -271,6 +278,85 @@ Plan PlanSwitchover(const std::vector<SiteReport>& sites, const std::string& tar
   return plan;
 }
 
+LossEstimate EstimateLoss(const std::vector<SiteReport>& sites, const SiteReport& target) {
+  LossEstimate loss;
+  loss.holds = target.durable;
+  loss.last_known = target.durable;
+  loss.last_known_from = target.name;
+  // The last known source position: what any reachable replica holds or
+  // heard the primary had written. One site's stale heartbeat (or a
+  // durable position past it, which made "WAL ahead 0 B") does not hide
+  // what another site heard later.
+  std::optional<double> per_mb = target.txns_per_mb;
+  for (const SiteReport& s : sites) {
+    if (!s.reachable || s.role != "replica") continue;
+    if (s.durable > loss.last_known) {
+      loss.last_known = s.durable;
+      loss.last_known_from = s.name;
+    }
+    const Position heard{s.epoch, s.primary_wal_lsn};
+    if (s.primary_wal_lsn.valid() && heard > loss.last_known) {
+      loss.last_known = heard;
+      loss.last_known_from = s.name;
+    }
+    if (!per_mb) per_mb = s.txns_per_mb;
+  }
+  if (loss.holds.lsn.valid() && loss.last_known.epoch == loss.holds.epoch) {
+    loss.bytes = loss.last_known.lsn.BytesAfter(loss.holds.lsn);
+  }
+  loss.txns_per_mb = per_mb;
+  if (per_mb) loss.transactions = admin::TransactionsIn(loss.bytes, *per_mb / 1e6);
+  // Heard nothing since it started: unknown, never 0.
+  if (target.heartbeat_age_s) {
+    loss.seconds = target.loss_seconds;
+    loss.heard_s_ago = target.heartbeat_age_s;
+  } else {
+    loss.bytes.reset();
+    loss.transactions.reset();
+  }
+  return loss;
+}
+
+std::string FormatLoss(const LossEstimate& loss, const std::string& target,
+                       const std::string& old_source) {
+  const std::string old = old_source.empty() ? "the old primary" : old_source;
+  std::string out = fmt::format("potential data loss if {} is promoted:\n", target);
+  out += fmt::format("  holds up to        {}\n", loss.holds.ToString());
+  if (!loss.heard_s_ago) {
+    out += fmt::format(
+        "  UNKNOWN: {} has not heard from {} since it started; treat it as unknown, not as no "
+        "loss\n",
+        target, old);
+  } else {
+    out += fmt::format(
+        "  source at least    {} (the highest position a reachable site heard of: {})\n",
+        loss.last_known.ToString(), loss.last_known_from);
+    out += fmt::format(
+        "  WAL ahead          {}\n",
+        loss.bytes ? admin::HumanBytes(*loss.bytes) + fmt::format(" ({} bytes)", *loss.bytes)
+                   : std::string("unknown (another epoch)"));
+    out += fmt::format("  transactions       {}\n",
+                       loss.transactions && loss.txns_per_mb
+                           ? fmt::format("about {} (at {:.0f} per MB of WAL in the stream lately)",
+                                         *loss.transactions, *loss.txns_per_mb)
+                           : std::string("unknown (no recent stream to count them by)"));
+    out += fmt::format(
+        "  seconds            {} (of commits {} made that {} lacks, on {}'s clock at its last "
+        "heartbeat)\n",
+        loss.seconds ? fmt::format("{:.1f}", *loss.seconds) : std::string("unknown"), old, target,
+        old);
+    out += fmt::format(
+        "  last heartbeat     {:.1f} s ago ({}'s clock); what {} committed since is "
+        "not counted\n",
+        *loss.heard_s_ago, target, old);
+  }
+  out += fmt::format(
+      "  exactly            `geosyncctl rejoin --site {}` exports every lost transaction when it "
+      "returns\n",
+      old_source.empty() ? "OLD" : old_source);
+  return out;
+}
+
 Plan PlanFailover(const std::vector<SiteReport>& sites, const std::string& target,
                   const FailoverChecks& checks) {
   Plan plan;
@@ -307,34 +393,16 @@ Plan PlanFailover(const std::vector<SiteReport>& sites, const std::string& targe
         target, t->durable.ToString(), best->name, best->durable.ToString(), best->name);
     return plan;
   }
-  // What may be lost: WAL the primary had written past what the target
-  // holds, as of the last heartbeat, and the time since then.
-  std::optional<uint64_t> bytes;
-  if (t->primary_wal_lsn.valid() && t->durable.lsn.valid()) {
-    bytes = t->primary_wal_lsn.BytesAfter(t->durable.lsn);
-  }
-  double seconds = t->durable_lag_s.value_or(0) + t->heartbeat_age_s.value_or(0);
-  plan.loss_report = fmt::format(
-      "potential data loss if {} is promoted:\n"
-      "  holds up to        {}\n"
-      "  primary WAL ahead  {} (as of its last heartbeat: {})\n"
-      "  seconds            {:.1f} (commits after the last one it received)\n"
-      "  transactions       those {} committed after {}; exported exactly by `geosyncctl "
-      "rejoin --site {}` when it returns\n",
-      target, t->durable.ToString(),
-      bytes ? admin::HumanBytes(*bytes) + fmt::format(" ({} bytes)", *bytes) : "unknown",
-      t->heartbeat_age_s ? fmt::format("{:.1f} s ago", *t->heartbeat_age_s)
-                         : std::string("none since it started, the loss is UNKNOWN"),
-      seconds, plan.old_source.empty() ? "the old primary" : plan.old_source, t->durable.ToString(),
-      plan.old_source.empty() ? "OLD" : plan.old_source);
-  if (checks.max_lag_s >= 0 && !checks.accept_loss &&
-      (!t->primary_wal_lsn.valid() || !t->heartbeat_age_s)) {
+  plan.loss = EstimateLoss(sites, *t);
+  plan.loss_report = FormatLoss(plan.loss, target, plan.old_source);
+  if (checks.max_lag_s >= 0 && !checks.accept_loss && !plan.loss.seconds) {
     plan.refusal = fmt::format(
         "{} has not heard from the primary since it started: the potential loss is unknown, so "
         "--max-lag cannot be checked; pass --accept-data-loss to fail over anyway",
         target);
     return plan;
   }
+  const double seconds = plan.loss.seconds.value_or(0);
   if (checks.max_lag_s >= 0 && seconds > checks.max_lag_s && !checks.accept_loss) {
     plan.refusal = fmt::format(
         "the potential loss ({:.1f} s) exceeds --max-lag {:.1f} s; pass --accept-data-loss to "

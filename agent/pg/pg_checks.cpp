@@ -245,6 +245,22 @@ std::vector<CheckItem> CheckReplicaIdentity(PgConn& conn, const Config& config) 
                             "IDENTITY FULL;",
                             name, name)));
   }
+  if (config.role == Role::kReplica && tables->rows() == 0) {
+    // Nothing to apply to: the stream's first change would fail on a missing
+    // table. A warning, not a problem: `seed` needs the agent running.
+    CheckItem seed = Ok("seed", fmt::format("replica {} needs a seed: its database has no tables "
+                                            "({})",
+                                            config.site, scope));
+    seed.warning = true;
+    seed.fix = config.seed.auto_seed
+                   ? "none: seed.auto copies the source's tables when the agent first starts"
+                   : fmt::format(
+                         "start the agent, then run `geosyncctl seed --site {} --topology "
+                         "TOPOLOGY --token-file TOKEN` (or set seed.auto before its "
+                         "first start)",
+                         config.site);
+    return {seed};
+  }
   std::vector<CheckItem> items = {
       Ok("replica identity", fmt::format("{} of {} tables in {} can replicate UPDATE and DELETE",
                                          good, tables->rows(), scope))};

@@ -39,7 +39,8 @@ Receiver::Receiver(asio::any_io_executor ex, ReceiverOptions options, Spool* spo
       applied_(std::move(applied)),
       applied_time_(std::move(applied_time)),
       on_durable_(std::move(on_durable)),
-      on_new_epoch_(std::move(on_new_epoch)) {
+      on_new_epoch_(std::move(on_new_epoch)),
+      backoff_timer_(ex_) {
   status_.durable = spool_->durable();
   status_.received = status_.durable;
 }
@@ -49,6 +50,11 @@ void Receiver::Stop() {
   asio::post(ex_, [this] {
     if (current_) current_->Close();
     if (ack_wake_) ack_wake_->cancel();
+    if (connecting_) {
+      boost::system::error_code ignored;
+      connecting_->close(ignored);
+    }
+    backoff_timer_.cancel();
   });
 }
 
@@ -77,8 +83,9 @@ asio::awaitable<Status> Receiver::Run() {
       backoff = std::chrono::milliseconds(100);  // the link was up for a while
     }
     spdlog::warn("receiver: {}; reconnecting in {} ms", st.ToString(), backoff.count());
-    asio::steady_timer timer(ex_, backoff);
-    co_await timer.async_wait(asio::as_tuple(use_awaitable));
+    if (stopping_) break;
+    backoff_timer_.expires_after(backoff);
+    co_await backoff_timer_.async_wait(asio::as_tuple(use_awaitable));
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
   co_return Status::Cancelled("receiver stopped");
@@ -107,9 +114,12 @@ asio::awaitable<Status> Receiver::Session() {
   }
   tcp::socket socket(ex_);
   asio::steady_timer timer(ex_, options_.peer_timeout);
+  connecting_ = &socket;
   auto connected =
       co_await (asio::async_connect(socket, endpoints, asio::as_tuple(use_awaitable)) ||
                 timer.async_wait(asio::as_tuple(use_awaitable)));
+  connecting_ = nullptr;
+  if (stopping_) co_return Status::Cancelled("receiver stopped");
   std::string where = fmt::format("{}:{}", options_.upstream.host, options_.upstream.port);
   if (connected.index() == 1) co_return Status::Timeout("connecting to source " + where);
   if (auto [ec, ep] = std::get<0>(connected); ec) {
@@ -233,6 +243,7 @@ Status Receiver::HandleData(const std::string& payload) {
   GEOSYNC_ASSIGN_OR_RETURN(std::vector<BatchRecord> records,
                            batch_decoder_->Decode(AsSpan(payload)));
   Position received;
+  uint64_t units = 0;
   for (const auto& r : records) {
     if (r.epoch > epoch_) {
       return Status::Fenced(fmt::format("record at {} is from an epoch above the source's {}",
@@ -243,12 +254,14 @@ Status Receiver::HandleData(const std::string& payload) {
     if (r.flags & kLastInUnit) {
       unit_open_ = false;
       received = Position{r.epoch, r.lsn};
+      units++;
     }
   }
   GEOSYNC_RETURN_IF_ERROR(spool_->Sync());
   {
     std::lock_guard lock(mu_);
     status_.records += records.size();
+    status_.units += units;
     if (received.lsn.valid()) status_.received = received;
     status_.durable = spool_->durable();
   }

@@ -2,12 +2,14 @@
 // sites reach the source through their own firewalls), says Hello with its
 // cluster id, site, epoch and durable position, then writes every received
 // record to its own spool, fsyncs, and acknowledges received/durable/applied.
-// Reconnects with backoff; never accepts a stream from a lower epoch.
+// Reconnects with backoff (cut short by Stop()); never accepts a stream from
+// a lower epoch.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <functional>
@@ -50,6 +52,7 @@ struct ReceiverStatus {
   int64_t local_time_us = 0;   // our clock when that heartbeat arrived
   std::string last_error;
   uint64_t raw_bytes_in = 0, wire_bytes_in = 0, frames = 0, records = 0, reconnects = 0;
+  uint64_t units = 0;  // complete units (transactions) written to the spool
 };
 
 class Receiver {
@@ -86,6 +89,10 @@ class Receiver {
   bool unit_open_ = false;
   bool ack_due_ = false;
   std::unique_ptr<asio::steady_timer> ack_wake_;
+  // The reconnect backoff and the socket being connected: Stop() cancels
+  // both, so a promotion or a re-point never waits out a backoff.
+  asio::steady_timer backoff_timer_;
+  tcp::socket* connecting_ = nullptr;
   PeerStream* current_ = nullptr;
   std::unique_ptr<BatchDecoder> batch_decoder_;  // one per connection
 };

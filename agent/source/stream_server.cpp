@@ -35,6 +35,7 @@ struct StreamServer::Session {
 };
 
 namespace {
+constexpr std::chrono::milliseconds kProgressInterval{100};
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -246,22 +247,37 @@ asio::awaitable<Status> StreamServer::Send(std::shared_ptr<Session> session) {
       uint64_t before = session->stream.counters().wire_out;
       GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kData, batch));
       if (options_.bandwidth_bytes_per_sec > 0) {
+        // Paced, but heartbeats keep going every kProgressInterval meanwhile:
+        // a site behind a capped link still hears where the primary is.
         uint64_t sent = session->stream.counters().wire_out - before;
-        asio::steady_timer pace(
-            co_await asio::this_coro::executor,
-            std::chrono::microseconds(sent * 1000000 / options_.bandwidth_bytes_per_sec));
-        co_await pace.async_wait(asio::as_tuple(use_awaitable));
+        auto pace_until =
+            std::chrono::steady_clock::now() +
+            std::chrono::microseconds(sent * 1000000 / options_.bandwidth_bytes_per_sec);
+        asio::steady_timer pace(co_await asio::this_coro::executor);
+        for (auto now = std::chrono::steady_clock::now(); now < pace_until;
+             now = std::chrono::steady_clock::now()) {
+          if (now - last_heartbeat >= kProgressInterval) {
+            const uint64_t hb_before = session->stream.counters().wire_out;
+            GEOSYNC_RETURN_IF_ERROR_CO(co_await SendHeartbeat(*session));
+            last_heartbeat = now;
+            // The heartbeat's bytes count against the cap too.
+            pace_until +=
+                std::chrono::microseconds((session->stream.counters().wire_out - hb_before) *
+                                          1000000 / options_.bandwidth_bytes_per_sec);
+          }
+          pace.expires_at(std::min(pace_until, last_heartbeat + kProgressInterval));
+          co_await pace.async_wait(asio::as_tuple(use_awaitable));
+          if (stopping_) co_return Status::Cancelled("stream server stopping");
+        }
       }
     }
     auto now = std::chrono::steady_clock::now();
-    if (now - last_heartbeat >= options_.heartbeat) {
-      Heartbeat hb;
-      hb.sender_time_us = NowUs();
-      hb.primary_wal_lsn = primary_wal_ ? primary_wal_() : Lsn();
-      hb.source_commit = last_sent;
-      std::string bytes;
-      EncodeHeartbeat(hb, &bytes);
-      GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kHeartbeat, bytes));
+    // While data flows, a heartbeat follows a batch every kProgressInterval:
+    // a replica's last word from a source that dies under load is then at
+    // most that old (the failover loss estimate rests on it).
+    const bool progress = !batch.empty() && now - last_heartbeat >= kProgressInterval;
+    if (progress || now - last_heartbeat >= options_.heartbeat) {
+      GEOSYNC_RETURN_IF_ERROR_CO(co_await SendHeartbeat(*session));
       last_heartbeat = now;
     }
     if (batch.empty()) {
@@ -272,6 +288,16 @@ asio::awaitable<Status> StreamServer::Send(std::shared_ptr<Session> session) {
     }
   }
   co_return Status::Cancelled("stream server stopping");
+}
+
+asio::awaitable<Status> StreamServer::SendHeartbeat(Session& session) {
+  Heartbeat hb;
+  hb.sender_time_us = NowUs();
+  hb.primary_wal_lsn = primary_wal_ ? primary_wal_() : Lsn();
+  hb.source_commit = session.sent;
+  std::string bytes;
+  EncodeHeartbeat(hb, &bytes);
+  co_return co_await session.stream.WriteFrame(FrameType::kHeartbeat, bytes);
 }
 
 asio::awaitable<Status> StreamServer::Receive(std::shared_ptr<Session> session) {

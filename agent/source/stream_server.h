@@ -75,6 +75,8 @@ class StreamServer {
   asio::awaitable<void> RunSession(tcp::socket socket);
   asio::awaitable<Status> Serve(std::shared_ptr<Session> session);
   asio::awaitable<Status> Send(std::shared_ptr<Session> session);
+  // The heartbeat: source clock, the primary's WAL position, the last sent unit.
+  asio::awaitable<Status> SendHeartbeat(Session& session);
   asio::awaitable<Status> Receive(std::shared_ptr<Session> session);
   void CountHello(std::string_view reason);
 

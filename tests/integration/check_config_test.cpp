@@ -102,6 +102,20 @@ TEST_F(CheckConfigTest, WellConfiguredSiteHasNoProblem) {
   EXPECT_TRUE(Has(r, "WARN  tls")) << "TLS off is a warning: " << r.output;
 }
 
+// Issue #25: an empty replica was called ready ("0 of 0 tables") although
+// its first applied change fails on a missing table.
+TEST_F(CheckConfigTest, ReplicaWithNoTablesNeedsASeedNotReady) {
+  PgCluster& pg = InitCluster("pg");
+  auto r = CheckConfig(Replica(pg));
+  EXPECT_EQ(r.exit_status, kExitOk) << "a warning: seed needs the agent running\n" << r.output;
+  EXPECT_TRUE(Has(r, "WARN  seed: replica dublin needs a seed: its database has no tables"))
+      << r.output;
+  EXPECT_TRUE(Has(r, "geosyncctl seed --site dublin")) << "says what to run: " << r.output;
+  EXPECT_TRUE(Has(r, "config valid; site dublin is not ready: it needs a seed")) << r.output;
+  EXPECT_FALSE(Has(r, "is ready")) << r.output;
+  EXPECT_FALSE(Has(r, "0 of 0 tables")) << r.output;
+}
+
 TEST_F(CheckConfigTest, WalLevelReplicaIsNamedWithTheSettingToChange) {
   PgCluster& pg = InitCluster("pg");
   pg.SetSetting("wal_level", "replica");

@@ -127,16 +127,91 @@ TEST(PlanFailover, ReportsPotentialLossAndRefusesAboveMaxLag) {
   auto sites = Healthy();
   sites[0] = Unreachable("frankfurt");
   sites[1].primary_wal_lsn = Lsn(0x3800);
-  sites[1].durable_lag_s = 1.5;
+  sites[1].loss_seconds = 2.5;
   sites[1].heartbeat_age_s = 4.0;
+  sites[1].txns_per_mb = 1000;  // one transaction per 1000 bytes of WAL
   FailoverChecks checks;
   checks.max_lag_s = 2;
   Plan p = PlanFailover(sites, "dublin", checks);
   EXPECT_NE(p.loss_report.find("2048 bytes"), std::string::npos) << p.loss_report;
-  EXPECT_NE(p.loss_report.find("5.5"), std::string::npos) << p.loss_report;
-  EXPECT_NE(p.refusal.find("--max-lag"), std::string::npos) << p.refusal;
+  EXPECT_NE(p.loss_report.find("about 2 "), std::string::npos) << p.loss_report;
+  EXPECT_NE(p.loss_report.find("seconds            2.5"), std::string::npos) << p.loss_report;
+  EXPECT_NE(p.loss_report.find("4.0 s ago"), std::string::npos) << p.loss_report;
+  EXPECT_NE(p.refusal.find("2.5 s) exceeds --max-lag"), std::string::npos) << p.refusal;
   checks.accept_loss = true;
   EXPECT_EQ(PlanFailover(sites, "dublin", checks).refusal, "");
+}
+
+// Issue #25: the seconds were the durable lag plus the heartbeat age, two
+// ages of the same silence, so they grew twice as fast as real time and
+// --max-lag refused only because time passed.
+TEST(PlanFailover, SecondsDoNotGrowWithTheTimeSinceTheLastHeartbeat) {
+  auto sites = Healthy();
+  sites[0] = Unreachable("frankfurt");
+  sites[1].primary_wal_lsn = Lsn(0x3100);
+  sites[1].loss_seconds = 0.4;
+  sites[1].durable_lag_s = 12.0;  // the old, growing figure: not used
+  FailoverChecks checks;
+  checks.max_lag_s = 5;
+  for (double age : {1.0, 12.0, 600.0}) {
+    sites[1].heartbeat_age_s = age;
+    Plan p = PlanFailover(sites, "dublin", checks);
+    EXPECT_EQ(p.refusal, "") << "heard " << age << " s ago: " << p.loss_report;
+    ASSERT_TRUE(p.loss.seconds.has_value());
+    EXPECT_DOUBLE_EQ(*p.loss.seconds, 0.4);
+    EXPECT_DOUBLE_EQ(*p.loss.heard_s_ago, age);
+  }
+}
+
+// Issue #25: "primary WAL ahead 0 B" with 966 transactions lost. The
+// target's own heartbeat was older than what it had received since (its
+// durable position passed the primary position it had heard of); another
+// site heard a later one.
+TEST(EstimateLoss, CountsAgainstTheHighestPositionAnyReachableSiteHeardOf) {
+  auto sites = Healthy();
+  sites[0] = Unreachable("frankfurt");
+  sites[1].durable = Position{1, Lsn(0x10000)};
+  sites[1].primary_wal_lsn = Lsn(0xF000);  // stale: behind what dublin holds
+  sites[1].heartbeat_age_s = 0.5;
+  sites[1].loss_seconds = 0.3;
+  sites[1].txns_per_mb = 2000;
+  sites[2].durable = Position{1, Lsn(0xF800)};
+  sites[2].primary_wal_lsn = Lsn(0x10000 + 500'000);
+  LossEstimate loss = EstimateLoss(sites, sites[1]);
+  EXPECT_EQ(loss.last_known, (Position{1, Lsn(0x10000 + 500'000)}));
+  EXPECT_EQ(loss.last_known_from, "virginia");
+  ASSERT_TRUE(loss.bytes.has_value());
+  EXPECT_EQ(*loss.bytes, 500'000u);
+  ASSERT_TRUE(loss.transactions.has_value());
+  EXPECT_EQ(*loss.transactions, 1000u) << "500 kB at 2000 transactions per MB";
+  // Alone, dublin counts against what it holds: nothing ahead, not negative.
+  LossEstimate alone = EstimateLoss({sites[0], sites[1]}, sites[1]);
+  EXPECT_EQ(*alone.bytes, 0u);
+  EXPECT_EQ(*alone.transactions, 0u);
+}
+
+TEST(EstimateLoss, NothingHeardSinceTheStartIsUnknownNotZero) {
+  auto sites = Healthy();
+  sites[0] = Unreachable("frankfurt");
+  sites[1].txns_per_mb = 2000;
+  LossEstimate loss = EstimateLoss(sites, sites[1]);
+  EXPECT_FALSE(loss.bytes.has_value());
+  EXPECT_FALSE(loss.transactions.has_value());
+  EXPECT_FALSE(loss.seconds.has_value());
+  std::string text = FormatLoss(loss, "dublin", "frankfurt");
+  EXPECT_NE(text.find("UNKNOWN"), std::string::npos) << text;
+  EXPECT_NE(text.find("geosyncctl rejoin --site frankfurt"), std::string::npos) << text;
+}
+
+TEST(EstimateLoss, DensityComesFromAnotherSiteWhenTheTargetHasNone) {
+  auto sites = Healthy();
+  sites[0] = Unreachable("frankfurt");
+  sites[1].primary_wal_lsn = Lsn(0x3000 + 10'000);
+  sites[1].heartbeat_age_s = 1;
+  sites[2].txns_per_mb = 500;
+  LossEstimate loss = EstimateLoss(sites, sites[1]);
+  ASSERT_TRUE(loss.transactions.has_value());
+  EXPECT_EQ(*loss.transactions, 5u);
 }
 
 TEST(PlanFailover, UnknownLossIsRefusedUnderMaxLag) {

@@ -391,6 +391,47 @@ TEST(Route, AdminCallsNeedTheBearerTokenBeforeAnythingElse) {
   EXPECT_EQ(seen["xid"], "7");
 }
 
+// Dry runs check the token with an authenticated GET /status: a wrong token
+// is refused, not answered with the anonymous view (issue #25).
+TEST(Route, StatusWithAWrongTokenIs401AndWithoutOneIsAnonymous) {
+  AdminHandlers h;
+  h.status = [] { return nlohmann::json{{"site", "x"}}; };
+  EXPECT_EQ(Route({"GET", "/status", "Bearer wrong"}, h, "s3cret").status, 401u);
+  EXPECT_EQ(Route({"GET", "/readyz", "Bearer wrong"}, h, "s3cret").status, 401u);
+  EXPECT_EQ(Route({"GET", "/status", "Bearer s3cret"}, h, "").status, 401u)
+      << "a site without a token file holds no token to match";
+  EXPECT_EQ(Route({"GET", "/status", "Bearer s3cret"}, h, "s3cret").status, 200u);
+  EXPECT_EQ(Route({"GET", "/status", ""}, h, "s3cret").status, 200u) << "anonymous: redacted";
+  EXPECT_EQ(Route({"GET", "/healthz", "Bearer wrong"}, h, "s3cret").status, 200u);
+}
+
+TEST(TxnDensity, CountsUnitsPerWalByteOverTheRecentWindowOnly) {
+  TxnDensity d(2'000'000);
+  EXPECT_FALSE(d.PerByte().has_value());
+  // A bulk load: one unit of 10 MB, then a steady 1 unit per 500 bytes.
+  d.Observe(Lsn(1'000), 10, 0);
+  d.Observe(Lsn(10'001'000), 11, 100'000);
+  uint64_t lsn = 10'001'000, units = 11;
+  for (int64_t t = 200'000; t <= 5'000'000; t += 100'000) {
+    lsn += 50'000;
+    units += 100;
+    d.Observe(Lsn(lsn), units, t);
+  }
+  ASSERT_TRUE(d.PerByte().has_value());
+  EXPECT_NEAR(*d.PerByte(), 1.0 / 500, 1e-6) << "the bulk load left the window";
+  // A new stream (lower LSN) starts over.
+  d.Observe(Lsn(5), 0, 5'100'000);
+  EXPECT_FALSE(d.PerByte().has_value());
+}
+
+TEST(TransactionsIn, RoundsAndCountsAnyWalWithTransactionsAsAtLeastOne) {
+  EXPECT_EQ(TransactionsIn(std::nullopt, 0.01), std::nullopt);
+  EXPECT_EQ(TransactionsIn(1000, std::nullopt), std::nullopt);
+  EXPECT_EQ(TransactionsIn(0, 0.01), 0u);
+  EXPECT_EQ(TransactionsIn(1000, 0.01), 10u);
+  EXPECT_EQ(TransactionsIn(10, 0.01), 1u);
+}
+
 TEST(ParseQuery, DecodesPercentAndPlus) {
   auto q = ParseQuery("a=1&b=x%20y+z&c&&d=%zz");
   EXPECT_EQ(q["a"], "1");
