@@ -482,7 +482,15 @@ int RunRejoin(const PromoteArgs& args) {
       args.to, source->name, source->epoch, args.to, end->ToString(), old->epoch, source->name,
       source->name);
   if (args.dry_run) {
-    std::cout << "dry run: nothing changed\n";
+    // The export only reads (the spool, and the slot by peeking): it shows
+    // what diverged, and the database, the slot and the roles stay as they are.
+    std::cout << fmt::format("preview: what {} committed after {} that {} never received\n",
+                             args.to, end->ToString(), source->name);
+    if (auto e = Post(run, args.to, "rejoin/export", "after=" + end->ToString())) {
+      std::cerr << "geosyncctl: " << e->message << "\n";
+      return e->code;
+    }
+    std::cout << "dry run: nothing changed (the preview is in the files named above)\n";
     return kExitOk;
   }
   if (!Confirm(args, "proceed?")) return kExitRefused;

@@ -364,6 +364,14 @@ TEST_F(PromoteE2E, FailoverAfterKill9PromotesMostAdvancedAndOldPrimaryIsFencedOn
   }
   const int64_t lost_history = Count(0, "SELECT count(*) FROM pgbench_history") - kept_history;
   ASSERT_GE(lost_history, 0);
+  // A preview first: what diverged, with nothing changed.
+  out = Ctl({"rejoin", "--site", "frankfurt", "--dry-run", "--topology", topology_, "--token-file",
+             token_file_});
+  std::cout << out.output;
+  EXPECT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("\"transactions\":"), std::string::npos) << out.output;
+  EXPECT_NE(out.output.find("dry run: nothing changed"), std::string::npos) << out.output;
+  EXPECT_EQ(SiteStatus(0)["role"], "fenced") << "the preview changed nothing";
   out = Ctl({"rejoin", "--site", "frankfurt", "--topology", topology_, "--token-file", token_file_,
              "--yes"});
   std::cout << out.output;

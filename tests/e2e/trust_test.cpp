@@ -4,6 +4,7 @@
 // through forged control messages. Each attack runs as that role against a
 // real primary, source, replica and replica geosyncd, and the test shows
 // that nothing changed: no role, no lost row, tables identical row by row.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -20,6 +21,8 @@ namespace geosync::testing {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
 
 // What a control message may ask a replica to do, whoever sends it.
 const std::vector<std::pair<std::string, std::string>> kForgeries = {
@@ -222,6 +225,133 @@ TEST_F(TrustE2E, WithoutTheRevokeTheReplicaStillRefusesAndTheSourceWillNotStart)
                        "VALUES (1)")
                   .ok());
   ExpectIdentical();
+}
+
+// Writes only at the source (issue #25): PostgreSQL itself refuses an
+// application's writes and schema changes on a replica, whatever session
+// settings it sets, while apply goes on; and a source whose PostgreSQL
+// restarted takes no write until its geosyncd confirmed it still is the
+// source. Each error must say why: the site, its role, where to write.
+// The application's tables, owned by its role (seed and DDL replication keep
+// owners, and an owner may drop triggers): a partitioned table, its
+// partition, and a plain table.
+void CreateWagers(PgCluster& primary) {
+  primary.Exec(
+      "CREATE TABLE wagers (id int PRIMARY KEY, stake int NOT NULL) PARTITION BY RANGE (id); "
+      "CREATE TABLE wagers_low PARTITION OF wagers FOR VALUES FROM (0) TO (1000000); "
+      "ALTER TABLE wagers OWNER TO app; ALTER TABLE wagers_low OWNER TO app; "
+      "CREATE TABLE ledger (id serial PRIMARY KEY, note text); "
+      "GRANT ALL ON ledger TO app; GRANT ALL ON SEQUENCE ledger_id_seq TO app");
+}
+
+TEST_F(TrustE2E, AReplicaRefusesApplicationWritesAndSchemaChangesWhileApplyGoesOn) {
+  CreateWagers(*primary_);
+  ASSERT_EQ(ErrorOf(*primary_, "INSERT INTO wagers VALUES (1, 10), (2, 20)", "user=app"), "")
+      << "the source takes application writes";
+  ASSERT_EQ(ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('one')", "user=app"), "");
+  ExpectIdentical();
+  const auto refused_on_dublin = AllOf(HasSubstr("25006"), HasSubstr("site dublin is a replica"),
+                                       HasSubstr("write to the source, site frankfurt"));
+  // The guard is closed from dublin's start; it names the source from the
+  // first handshake on (its keeper runs every second).
+  EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO ledger (note) VALUES ('early')", "user=app"),
+              AllOf(HasSubstr("25006"), HasSubstr("site dublin is a replica")));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ErrorOf(*replica_, "DELETE FROM ledger", "user=app").find("site frankfurt") !=
+               std::string::npos;
+      },
+      30s, "dublin's refusals name its source"));
+  // Every kind of write, plain and after switching off what a session may.
+  for (const std::string& session :
+       {std::string("user=app"), "user=app " + std::string(kReadWrite)}) {
+    for (const std::string sql :
+         {"INSERT INTO wagers VALUES (3, 30)", "UPDATE wagers SET stake = 0 WHERE id = 1",
+          "DELETE FROM wagers WHERE id = 2", "TRUNCATE wagers",
+          "INSERT INTO wagers_low VALUES (4, 40)", "TRUNCATE wagers_low",
+          "INSERT INTO ledger (note) VALUES ('misrouted')"}) {
+      EXPECT_THAT(ErrorOf(*replica_, sql, session), refused_on_dublin) << sql << " " << session;
+    }
+  }
+  // A superuser's psql, misrouted, is refused too; only geosync's own
+  // session_replication_role = replica passes, and app may not set it.
+  EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO ledger (note) VALUES ('dba')"), refused_on_dublin);
+  EXPECT_THAT(ErrorOf(*replica_, "SET session_replication_role = replica", "user=app"),
+              HasSubstr("permission denied"));
+  // Nor can the owner take the guard away, or change the schema.
+  for (const std::string ddl :
+       {"DROP TRIGGER geosync_write_guard ON wagers_low",
+        "ALTER TABLE wagers_low DISABLE TRIGGER ALL", "ALTER TABLE wagers ADD COLUMN note text",
+        "COMMENT ON TABLE wagers_low IS 'mine'", "DROP TABLE wagers_low"}) {
+    EXPECT_THAT(ErrorOf(*replica_, ddl, "user=app"),
+                AllOf(HasSubstr("25006"), HasSubstr("refused: site dublin is a replica")))
+        << ddl;
+  }
+  // Reports may still use temporary tables.
+  EXPECT_EQ(ErrorOf(*replica_,
+                    "CREATE TEMP TABLE t AS SELECT * FROM wagers; INSERT INTO t VALUES (9, 9); "
+                    "DROP TABLE t",
+                    "user=app"),
+            "");
+
+  // Meanwhile the source writes, and its schema changes reach dublin: a
+  // table created now is guarded there as soon as it is replicated.
+  primary_->Exec(
+      "CREATE TABLE payouts (id int PRIMARY KEY, amount int); "
+      "GRANT ALL ON payouts TO app");
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(ErrorOf(*primary_,
+                      fmt::format("INSERT INTO wagers VALUES ({0}, {0}); "
+                                  "INSERT INTO payouts VALUES ({0}, {0}); "
+                                  "UPDATE ledger SET note = 'n{0}' WHERE id = 1",
+                                  100 + i),
+                      "user=app"),
+              "");
+  }
+  ExpectIdentical();
+  EXPECT_THAT(ErrorOf(*replica_, "INSERT INTO payouts VALUES (1, 1)", "user=app"),
+              refused_on_dublin)
+      << "a table created after the replica started is guarded once replicated";
+  EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM wagers"), "52");
+  EXPECT_EQ(replica_->QueryValue(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname = 'public' AND NOT EXISTS (SELECT 1 "
+                "FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = 'geosync_write_guard')"),
+            "0")
+      << "every table on dublin (bets, wagers, wagers_low, ledger, payouts) carries the guard";
+}
+
+TEST_F(TrustE2E, ARestartedSourceTakesNoWriteUntilItsAgentConfirmsIt) {
+  CreateWagers(*primary_);
+  // PostgreSQL restarts with its geosyncd stopped (systemd starts them
+  // independently): the database comes up refusing application writes.
+  ASSERT_TRUE(source_->Stop().ok());
+  ASSERT_TRUE(primary_->Restart().ok());
+  EXPECT_THAT(ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('too early')", "user=app"),
+              AllOf(HasSubstr("25006"), HasSubstr("site frankfurt was the source"),
+                    HasSubstr("PostgreSQL restarted")));
+  EXPECT_THAT(ErrorOf(*primary_, "TRUNCATE wagers", "user=app"), HasSubstr("PostgreSQL restarted"));
+  // Its agent checks the other sites' epochs, finds none ahead, and opens.
+  ASSERT_TRUE(source_->Start().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('after')", "user=app") == "";
+      },
+      60s, "frankfurt takes writes once its geosyncd confirmed it is the source"));
+  EXPECT_NE(source_->ReadLog().find("application writes allowed"), std::string::npos);
+
+  // A restart under a running geosyncd: closed at once, opened again by it.
+  ASSERT_TRUE(primary_->Restart().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ErrorOf(*primary_, "INSERT INTO ledger (note) VALUES ('again')", "user=app") == "";
+      },
+      60s, "frankfurt takes writes again after its geosyncd reopened"));
+  EXPECT_NE(source_->ReadLog().find("PostgreSQL restarted; site frankfurt is still the source"),
+            std::string::npos);
+  ExpectIdentical();
+  EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM ledger WHERE note IN ('after', 'again')"),
+            "2");
 }
 
 }  // namespace

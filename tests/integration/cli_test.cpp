@@ -172,6 +172,8 @@ TEST_F(CliTest, SourceOnServerWithoutLogicalWalIsAConfigError) {
 
 TEST_F(CliTest, JsonLogLinesAreOneObjectPerLine) {
   PgCluster& pg = NewCluster("pg");
+  auto init = Run({BinaryPath("geosyncctl"), "init", "--dsn", pg.ConnInfo()});
+  ASSERT_EQ(init.exit_status, kExitOk) << init.output;
   nlohmann::json c = ValidReplica(pg.port());
   c["log"] = {{"level", "info"}, {"json", true}};
   std::string path = WriteConfig("json-log.json", c.dump());
