@@ -171,6 +171,17 @@ class PromoteE2E : public PgClusterTest {
   uint16_t admin_port_[kSites] = {};
 };
 
+// Every kind of application write to orders, from a session that turns
+// read-only off as any client may: each is refused by the write guard with
+// an error that contains `why`.
+void ExpectEveryWriteRefused(PgCluster& pg, const std::string& why) {
+  for (const char* sql :
+       {"INSERT INTO orders (note) VALUES ('misrouted')", "UPDATE orders SET note = 'misrouted'",
+        "DELETE FROM orders", "TRUNCATE orders"}) {
+    EXPECT_THAT(ErrorOf(pg, sql, kReadWrite), AllOf(HasSubstr("25006"), HasSubstr(why))) << sql;
+  }
+}
+
 TEST_F(PromoteE2E, SwitchoverUnderLoadLosesNothingAndSwitchesBack) {
   StartAll();
   pg_[0]->RunPgbench({"-i", "-s", "1", "-q"});
@@ -193,9 +204,9 @@ TEST_F(PromoteE2E, SwitchoverUnderLoadLosesNothingAndSwitchesBack) {
   // switches read-only off; the new one takes them.
   EXPECT_THAT(ErrorOf(*pg_[0], "INSERT INTO orders (note) VALUES ('old primary')"),
               HasSubstr("read-only transaction"));
+  ExpectEveryWriteRefused(*pg_[0], "site frankfurt is a replica");
   EXPECT_THAT(ErrorOf(*pg_[0], "INSERT INTO orders (note) VALUES ('old primary')", kReadWrite),
-              AllOf(HasSubstr("25006"), HasSubstr("site frankfurt is a replica"),
-                    HasSubstr("write to the source, site dublin")));
+              HasSubstr("write to the source, site dublin"));
   const int64_t max_old = Count(0, "SELECT coalesce(max(id), 0) FROM orders");
   const int64_t rows_old = Count(0, "SELECT count(*) FROM orders");
   EXPECT_GT(rows_old, 20);
@@ -349,8 +360,7 @@ TEST_F(PromoteE2E, FailoverAfterKill9PromotesMostAdvancedAndOldPrimaryIsFencedOn
         return s.is_object() && s["role"] == "fenced" && s["promotion"]["db_fenced"] == true;
       },
       60s, "frankfurt fences itself on return"));
-  EXPECT_THAT(ErrorOf(*pg_[0], "INSERT INTO orders (note) VALUES ('stale primary')", kReadWrite),
-              AllOf(HasSubstr("25006"), HasSubstr("site frankfurt is fenced")));
+  ExpectEveryWriteRefused(*pg_[0], "site frankfurt is fenced");
 
   // What frankfurt committed that the new source never received.
   std::vector<int64_t> lost;
