@@ -139,6 +139,7 @@ Result<std::vector<BatchRecord>> BatchDecoder::Decode(std::span<const uint8_t> b
     return r.Error(
         fmt::format("unknown batch format {} (this build reads {})", format, kBatchFormat), 0);
   }
+  size_t decoded = 0;
   while (r.remaining() > 0) {
     const size_t at = r.offset();
     GEOSYNC_ASSIGN_OR_RETURN(uint8_t tag, r.U8("entry tag"));
@@ -221,6 +222,13 @@ Result<std::vector<BatchRecord>> BatchDecoder::Decode(std::span<const uint8_t> b
         rec.payload.append(body);
         break;
       }
+    }
+    decoded += rec.payload.size();
+    if (decoded > max_decoded_bytes_) {
+      return r.Error(fmt::format("batch of {} bytes decodes to more than {} bytes after {} records "
+                                 "(expansion bomb?)",
+                                 batch.size(), max_decoded_bytes_, records.size() + 1),
+                     at);
     }
     records.push_back(std::move(rec));
   }

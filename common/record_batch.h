@@ -84,15 +84,25 @@ class BatchEncoder {
   uint64_t derived_ = 0;
 };
 
+// The most a decoded batch may hold (sum of its payloads). A sender stops
+// adding records to a batch at 256 KiB, and relation references are rare
+// (pgoutput re-sends a descriptor only when it changes), so an honest batch
+// stays far below this; a forged one of 2-byte references to a large
+// descriptor would otherwise expand a 64 MiB frame to terabytes.
+inline constexpr size_t kMaxDecodedBatchBytes = 256u << 20;
+
 // Receiver side: per connection. Decodes one batch, re-deriving every
 // payload. After an error the connection must be dropped (state is partial).
 class BatchDecoder {
  public:
+  explicit BatchDecoder(size_t max_decoded_bytes = kMaxDecodedBatchBytes)
+      : max_decoded_bytes_(max_decoded_bytes) {}
   Result<std::vector<BatchRecord>> Decode(std::span<const uint8_t> batch);
 
  private:
   std::unordered_map<uint32_t, std::string> cache_;
   BatchState state_;
+  size_t max_decoded_bytes_;
 };
 
 }  // namespace geosync

@@ -88,6 +88,59 @@ TEST(RecordBatchTest, ReferenceToUnsentRelationIsAProtocolError) {
       << r.status().message();
 }
 
+// A forged batch of 2-byte references to one large relation descriptor
+// (issue #19): refused once it would decode past the cap, naming the offset,
+// instead of growing a copy of the descriptor per reference.
+TEST(RecordBatchTest, ExpansionBombIsRefusedAtTheDecodedCap) {
+  BatchEncoder enc;
+  std::string rel = Encoded(Accounts(200));  // a wide table: ~2.6 KB descriptor
+  std::string first, ref;
+  enc.Append(1, Lsn(10), 0, Bytes(rel), &first);
+  enc.Append(1, Lsn(10), 0, Bytes(rel), &ref);
+  ASSERT_LT(ref.size(), 8u);
+  // One batch: the format byte, then 4 MB of references (each ~3 bytes).
+  std::string bomb = ref.substr(0, 1);
+  const std::string entry = ref.substr(1);
+  while (bomb.size() < (4u << 20)) bomb += entry;
+  const size_t cap = 64u << 20;  // 64 MiB here; the default is kMaxDecodedBatchBytes
+  BatchDecoder dec(cap);
+  ASSERT_TRUE(dec.Decode(Bytes(first)).ok());
+  auto r = dec.Decode(Bytes(bomb));
+  ASSERT_FALSE(r.ok()) << "4 MB of references would decode to "
+                       << (bomb.size() / entry.size()) * rel.size() << " bytes";
+  EXPECT_EQ(r.status().code(), Code::kProtocol);
+  EXPECT_NE(r.status().message().find("decodes to more than 67108864 bytes"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("offset"), std::string::npos) << r.status().message();
+  // An honest batch of the same references, under the cap, decodes.
+  std::string small = ref.substr(0, 1);
+  for (int i = 0; i < 1000; ++i) small += entry;
+  auto ok = dec.Decode(Bytes(small));
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->size(), 1000u);
+}
+
+// A length field of 4 GB in a row entry is refused as running past the
+// batch, without allocating it.
+TEST(RecordBatchTest, FourGigabyteLengthFieldIsRefused) {
+  BatchEncoder enc;
+  BatchDecoder dec;
+  std::string rel = Encoded(Accounts(2));
+  std::string batch;
+  enc.Append(1, Lsn(10), 0, Bytes(rel), &batch);
+  auto decoded = dec.Decode(Bytes(batch));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  // A record entry (kind 0, no position) with a varint length of 2^32 - 1.
+  std::string forged = batch.substr(0, 1);
+  forged += '\x00';
+  forged += "\xff\xff\xff\xff\x0f";
+  forged += "tiny";
+  auto r = dec.Decode(Bytes(forged));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kProtocol);
+  EXPECT_NE(r.status().message().find("payload"), std::string::npos) << r.status().message();
+}
+
 constexpr uint8_t kFirst = 0x01;  // the spool's kFirstInUnit
 constexpr uint8_t kLast = 0x02;   // kLastInUnit
 constexpr uint8_t kStandalone = kFirst | kLast;
