@@ -151,7 +151,7 @@ int RunDrill(const DrillArgs& args) {
                         {"durable_lag_bytes", lag["durable"]["bytes"]}});
   };
   auto event = [&](const char* name) { events.push_back({{"t", since()}, {"name", name}}); };
-  json report = {{"version", 1},      {"cluster_id", topology->cluster_id},
+  json report = {{"version", 2},      {"cluster_id", topology->cluster_id},
                  {"site", args.site}, {"source", source.name},
                  {"epoch", epoch},    {"started", IsoNow()}};
   for (int i = 0; i < 10; ++i) {  // a second of lag before the drill
@@ -212,10 +212,13 @@ int RunDrill(const DrillArgs& args) {
   for (const auto& p : result.value("probes", json::array())) probes_ok &= p.value("ok", false);
   report["finished"] = IsoNow();
   report["position"] = result.value("position", "");
-  report["rto_seconds"] = result.contains("rto_seconds") ? result["rto_seconds"] : json(nullptr);
+  report["kind"] = "frozen-replica";
+  report["writable_seconds"] =
+      result.contains("rto_seconds") ? result["rto_seconds"] : json(nullptr);
   report["rpo"] = rpo;
   report["probes"] = result.value("probes", json::array());
   report["restored_seconds"] = restored >= 0 ? json(restored) : json(nullptr);
+  report["figures"] = DrillFigures(report);
   report["timeline"] = timeline;
   report["events"] = events;
   report["result"] = passed && probes_ok ? "passed" : "failed";
@@ -226,10 +229,12 @@ int RunDrill(const DrillArgs& args) {
     return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("unknown");
   };
   std::cout << fmt::format(
-      "drill {}: RTO {} s; RPO {} transaction(s), {} byte(s), {} s; back in sync after {} s\n"
+      "drill {}: time until writable on the frozen replica {} s; data at risk (RPO) {} "
+      "transaction(s), {} byte(s), {} s; back in sync after {} s\n"
       "report: {} (and .html)\n",
-      report["result"].get<std::string>(), secs(report["rto_seconds"]), rpo["transactions"].dump(),
-      rpo["bytes"].dump(), secs(rpo["seconds"]), secs(report["restored_seconds"]), *path);
+      report["result"].get<std::string>(), secs(report["writable_seconds"]),
+      rpo["transactions"].dump(), rpo["bytes"].dump(), secs(rpo["seconds"]),
+      secs(report["restored_seconds"]), *path);
   for (const auto& p : report["probes"]) {
     std::cout << fmt::format(
         "  probe {}: {}\n", p.value("sql", ""),
@@ -246,15 +251,16 @@ int RunDrill(const DrillArgs& args) {
 void RegisterDrillCommands(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<DrillArgs>();
   auto* cmd = app.add_subcommand("drill",
-                                 "DR rehearsal on a replica: RTO, RPO and probes, "
-                                 "rolled back; --history shows past drills");
+                                 "DR rehearsal on a frozen replica: time until writable, "
+                                 "data at risk (RPO) and probes, rolled back; --history shows "
+                                 "past drills");
   cmd->add_option("--site", args->site, "the replica to rehearse on");
   cmd->add_option("--topology", args->topology, "topology file");
   cmd->add_option("--token-file", args->token_file, "file holding the admin bearer token");
   cmd->add_option("--probe", args->probes, "SQL to run while the site is writable (repeat)");
   cmd->add_option("--report-dir", args->report_dir,
                   "where reports are kept (default ./geosync-drills)");
-  cmd->add_flag("--history", args->history, "list past drills and the RTO trend");
+  cmd->add_flag("--history", args->history, "list past drills and the trend of their figures");
   cmd->add_option("--timeout", args->timeout_s, "seconds the drill may take (default 120)")
       ->check(CLI::Range(1, 86400));
   cmd->callback([args, exit_code] {

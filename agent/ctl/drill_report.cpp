@@ -101,10 +101,44 @@ std::string Chart(const json& report) {
   return svg;
 }
 
+// The time until writable: version 1 reports called it rto_seconds.
+const json& WritableSeconds(const json& r) {
+  static const json kNull;
+  if (r.contains("writable_seconds")) return r["writable_seconds"];
+  if (r.contains("rto_seconds")) return r["rto_seconds"];
+  return kNull;
+}
+
 }  // namespace
 
-std::string DrillReportHtml(const json& r) {
+json DrillFigures(const json& r) {
   const json& rpo = r.value("rpo", json::object());
+  auto figure = [](const char* name, const json& value, const char* unit, const char* method) {
+    return json{{"name", name}, {"value", value}, {"unit", unit}, {"method", method}};
+  };
+  return json::array({
+      figure("time until writable on the frozen replica", WritableSeconds(r), "s",
+             "From the drill's start (the CLI's request to the site) until a READ WRITE "
+             "transaction on the site, with apply frozen at a consistent position, had written a "
+             "row. It is how fast the database itself becomes writable; it is not a failover's "
+             "recovery time, which adds detecting the loss, deciding, promoting and re-pointing "
+             "clients."),
+      figure("data at risk (RPO), transactions", rpo.value("transactions", json()), "transactions",
+             "Asked of the source the moment the site became writable: its transactions with "
+             "row changes after the site's durable position, i.e. what a failover to this site "
+             "at that instant would have lost."),
+      figure("data at risk (RPO), bytes", rpo.value("bytes", json()), "bytes",
+             "The source's spool bytes after the site's durable position, at the same instant."),
+      figure("data at risk (RPO), seconds", rpo.value("seconds", json()), "s",
+             "How long before that instant the oldest of those transactions committed, on the "
+             "source's clock; 0 exactly when there were none."),
+      figure("time back in sync", r.value("restored_seconds", json()), "s",
+             "From the drill's start until the site had applied everything it received during "
+             "the drill, with apply resumed."),
+  });
+}
+
+std::string DrillReportHtml(const json& r, const std::vector<json>& history) {
   std::string probes;
   for (const auto& p : r.value("probes", json::array())) {
     probes +=
@@ -113,6 +147,32 @@ std::string DrillReportHtml(const json& r) {
                     Escape(p.value("ok", false) ? p.value("result", "") : p.value("error", "")),
                     Num(p["ms"], "{:.1f} ms"));
   }
+  std::string figures;
+  const json all = r.contains("figures") ? r["figures"] : DrillFigures(r);
+  for (const auto& f : all) {
+    const json& v = f["value"];
+    figures += fmt::format(
+        "<tr><th>{}</th><td class=\"figure\">{}{}</td><td class=\"method\">{}</td></tr>\n",
+        Escape(f.value("name", "")), Num(v), f.value("unit", "") == "s" ? " s" : "",
+        Escape(f.value("method", "")));
+  }
+  std::string past;
+  std::string previous;  // the time until writable of the previous drill of this site
+  for (const auto& h : history) {
+    if (h.value("site", "") != r.value("site", "")) continue;
+    const json& w = WritableSeconds(h);
+    std::string trend = "-";
+    if (w.is_number() && !previous.empty()) {
+      trend = fmt::format("{:+.3f} s", w.get<double>() - std::stod(previous));
+    }
+    if (w.is_number()) previous = fmt::format("{:.6f}", w.get<double>());
+    const json& rpo = h.value("rpo", json::object());
+    past += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} s</td><td>{}</td><td>{}</td></tr>\n",
+        Escape(h.value("started", "")), Escape(h.value("kind", "frozen-replica")),
+        Escape(h.value("result", "")), Num(w), Num(rpo.value("transactions", json())), trend);
+  }
+  if (past.empty()) past = "<tr><td colspan=\"6\">no earlier drill of this site</td></tr>\n";
   return fmt::format(
       R"(<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -120,38 +180,47 @@ std::string DrillReportHtml(const json& r) {
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
-.figure {{ font-size: 1.6em; font-weight: bold; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; vertical-align: top; }}
+.figure {{ font-size: 1.4em; font-weight: bold; white-space: nowrap; }}
+.method {{ font-size: 0.85em; color: #555; max-width: 40em; }}
 .passed {{ color: #1e8449; }} .failed {{ color: #c0392b; }}
 </style></head>
 <body>
-<h1>DR drill of site {site} <span class="{result}">{result}</span></h1>
-<p>Cluster {cluster}, source {source}, epoch {epoch}. Started {started}, finished {finished}.
-Apply was frozen at {position}; the site was made writable in a transaction that was rolled back.</p>
-<table id="figures">
-<tr><th>RTO (start to writable)</th><td class="figure">{rto} s</td></tr>
-<tr><th>RPO transactions</th><td class="figure">{rpo_txns}</td></tr>
-<tr><th>RPO bytes</th><td class="figure">{rpo_bytes}</td></tr>
-<tr><th>RPO seconds</th><td class="figure">{rpo_s}</td></tr>
-<tr><th>back in sync after</th><td>{restored} s</td></tr>
+<section id="summary">
+<h1>DR drill of site {site}: <span class="{result}">{result}</span></h1>
+<table id="summary-table">
+<tr><th>date</th><td>{started} to {finished} (UTC)</td></tr>
+<tr><th>cluster</th><td>{cluster}</td></tr>
+<tr><th>sites</th><td>drilled: {site}; source at the time: {source} (epoch {epoch})</td></tr>
+<tr><th>what was tested</th><td>Taking over on a replica. Apply on {site} was frozen at {position}
+(every source transaction up to it applied, none after: the state a promotion starts from); the
+site was made writable in a transaction, the probes below ran in it, and everything was rolled
+back. Neither the source nor the site's data was changed.</td></tr>
+<tr><th>outcome</th><td class="{result}">{result}{error}</td></tr>
 </table>
+<h2>Figures</h2>
+<table id="figures">
+<tr><th>figure</th><th>value</th><th>method</th></tr>
+{figures}</table>
+<h2>Earlier drills of {site}</h2>
+<table id="history">
+<tr><th>started</th><th>kind</th><th>result</th><th>time until writable</th><th>RPO transactions</th><th>trend</th></tr>
+{past}</table>
+</section>
 <h2>Lag timeline</h2>
 {chart}
 <h2>Probes</h2>
 <table><tr><th>SQL</th><th>status</th><th>result</th><th>time</th></tr>
 {probes}</table>
-<p>{error}</p>
 </body></html>
 )",
       fmt::arg("site", Escape(r.value("site", ""))), fmt::arg("started", r.value("started", "")),
       fmt::arg("finished", r.value("finished", "")), fmt::arg("result", r.value("result", "")),
       fmt::arg("cluster", Escape(r.value("cluster_id", ""))),
       fmt::arg("source", Escape(r.value("source", ""))), fmt::arg("epoch", Num(r["epoch"])),
-      fmt::arg("position", Escape(r.value("position", ""))), fmt::arg("rto", Num(r["rto_seconds"])),
-      fmt::arg("rpo_txns", Num(rpo["transactions"])), fmt::arg("rpo_bytes", Num(rpo["bytes"])),
-      fmt::arg("rpo_s", Num(rpo["seconds"])), fmt::arg("restored", Num(r["restored_seconds"])),
-      fmt::arg("chart", Chart(r)), fmt::arg("probes", probes),
-      fmt::arg("error", Escape(r.value("error", ""))));
+      fmt::arg("position", Escape(r.value("position", ""))), fmt::arg("figures", figures),
+      fmt::arg("past", past), fmt::arg("chart", Chart(r)), fmt::arg("probes", probes),
+      fmt::arg("error", r.value("error", "").empty() ? "" : ": " + Escape(r.value("error", ""))));
 }
 
 Result<std::string> WriteDrillReport(const std::string& dir, const json& report) {
@@ -161,8 +230,10 @@ Result<std::string> WriteDrillReport(const std::string& dir, const json& report)
   std::string stamp = report.value("started", "");
   std::erase_if(stamp, [](char c) { return c == ':' || c == '-'; });
   const std::string base = fmt::format("{}/drill-{}-{}", dir, report.value("site", ""), stamp);
+  auto history = ReadDrillReports(dir);  // the earlier drills, for the summary's trend
   std::ofstream(base + ".json") << report.dump(2) << "\n";
-  std::ofstream(base + ".html") << DrillReportHtml(report);
+  std::ofstream(base + ".html") << DrillReportHtml(report,
+                                                   history.ok() ? *history : std::vector<json>{});
   if (!std::ifstream(base + ".html")) return Status::Io("cannot write " + base + ".html");
   return base + ".json";
 }
@@ -191,22 +262,23 @@ Result<std::vector<json>> ReadDrillReports(const std::string& dir) {
 
 std::string FormatDrillHistory(const std::vector<json>& reports) {
   std::string out =
-      fmt::format("{:<22} {:<10} {:<7} {:>9} {:>10} {:>10} {:>8}  {}\n", "STARTED", "SITE",
-                  "RESULT", "RTO_S", "RPO_TXNS", "RPO_BYTES", "RPO_S", "RTO TREND");
-  std::map<std::string, double> last_rto;
+      fmt::format("{:<22} {:<10} {:<7} {:>10} {:>10} {:>10} {:>8}  {}\n", "STARTED", "SITE",
+                  "RESULT", "WRITABLE_S", "RPO_TXNS", "RPO_BYTES", "RPO_S", "WRITABLE TREND");
+  std::map<std::string, double> last;
   for (const auto& r : reports) {
     const json& rpo = r.value("rpo", json::object());
     const std::string site = r.value("site", "");
+    const json& writable = WritableSeconds(r);
     std::string trend = "-";
-    if (r["rto_seconds"].is_number()) {
-      double rto = r["rto_seconds"].get<double>();
-      if (last_rto.count(site)) trend = fmt::format("{:+.3f} s", rto - last_rto[site]);
-      last_rto[site] = rto;
+    if (writable.is_number()) {
+      double w = writable.get<double>();
+      if (last.count(site)) trend = fmt::format("{:+.3f} s", w - last[site]);
+      last[site] = w;
     }
-    out +=
-        fmt::format("{:<22} {:<10} {:<7} {:>9} {:>10} {:>10} {:>8}  {}\n", r.value("started", ""),
-                    site, r.value("result", ""), Num(r["rto_seconds"]), Num(rpo["transactions"]),
-                    Num(rpo["bytes"]), Num(rpo["seconds"], "{:.2f}"), trend);
+    out += fmt::format("{:<22} {:<10} {:<7} {:>10} {:>10} {:>10} {:>8}  {}\n",
+                       r.value("started", ""), site, r.value("result", ""), Num(writable),
+                       Num(rpo.value("transactions", json())), Num(rpo.value("bytes", json())),
+                       Num(rpo.value("seconds", json()), "{:.2f}"), trend);
   }
   return out;
 }

@@ -562,8 +562,8 @@ drill_rehearsal() {
   out=$(cd "$T" && ctl_promote drill --site dublin --probe "SELECT count(*) FROM accounts" 2>&1) ||
     fail "drill exited $?: $out"
   echo "$out"
-  expect_output "passed" '^drill passed: RTO [0-9.]+ s; RPO [0-9]+ transaction' "$out"
-  runbook_says "drill passed: RTO"
+  expect_output "passed" '^drill passed: time until writable on the frozen replica [0-9.]+ s; data at risk \(RPO\) [0-9]+ transaction' "$out"
+  runbook_says "drill passed: time until writable on the frozen replica"
   ls "$T"/geosync-drills/drill-dublin-*.json >/dev/null 2>&1 || fail "drill wrote no report in ./geosync-drills"
   out=$(cd "$T" && "$GEOSYNCCTL" drill --history 2>&1) || fail "drill --history exited $?: $out"
   echo "$out"
