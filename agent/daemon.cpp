@@ -257,6 +257,7 @@ struct SourceView {
   admin::SlotPoller& poller;
   admin::LagTracker& tracker;  // (spool durable, time) samples
   std::chrono::milliseconds sample_period;
+  const std::atomic<uint64_t>& retention_runs;
 
   admin::LagFigures Lag(Position pos, Lsn wal, int64_t now) const {
     admin::LagFigures f;
@@ -299,6 +300,7 @@ struct SourceView {
     s.spool_bytes = spool.size_bytes();
     s.spool_durable = spool.durable();
     s.spool_oldest = spool.oldest();
+    s.retention_runs = retention_runs.load();
     Lsn wal = std::max(s.current_wal_lsn, s.server_wal_end);
     int64_t now = NowUs();
     for (const SiteProgress& p : registry.Snapshot()) {
@@ -527,8 +529,10 @@ Status RunSource(SiteControl& control) {
 
   asio::co_spawn(io, server.AcceptLoop(), asio::detached);
   asio::steady_timer retention(io);
+  std::atomic<uint64_t> retention_runs{0};
   std::function<void()> retention_tick = [&] {
     EnforceRetention(config.spool.max_bytes, *spool, registry);
+    ++retention_runs;
     retention.expires_after(std::chrono::seconds(1));
     retention.async_wait([&](auto ec) {
       if (!ec) retention_tick();
@@ -538,8 +542,8 @@ Status RunSource(SiteControl& control) {
 
   admin::LagTracker tracker;
   const auto sample_period = std::chrono::milliseconds(100);
-  SourceView view{config, state,    started, fenced,  capture,
-                  *spool, registry, poller,  tracker, sample_period};
+  SourceView view{config,   state,  started, fenced,        capture,       *spool,
+                  registry, poller, tracker, sample_period, retention_runs};
   asio::steady_timer sampler(io);
   Every(sampler, sample_period, [&] { tracker.Observe(spool->durable(), NowUs()); });
   admin::AdminHandlers handlers;

@@ -362,7 +362,8 @@ nlohmann::json StatusJson(const SourceSnapshot& s) {
   };
   doc["spool"] = {{"bytes", s.spool_bytes},
                   {"oldest", PositionJson(s.spool_oldest)},
-                  {"durable", PositionJson(s.spool_durable)}};
+                  {"durable", PositionJson(s.spool_durable)},
+                  {"retention_runs", s.retention_runs}};
   std::string last_error = s.fenced ? "fenced: a site with a higher epoch exists" : s.slot_error;
   doc["last_error"] = Text(last_error);
   return doc;
@@ -577,6 +578,9 @@ std::string MetricsText(const SourceSnapshot& s) {
         "Bytes of streamed changes written to spill files under spool.dir/stream-spill.",
         Num(s.spilled_bytes));
   w.One("geosync_spool_size_bytes", "gauge", "Bytes in the source's spool.", Num(s.spool_bytes));
+  w.One("geosync_spool_retention_runs_total", "counter",
+        "Spool retention passes (release what every site holds, drop a site at the cap).",
+        Num(s.retention_runs));
   w.Family("geosync_errors_total", "counter",
            "Failures: capture = replication connections to the primary lost.");
   w.Sample({{"component", "capture"}}, Num(s.capture_reconnects));

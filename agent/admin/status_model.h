@@ -200,6 +200,7 @@ struct SourceSnapshot {
   // From the spool.
   uint64_t spool_bytes = 0;
   Position spool_durable, spool_oldest;
+  uint64_t retention_runs = 0;  // spool retention passes since start (one a second)
   std::vector<SourceSiteSnapshot> sites;
 };
 

@@ -195,8 +195,9 @@ asio::awaitable<Status> SeedServer::ServeManifest(const std::string& site, PeerS
   registry_->Seeding(site, floor);
   uint64_t total = 0;
   for (const auto& t : m.tables) total += t.bytes;
-  spdlog::info("seed of site {}: snapshot {} at {} (slot {}), {} tables, {} MB", site, snapshot,
-               consistent.ToString(), slot, m.tables.size(), total >> 20);
+  spdlog::info("seed of site {}{}: snapshot {} at {} (slot {}), {} tables, {} MB", site,
+               stream.tls() ? " over TLS" : "", snapshot, consistent.ToString(), slot,
+               m.tables.size(), total >> 20);
   std::string bytes;
   EncodeSeedManifest(m, &bytes);
   GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.WriteFrame(kFrameSeedManifest, bytes));

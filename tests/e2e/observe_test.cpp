@@ -233,7 +233,9 @@ TEST_F(ObserveE2E, ReplicaLagGrowsWithACutLinkAndFallsAfterRestore) {
   std::cout << fmt::format("dublin applied lag at the end of a {} s cut: {:.2f} s\n", kCut.count(),
                            max_lag);
   EXPECT_GE(max_lag, kCut.count() - 1.5) << "the reported lag grows with the cut";
-  EXPECT_LE(max_lag, kCut.count() + 1.5) << "and not beyond it";
+  // Above: the lag before the cut (< 1.5 s) and the sampling period, plus
+  // slack for a loaded 2-core box.
+  EXPECT_LE(max_lag, kCut.count() + 3.0) << "and not far beyond it";
   const auto restored = std::chrono::steady_clock::now();
   double after = -1;
   EXPECT_TRUE(WaitFor(

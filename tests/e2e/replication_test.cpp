@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <iostream>
 #include <random>
 #include <thread>
 
@@ -89,6 +91,8 @@ class ReplicationE2E : public PgClusterTest {
                   fmt::format("{} applied up to primary LSN {}", r->name(), target.ToString())));
       EXPECT_EQ(CompareTables(*primary_, *r), "")
           << r->name() << " is identical to the primary at " << target.ToString();
+      // The primary is quiet: the next sequence snapshot brings the values.
+      EXPECT_EQ(WaitSequencesEqual(*primary_, *r, 30s), "");
     }
   }
 
@@ -110,30 +114,61 @@ TEST_F(ReplicationE2E, PgbenchReplicatesToTwoSitesRowForRow) {
 }
 
 // Runs pgbench in the background while `fault` is applied at five random
-// points, then checks both replicas are identical to the primary.
+// points, then checks both replicas are identical to the primary. The points
+// come from a seed that is printed; GEOSYNC_TEST_SEED=<seed> replays it.
+// pgbench runs until the fifth fault is done and is then cut, so every fault
+// lands under load.
 class FaultE2E : public ReplicationE2E {
  protected:
   void RunWithFaults(const std::function<void(int)>& fault) {
     StartAll();
     primary_->RunPgbench({"-i", "-s", "1", "-q"});
+    const char* env_seed = std::getenv("GEOSYNC_TEST_SEED");
+    const uint32_t seed =
+        env_seed ? static_cast<uint32_t>(std::stoul(env_seed)) : std::random_device{}();
+    std::cout << fmt::format("fault points from seed {} (replay: GEOSYNC_TEST_SEED={})\n", seed,
+                             seed);
+    RecordProperty("seed", std::to_string(seed));
     std::atomic<bool> done{false};
+    std::string load_error;
     std::thread load([&] {
-      primary_->RunPgbench({"-n", "-c", "2", "-T", "14"});
+      try {
+        primary_->RunPgbench({"-n", "-c", "2", "-T", "120"});
+      } catch (const std::exception& e) {
+        load_error = e.what();
+      }
       done = true;
     });
-    std::mt19937 rng(std::random_device{}());
+    auto cut_load = [&] {
+      // Cut pgbench: its clients' sessions end, an open transaction rolls back.
+      primary_->Exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+          "'pgbench'");
+      load.join();
+    };
+    struct JoinOnExit {  // a failed ASSERT below returns early
+      std::thread& t;
+      std::function<void()> cut;
+      ~JoinOnExit() {
+        if (t.joinable()) cut();
+      }
+    } join_on_exit{load, cut_load};
+    std::mt19937 rng(seed);
     std::uniform_int_distribution<int> pause_ms(300, 2000);
-    int faults = 0;
-    while (faults < 5) {
+    for (int faults = 0; faults < 5; ++faults) {
       // Random points in the stream: wait a random time, measured against the
       // replica's progress, not used for synchronisation.
       Lsn before = AppliedLsn(*replica_[0]);
-      WaitFor([&] { return AppliedLsn(*replica_[0]) > before; }, 60s,
-              "replica makes progress before the next fault");
+      ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*replica_[0]) > before; }, 60s,
+                          "replica makes progress before the next fault"));
       std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
-      fault(faults++);
+      ASSERT_FALSE(done) << "fault " << faults << " would land after the load: " << load_error;
+      fault(faults);
     }
-    load.join();
+    ASSERT_FALSE(done) << "the load ended during the faults: " << load_error;
+    cut_load();
+    EXPECT_NE(load_error.find("terminating connection"), std::string::npos)
+        << "pgbench ended by the cut, not by another failure: " << load_error;
     ExpectIdenticalAtCurrentLsn();
   }
 };

@@ -156,6 +156,8 @@ class SeedE2E : public PgClusterTest {
         },
         deadline, "dublin's seed is done"));
     RecordProperty("not_ready_samples_while_seeding", not_ready_while_seeding);
+    // The check above must have run: a seed of 500000 accounts lasts seconds.
+    EXPECT_GT(not_ready_while_seeding, 0) << "/readyz was never sampled while the seed ran";
   }
 
   void ExpectIdenticalAtCurrentLsn() {
@@ -164,6 +166,7 @@ class SeedE2E : public PgClusterTest {
                         fmt::format("dublin applied up to primary LSN {}", target.ToString())));
     EXPECT_EQ(CompareTables(*primary_, *replica_), "")
         << "dublin is identical to the primary at " << target.ToString();
+    EXPECT_EQ(WaitSequencesEqual(*primary_, *replica_, 30s), "");
     EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM pgbench_accounts"), "500000")
         << "dublin has the 500000 accounts pgbench -s 5 created before the slot existed";
   }
@@ -212,7 +215,14 @@ TEST_F(SeedE2E, NewSiteSeedsOverMutualTls) {
   WaitSeedDone(180s);
   ExpectIdenticalAtCurrentLsn();
   EXPECT_NE(site_->ReadLog().find("seed of site dublin done"), std::string::npos)
-      << "the seed ran over the TLS link";
+      << site_->ReadLog();
+  // The seed connection itself was TLS (the source logs it per connection),
+  // and the stream that follows it too.
+  const std::string source_log = source_->ReadLog();
+  EXPECT_NE(source_log.find("seed of site dublin over TLS: snapshot"), std::string::npos)
+      << source_log;
+  EXPECT_NE(source_log.find(" (TLS), streaming after"), std::string::npos) << source_log;
+  EXPECT_EQ(source_log.find("uses plain TCP without TLS"), std::string::npos) << source_log;
 }
 
 TEST_F(SeedE2E, SiteWithOnlySomeTablesIsRefusedNamingTheMissingOnes) {

@@ -164,8 +164,8 @@ class ShipLimitsE2E : public PgClusterTest {
   }
   void CreateBlobs() { primary_->Exec("CREATE TABLE blobs (id bigint PRIMARY KEY, body text)"); }
 
-  // The source's GET /status entry for `site`, or null.
-  nlohmann::json SourceSiteStatus(const std::string& site) {
+  // The source's GET /status document, or null.
+  nlohmann::json SourceStatus() {
     admin::HttpCall call;
     call.base_url = Url("frankfurt");
     call.target = "/status";
@@ -173,10 +173,24 @@ class ShipLimitsE2E : public PgClusterTest {
     if (!r.ok() || r->status != 200) return nullptr;
     auto doc = nlohmann::json::parse(r->body, nullptr, false);
     if (!doc.is_object() || !doc.contains("source")) return nullptr;
+    return doc;
+  }
+
+  // The source's GET /status entry for `site`, or null.
+  nlohmann::json SourceSiteStatus(const std::string& site) {
+    nlohmann::json doc = SourceStatus();
+    if (doc.is_null()) return nullptr;
     for (const auto& s : doc["source"]["sites"]) {
       if (s.value("site", "") == site) return s;
     }
     return nullptr;
+  }
+
+  // Spool retention passes the source has made (status spool.retention_runs).
+  uint64_t RetentionRuns() {
+    nlohmann::json doc = SourceStatus();
+    if (doc.is_null() || !doc["spool"].contains("retention_runs")) return 0;
+    return doc["spool"]["retention_runs"].get<uint64_t>();
   }
 
   std::string dir_, token_file_;
@@ -236,14 +250,20 @@ TEST_F(ShipLimitsE2E, BandwidthCapHoldsEachSiteNearTheCapAndUncappedDrainsFaster
       EXPECT_LT(AppliedLsn(dublin_pg), target) << "dublin was still draining at the window's end";
       EXPECT_LT(AppliedLsn(virginia_pg), target)
           << "virginia was still draining at the window's end";
+      // The cap is an upper bound that load cannot break. The lower bounds
+      // leave room for a starved 2-core box: each site moves, and together
+      // they move more than one shared cap would let through.
       for (auto [name, bytes] : {std::pair{"dublin", d1 - d0}, std::pair{"virginia", v1 - v0}}) {
         const double rate = static_cast<double>(bytes) / secs;
         RecordProperty(fmt::format("{}_bytes_per_sec", name), static_cast<int>(rate));
         EXPECT_LE(rate, 1.3 * kCap) << name << " received " << bytes << " bytes in " << secs
                                     << " s, cap " << kCap << " B/s";
-        EXPECT_GE(rate, 0.5 * kCap) << name << " received " << bytes << " bytes in " << secs
-                                    << " s: the cap is per site, not shared";
+        EXPECT_GE(rate, 0.3 * kCap) << name << " received " << bytes << " bytes in " << secs
+                                    << " s, cap " << kCap << " B/s";
       }
+      EXPECT_GE(static_cast<double>((d1 - d0) + (v1 - v0)) / secs, 1.15 * kCap)
+          << "the cap is per site, not shared: dublin " << d1 - d0 << " and virginia " << v1 - v0
+          << " bytes in " << secs << " s, cap " << kCap << " B/s";
     }
     WaitApplied(dublin_pg, target, 180s);
     WaitApplied(virginia_pg, target, 180s);
@@ -308,15 +328,19 @@ TEST_F(ShipLimitsE2E, SpoolSegmentIsDeletedOnceEverySiteHoldsIt) {
         return lsn.ok() && *lsn >= target;
       },
       30s, "the source knows dublin holds the backlog durably"));
-  // Retention runs every second: over three runs nothing virginia lacks goes.
-  const auto until = Clock::now() + 3s;
-  while (Clock::now() < until) {
-    const SpoolUsage now = ReadSpoolUsage(spool_dir);
-    ASSERT_TRUE(std::includes(now.segments.begin(), now.segments.end(), written.segments.begin(),
-                              written.segments.end()))
-        << "a segment virginia has not acknowledged was deleted";
-    std::this_thread::sleep_for(100ms);
-  }
+  // Over three retention passes, counted by the source itself, nothing
+  // virginia lacks goes.
+  const uint64_t runs_before = RetentionRuns();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const SpoolUsage now = ReadSpoolUsage(spool_dir);
+        EXPECT_TRUE(std::includes(now.segments.begin(), now.segments.end(),
+                                  written.segments.begin(), written.segments.end()))
+            << "a segment virginia has not acknowledged was deleted";
+        return RetentionRuns() >= runs_before + 3;
+      },
+      30s, "three more retention passes on the source"));
+  ASSERT_GT(runs_before, 0u) << "the source reports its retention passes";
 
   ASSERT_TRUE(virginia.Start().ok());
   WaitApplied(virginia_pg, target);

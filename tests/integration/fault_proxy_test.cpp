@@ -5,6 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include <chrono>
 #include <future>
 
@@ -96,20 +99,27 @@ TEST_F(FaultProxyTest, HangFreezesTrafficAndRestoreDeliversIt) {
   EXPECT_EQ(*value, "42") << "the held query is delivered intact once the link heals";
 }
 
+// The fastest of several round trips, so that one stall of a loaded 2-core
+// box does not count as latency; a delay shows in every one of them.
 TEST_F(FaultProxyTest, DelayAddsLatencyInEachDirection) {
   auto conn = ConnectThroughProxy();
   ASSERT_TRUE(conn.ok()) << conn.status().ToString();
-  int64_t baseline = TimeQuery(*conn, "SELECT 1");
+  auto fastest = [&](int n) {
+    int64_t best = INT64_MAX;
+    for (int i = 0; i < n; ++i) best = std::min(best, TimeQuery(*conn, "SELECT 1"));
+    return best;
+  };
+  int64_t baseline = fastest(5);
   ASSERT_GE(baseline, 0);
   EXPECT_LT(baseline, 200) << "without delay a local round trip is fast";
 
   proxy_->SetDelay(200ms);
-  int64_t delayed = TimeQuery(*conn, "SELECT 1");
+  int64_t delayed = fastest(3);
   EXPECT_GE(delayed, 400) << "200 ms each way makes a round trip take at least 400 ms";
   EXPECT_LT(delayed, 2000) << "the delay is added once per direction, not per byte";
 
   proxy_->SetDelay(0ms);
-  EXPECT_LT(TimeQuery(*conn, "SELECT 1"), 200) << "SetDelay(0) removes the latency";
+  EXPECT_LT(fastest(5), 200) << "SetDelay(0) removes the latency";
 }
 
 TEST_F(FaultProxyTest, BandwidthCapSlowsBigTransfer) {

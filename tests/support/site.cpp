@@ -7,11 +7,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -143,7 +147,83 @@ std::string ErrorOf(PgCluster& pg, const std::string& sql, const std::string& co
   return r.ok() ? "" : r.status().ToString();
 }
 
+namespace {
+
+// User relations: not a system schema, not geosync's, not an extension's.
+constexpr const char* kUserRelation =
+    "n.nspname NOT IN ('pg_catalog','information_schema','geosync','_geosync') AND n.nspname NOT "
+    "LIKE 'pg_toast%' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = "
+    "'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
+
+std::vector<std::string> Column0(PgCluster& cluster, const std::string& sql,
+                                 const std::string& dbname) {
+  PgResult r = cluster.Exec(sql, dbname);
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(r.Get(i, 0));
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> SchemaFingerprint(PgCluster& cluster, const std::string& dbname) {
+  const std::string tables = fmt::format(
+      "SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN "
+      "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND {}",
+      kUserRelation);
+  std::vector<std::string> lines = Column0(
+      cluster,
+      fmt::format("WITH t AS ({}) SELECT format('table %s columns (%s)', t.name, "
+                  "string_agg(format('%I %s%s%s', a.attname, format_type(a.atttypid, "
+                  "a.atttypmod), CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, "
+                  "coalesce(' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid), '')), ', ' ORDER "
+                  "BY a.attnum)) FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum "
+                  "> 0 AND NOT a.attisdropped LEFT JOIN pg_attrdef ad ON ad.adrelid = t.oid AND "
+                  "ad.adnum = a.attnum GROUP BY t.name "
+                  "UNION ALL SELECT format('index %s', pg_get_indexdef(i.indexrelid)) FROM t "
+                  "JOIN pg_index i ON i.indrelid = t.oid "
+                  "UNION ALL SELECT format('constraint %s %I %s', t.name, k.conname, "
+                  "pg_get_constraintdef(k.oid)) FROM t JOIN pg_constraint k ON k.conrelid = t.oid "
+                  "UNION ALL SELECT format('sequence %I.%I %s start %s min %s max %s increment "
+                  "%s cycle %s cache %s', schemaname, sequencename, data_type, start_value, "
+                  "min_value, max_value, increment_by, cycle, cache_size) FROM pg_sequences "
+                  "WHERE schemaname NOT IN ('geosync','_geosync') ORDER BY 1",
+                  tables),
+      dbname);
+  std::sort(lines.begin(), lines.end());  // byte order, for std::set_difference
+  return lines;
+}
+
+std::string CompareSequenceValues(PgCluster& a, PgCluster& b, const std::string& dbname) {
+  const std::string sql =
+      "SELECT format('%I.%I = %s', schemaname, sequencename, coalesce(last_value::text, "
+      "'unset')) FROM pg_sequences WHERE schemaname NOT IN ('geosync','_geosync') ORDER BY 1";
+  auto va = Column0(a, sql, dbname), vb = Column0(b, sql, dbname);
+  if (va == vb) return "";
+  return fmt::format("sequence values differ: {} has [{}], {} has [{}]", a.name(),
+                     fmt::join(va, ", "), b.name(), fmt::join(vb, ", "));
+}
+
+std::string WaitSequencesEqual(PgCluster& a, PgCluster& b, std::chrono::milliseconds deadline,
+                               const std::string& dbname) {
+  std::string diff;
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (true) {
+    diff = CompareSequenceValues(a, b, dbname);
+    if (diff.empty() || std::chrono::steady_clock::now() >= until) return diff;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a poll, with a deadline
+  }
+}
+
 std::string CompareTables(PgCluster& a, PgCluster& b, const std::string& dbname) {
+  auto fa = SchemaFingerprint(a, dbname), fb = SchemaFingerprint(b, dbname);
+  if (fa != fb) {
+    // The first line that only one side has, from each side.
+    std::vector<std::string> only_a, only_b;
+    std::set_difference(fa.begin(), fa.end(), fb.begin(), fb.end(), std::back_inserter(only_a));
+    std::set_difference(fb.begin(), fb.end(), fa.begin(), fa.end(), std::back_inserter(only_b));
+    return fmt::format("schemas differ: only {} has [{}]; only {} has [{}]", a.name(),
+                       fmt::join(only_a, "; "), b.name(), fmt::join(only_b, "; "));
+  }
   auto ta = UserTables(a, dbname), tb = UserTables(b, dbname);
   if (ta != tb) {
     return fmt::format("table lists differ: {} has [{}], {} has [{}]", a.name(),

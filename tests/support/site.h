@@ -2,6 +2,7 @@
 // child process, plus helpers to compare tables between clusters row by row.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,9 +76,29 @@ Lsn AppliedLsnAt(PgCluster& replica, uint64_t epoch);
 // schemas, geosync's, or an extension's own tables (pglogical's bookkeeping).
 std::vector<std::string> UserTables(PgCluster& cluster, const std::string& dbname = "postgres");
 
-// Compares every user table of `a` and `b` row by row (rows as text, sorted).
-// Returns "" when identical, else a description of the first difference.
+// The shape of `dbname`'s user objects, one sorted line each: every column
+// of every user table (partitions included) in order, with its type,
+// NOT NULL and default; every index and constraint on them, as PostgreSQL
+// prints its definition; every sequence's definition (not its value).
+// Triggers are left out: the write guard's differs by site on purpose.
+std::vector<std::string> SchemaFingerprint(PgCluster& cluster,
+                                           const std::string& dbname = "postgres");
+
+// Compares the schema fingerprints of `a` and `b`, then every user table row
+// by row (rows as text, sorted). Returns "" when identical, else a
+// description of the first difference.
 std::string CompareTables(PgCluster& a, PgCluster& b, const std::string& dbname = "postgres");
+
+// Compares the values of every sequence (pg_sequences.last_value). The
+// source ships them as periodic snapshots, so they agree only once a
+// snapshot taken after the last nextval() has been applied: call it on a
+// quiet primary, or use ExpectSequencesCatchUp.
+std::string CompareSequenceValues(PgCluster& a, PgCluster& b,
+                                  const std::string& dbname = "postgres");
+// Waits (bounded) until CompareSequenceValues(a, b) is "" and returns the
+// last difference seen, "" on success.
+std::string WaitSequencesEqual(PgCluster& a, PgCluster& b, std::chrono::milliseconds deadline,
+                               const std::string& dbname = "postgres");
 
 // Runs `sql` in a new session on `pg` as an application would, with
 // `conninfo` added to the connection string ("user=app", or kReadWrite), and
