@@ -301,6 +301,7 @@ struct SourceView {
     s.spool_durable = spool.durable();
     s.spool_oldest = spool.oldest();
     s.retention_runs = retention_runs.load();
+    s.spool_write_error = spool.write_error();
     Lsn wal = std::max(s.current_wal_lsn, s.server_wal_end);
     int64_t now = NowUs();
     for (const SiteProgress& p : registry.Snapshot()) {
@@ -753,6 +754,7 @@ struct ReplicaView {
     s.received_txns = rs.units;
     s.spool_bytes = spool.size_bytes();
     s.spool_oldest = spool.oldest();
+    s.spool_write_error = spool.write_error();
     s.receiver_error = rs.last_error;
     {
       std::lock_guard lock(control.mu);

@@ -272,7 +272,8 @@ nlohmann::json StatusJson(const ReplicaSnapshot& s) {
   replica["seed"] = SeedJson(s.seed);
   doc["replica"] = std::move(replica);
   doc["spool"] = {{"bytes", s.spool_bytes}, {"oldest", PositionJson(s.spool_oldest)}};
-  std::string last_error = s.apply_error;
+  std::string last_error = s.spool_write_error;
+  if (last_error.empty()) last_error = s.apply_error;
   if (last_error.empty() && !s.connected) last_error = s.receiver_error;
   doc["last_error"] = Text(last_error);
   return doc;
@@ -365,6 +366,7 @@ nlohmann::json StatusJson(const SourceSnapshot& s) {
                   {"durable", PositionJson(s.spool_durable)},
                   {"retention_runs", s.retention_runs}};
   std::string last_error = s.fenced ? "fenced: a site with a higher epoch exists" : s.slot_error;
+  if (!s.fenced && !s.spool_write_error.empty()) last_error = s.spool_write_error;
   doc["last_error"] = Text(last_error);
   return doc;
 }
@@ -530,6 +532,9 @@ std::string MetricsText(const ReplicaSnapshot& s) {
   w.Sample({{"component", "link"}}, Num(s.receiver_reconnects));
   w.Sample({{"component", "apply"}}, Num(s.apply_reconnects + s.apply_failures));
   w.One("geosync_spool_size_bytes", "gauge", "Bytes in the site's spool.", Num(s.spool_bytes));
+  w.One("geosync_spool_write_failed", "gauge",
+        "1 while the spool cannot be written (a full disk): receiving is paused and retried.",
+        s.spool_write_error.empty() ? "0" : "1");
   return w.Take();
 }
 
@@ -578,6 +583,9 @@ std::string MetricsText(const SourceSnapshot& s) {
         "Bytes of streamed changes written to spill files under spool.dir/stream-spill.",
         Num(s.spilled_bytes));
   w.One("geosync_spool_size_bytes", "gauge", "Bytes in the source's spool.", Num(s.spool_bytes));
+  w.One("geosync_spool_write_failed", "gauge",
+        "1 while the spool cannot be written (a full disk): capture is paused and retried.",
+        s.spool_write_error.empty() ? "0" : "1");
   w.One("geosync_spool_retention_runs_total", "counter",
         "Spool retention passes (release what every site holds, drop a site at the cap).",
         Num(s.retention_runs));

@@ -153,8 +153,9 @@ struct ReplicaSnapshot {
   uint64_t received_txns = 0;  // units received since the role started
   uint64_t spool_bytes = 0;
   Position spool_oldest;
-  std::string receiver_error;  // why the link is down (while !connected)
-  std::string apply_error;     // apply stopped with this error and has not progressed since
+  std::string spool_write_error;  // "" while the spool can be written
+  std::string receiver_error;     // why the link is down (while !connected)
+  std::string apply_error;        // apply stopped with this error and has not progressed since
   bool apply_running = true;
   // Counters.
   uint64_t raw_bytes_in = 0, wire_bytes_in = 0, frames = 0, records = 0;
@@ -200,7 +201,8 @@ struct SourceSnapshot {
   // From the spool.
   uint64_t spool_bytes = 0;
   Position spool_durable, spool_oldest;
-  uint64_t retention_runs = 0;  // spool retention passes since start (one a second)
+  std::string spool_write_error;  // "" while the spool can be written
+  uint64_t retention_runs = 0;    // spool retention passes since start (one a second)
   std::vector<SourceSiteSnapshot> sites;
 };
 

@@ -86,6 +86,21 @@ Status SpoolSink::OnIdle() {
 }
 
 Status SpoolSink::OnReconnect() {
+  // A write that failed (a full disk) left the spool refusing writes: cut it
+  // back to its durable end and go on from there. While the disk still
+  // refuses, the error goes back to Capture, which retries with its backoff:
+  // a pause, and nothing lost, since the slot is confirmed only up to what
+  // the spool holds durably and PostgreSQL sends the rest again.
+  if (spool_->failed()) {
+    GEOSYNC_RETURN_IF_ERROR(spool_->ReopenWriter());
+    in_txn_ = false;
+    skipping_ = false;
+    unit_dirty_ = false;
+    pending_end_ = Lsn(spooled_end_.load());  // what was cut is no longer spooled
+    const Position durable = spool_->durable();
+    last_unit_lsn_ = durable.epoch == epoch_ ? durable.lsn : Lsn();
+    return Status::Ok();
+  }
   if (in_txn_ && !skipping_) {
     spdlog::info("capture: dropping the incomplete transaction at {} (it will be sent again)",
                  txn_lsn_.ToString());

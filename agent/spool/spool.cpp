@@ -497,7 +497,16 @@ Status Spool::ReopenWriter() {
   spdlog::warn("spool: reopened after \"{}\"; appending again after {}", failed_.ToString(),
                durable.ToString());
   failed_ = Status::Ok();
+  {
+    std::lock_guard lock(error_mu_);
+    write_error_.clear();
+  }
   return Status::Ok();
+}
+
+std::string Spool::write_error() const {
+  std::lock_guard lock(error_mu_);
+  return write_error_;
 }
 
 // Called at a unit boundary: makes the active segment durable and seals it.
@@ -551,6 +560,10 @@ Status Spool::FlushBuffer() {
 Status Spool::Fail(Status status) {
   if (!status.ok() && failed_.ok()) {
     failed_ = status.WithContext("spool failed, reopen it");
+    const bool full = status.message().find("No space left") != std::string::npos;
+    std::lock_guard lock(error_mu_);
+    write_error_ =
+        fmt::format("{}: {}", full ? "spool disk full" : "spool write failed", status.ToString());
   }
   return status;
 }

@@ -130,6 +130,9 @@ class Spool {
   // stays failed. Writer thread.
   Status ReopenWriter();
   bool failed() const { return !failed_.ok(); }
+  // The failure that stopped appending, "" while appending works. Any thread
+  // (status pages): "spool disk full: ..." for ENOSPC.
+  std::string write_error() const;
 
   // Deletes whole segments all of whose units are at or before `upto` (every
   // site has acknowledged them), oldest first, and stops once the spool
@@ -160,7 +163,9 @@ class Spool {
   std::mutex release_mu_;  // serializes ReleaseUpTo()
 
   // Writer-thread state.
-  Status failed_;             // sticky after an I/O failure
+  Status failed_;  // sticky after an I/O failure
+  mutable std::mutex error_mu_;
+  std::string write_error_;   // failed_ for other threads, under error_mu_
   UniqueFd fd_;               // active segment, opened for append
   UniqueFd lock_fd_;          // holds the directory lock (flock)
   Position active_first_;     // name of the active segment

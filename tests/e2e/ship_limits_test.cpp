@@ -6,7 +6,10 @@
 // /status say so, the other site keeps replicating, the dropped site is
 // refused with an error naming `geosyncctl seed`, and that seed brings it back
 // identical to the primary.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -76,6 +79,11 @@ class ShipLimitsE2E : public PgClusterTest {
     }
     sites_.clear();
     proxies_.clear();
+    for (const auto& m : mounts_) {
+      ProcessSpec umount;
+      umount.argv = {"/bin/umount", "-l", m};
+      (void)RunProgram(umount, 30s);
+    }
     std::filesystem::remove_all(dir_);
     PgClusterTest::TearDown();
   }
@@ -111,6 +119,33 @@ class ShipLimitsE2E : public PgClusterTest {
     s.extra.merge_patch(extra);
     sites_.push_back(std::make_unique<GeoSite>(s));
     return *sites_.back();
+  }
+
+  // A tmpfs of `mb` MB at `path` (the test runs as root), unmounted in
+  // TearDown.
+  void MountTmpfs(const std::string& path, int mb) {
+    std::filesystem::create_directories(path);
+    ProcessSpec mount;
+    mount.argv = {"/bin/mount", "-t", "tmpfs", "-o", fmt::format("size={}m,mode=0755", mb),
+                  "tmpfs",      path};
+    auto r = RunProgram(mount, 30s);
+    ASSERT_TRUE(r.ok() && r->exit_status == 0)
+        << "mounting a tmpfs at " << path << ": " << (r.ok() ? r->output : r.status().ToString());
+    mounts_.push_back(path);
+  }
+
+  // Creates `path`, allocated so that `leave` bytes stay free on its
+  // filesystem.
+  void FillLeaving(const std::string& path, uint64_t leave) {
+    struct statvfs fs {};
+    ASSERT_EQ(::statvfs(std::filesystem::path(path).parent_path().c_str(), &fs), 0);
+    const uint64_t free_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
+    ASSERT_GT(free_bytes, leave) << path;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << path;
+    const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(free_bytes - leave));
+    ::close(fd);
+    ASSERT_EQ(rc, 0) << "allocating " << path;
   }
 
   FaultProxy& AddProxy(uint16_t target) {
@@ -194,6 +229,7 @@ class ShipLimitsE2E : public PgClusterTest {
   }
 
   std::string dir_, token_file_;
+  std::vector<std::string> mounts_;
   PgCluster* primary_ = nullptr;
   uint16_t source_port_ = 0;
   std::map<std::string, uint16_t> admin_port_;
@@ -489,6 +525,87 @@ TEST_F(ShipLimitsE2E, SpoolCapDropsTheSlowestSiteWhichIsRefusedUntilReseeded) {
   EXPECT_EQ(CompareTables(*primary_, dublin_pg), "") << "the re-seeded dublin matches the primary";
   EXPECT_EQ(CompareTables(*primary_, virginia_pg), "");
   EXPECT_EQ(SourceSiteStatus("dublin")["dropped"], false) << "the seed readmitted dublin";
+}
+
+// A full disk is a pause (issue #19). Each spool sits on its own small
+// tmpfs; a filler file leaves it less room than the backlog. The source,
+// then a replica, runs out of space under 0.5 MB transactions: the agent
+// keeps running, says "spool disk full" in /status and /metrics, confirms
+// nothing it did not write, and once the filler is deleted resumes by itself.
+// Every table ends identical: nothing lost, nothing applied twice.
+TEST_F(ShipLimitsE2E, ASpoolOnAFullDiskPausesAndResumesOnceSpaceIsFreed) {
+  const std::string source_fs = dir_ + "/source-fs", dublin_fs = dir_ + "/dublin-fs";
+  MountTmpfs(source_fs, 24);
+  MountTmpfs(dublin_fs, 24);
+  PgCluster& dublin_pg = NewCluster("dublin");
+  GeoSite& source =
+      AddSource({{"spool", {{"dir", source_fs + "/spool"}, {"segment_mb", 1}, {"max_mb", 0}}}});
+  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_,
+                               {{"spool", {{"dir", dublin_fs + "/spool"}, {"segment_mb", 1}}}});
+  ASSERT_TRUE(source.Start().ok());
+  WaitForSlot();
+  ASSERT_TRUE(dublin.Start().ok());
+  CreateBlobs();
+  InsertBlobs(10, 512);
+  WaitApplied(dublin_pg, primary_->CurrentWalLsn());
+
+  auto status_of = [&](const std::string& site) {
+    admin::HttpCall call;
+    call.base_url = Url(site);
+    call.target = "/status";
+    auto r = admin::Http(call);
+    return r.ok() && r->status == 200 ? nlohmann::json::parse(r->body, nullptr, false)
+                                      : nlohmann::json();
+  };
+  auto metrics_of = [&](const std::string& site) {
+    admin::HttpCall call;
+    call.base_url = Url(site);
+    call.target = "/metrics";
+    auto r = admin::Http(call);
+    return r.ok() ? r->body : std::string();
+  };
+  auto full_disk_reported = [&](const std::string& site) {
+    nlohmann::json st = status_of(site);
+    return st.is_object() && st["last_error"].is_string() &&
+           st["last_error"].get<std::string>().find("spool disk full") != std::string::npos &&
+           metrics_of(site).find("geosync_spool_write_failed 1") != std::string::npos;
+  };
+
+  // The source: dublin is away, so the backlog stays in the source's spool.
+  ASSERT_TRUE(dublin.Stop().ok());
+  const std::string filler = source_fs + "/filler";
+  FillLeaving(filler, 2u << 20);
+  const Lsn before = primary_->CurrentWalLsn();
+  for (int i = 0; i < 12; ++i) InsertBlobs(1000, 512);  // ~6 MB in 0.5 MB transactions
+  const Lsn target = primary_->CurrentWalLsn();
+  ASSERT_TRUE(WaitFor([&] { return full_disk_reported("frankfurt"); }, 60s,
+                      "the source reports its spool disk full"));
+  const Lsn confirmed = Lsn::Parse(primary_->QueryValue("SELECT confirmed_flush_lsn FROM "
+                                                        "pg_replication_slots WHERE slot_name = "
+                                                        "'geosync'"))
+                            .value();
+  EXPECT_LT(confirmed, target) << "the slot is not confirmed past what the spool could not hold";
+  EXPECT_GE(confirmed, before);
+  EXPECT_TRUE(source.IsRunning()) << "a full disk is a pause, not an exit";
+  std::filesystem::remove(filler);
+  WaitSpooled(target);
+  EXPECT_FALSE(full_disk_reported("frankfurt"));
+  EXPECT_TRUE(source.IsRunning());
+
+  // The replica: its spool fills while it receives the backlog.
+  const std::string dublin_filler = dublin_fs + "/filler";
+  FillLeaving(dublin_filler, 2u << 20);
+  ASSERT_TRUE(dublin.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return full_disk_reported("dublin"); }, 60s,
+                      "dublin reports its spool disk full"));
+  EXPECT_LT(AppliedLsn(dublin_pg), target);
+  std::filesystem::remove(dublin_filler);
+  WaitApplied(dublin_pg, target, 180s);
+  EXPECT_TRUE(dublin.IsRunning()) << "the replica paused, it did not exit";
+  EXPECT_TRUE(source.IsRunning());
+  EXPECT_EQ(CompareTables(*primary_, dublin_pg), "");
+  EXPECT_EQ(dublin_pg.QueryValue("SELECT count(*) FROM blobs"), "12010")
+      << "every transaction applied once";
 }
 
 }  // namespace
