@@ -7,18 +7,14 @@
 // shippers. Every target must match the primary (CompareTables) at the end,
 // or the run exits 1.
 #include <chrono>
-#include <fstream>
-#include <functional>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "bench/bench_common.h"
 #include "tests/support/fault_proxy.h"
