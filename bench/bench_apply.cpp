@@ -1,19 +1,22 @@
 // bench_apply: how fast a replica drains a backlog, geosync against native
 // logical replication and pglogical, on the same primary, the same backlog and
-// the same box. Prints transactions, seconds and txn/s per workload and the
-// ratios geosync/native and geosync/pglogical.
+// the same box. Cold (the headline): every system's timed window holds the
+// decoding of the backlog, its shipping and its apply; geosync's source and
+// replica were both stopped during the load, as native's walsender only
+// decodes after ALTER SUBSCRIPTION ... ENABLE. Warm (reported apart): the
+// source had already spooled the backlog and only a replica starts. Rounds
+// alternate the order of the systems. Every target must match the primary
+// (CompareTables) at the end, or the run exits 1.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -41,10 +44,12 @@ struct Flags {
   int clients = 4;
   int seconds = 20;
   int insert_seconds = 10;
+  int rounds = 2;  // each round: both workloads, the systems in alternating order
   int deadline_seconds = 600;
   int batch_max_txns = 0;    // geosync's apply.batch_max_txns; 0 keeps its default
   bool no_collapse = false;  // geosync's apply.collapse = false
   bool pglogical = true;     // also drain through pglogical (postgresql-15-pglogical)
+  bool corrupt = false;      // change a target row before verifying: the run must exit 1
 };
 
 // Peak resident set size (VmHWM) of a live process, in MiB; -1 when unknown.
@@ -57,13 +62,31 @@ double PeakRssMib(pid_t pid) {
   return -1;
 }
 
+enum class System { kNative, kPglogical, kGeosync };
+
+std::string SystemName(System s) {
+  switch (s) {
+    case System::kNative:
+      return "native";
+    case System::kPglogical:
+      return "pglogical";
+    case System::kGeosync:
+      return "geosync";
+  }
+  return "?";
+}
+
+// One backlog, drained by every system.
 struct Drain {
+  int round = 0;
   std::string workload;
+  std::string order;  // "native > pglogical > geosync"
   uint64_t txns = 0;
   uint64_t wal_bytes = 0;
   double native_s = 0;
   double pglogical_s = 0;  // 0: not measured
-  double geosync_s = 0;
+  double cold_s = 0;       // geosync: source and replica started after the load
+  double warm_s = 0;       // geosync: the source had spooled it; only a replica starts
 };
 
 const char* kTables[] = {"pgbench_accounts", "pgbench_branches", "pgbench_tellers",
@@ -74,6 +97,7 @@ class ApplyBench {
   explicit ApplyBench(Flags flags) : flags_(flags) {}
 
   ~ApplyBench() {
+    warm_replica_.reset();
     replica_.reset();
     source_.reset();
   }
@@ -81,19 +105,31 @@ class ApplyBench {
   int Run() {
     try {
       Setup();
-      Drain tpcb = Backlog("pgbench tpcb-like", {"-n", "-c", std::to_string(flags_.clients), "-T",
-                                                 std::to_string(flags_.seconds)});
-      Pause();
-      Drain ins = Backlog("single-row INSERT",
-                          {"-n", "-f", InsertScript(), "-c", std::to_string(flags_.clients), "-T",
-                           std::to_string(flags_.insert_seconds)});
-      Report({tpcb, ins});
-      return verified_ ? 0 : 1;
+      std::vector<Drain> drains;
+      for (int round = 1; round <= flags_.rounds; ++round) {
+        drains.push_back(Backlog(
+            round, "pgbench tpcb-like",
+            {"-n", "-c", std::to_string(flags_.clients), "-T", std::to_string(flags_.seconds)}));
+        drains.push_back(Backlog(round, "single-row INSERT",
+                                 {"-n", "-f", InsertScript(), "-c", std::to_string(flags_.clients),
+                                  "-T", std::to_string(flags_.insert_seconds)}));
+      }
+      Report(drains);
+      if (flags_.corrupt) {
+        CorruptOneRow(*geo_, "geosync target (cold)");
+      }
+      std::vector<std::pair<std::string, PgCluster*>> targets = {
+          {"native target", native_.get()},
+          {"geosync target (cold)", geo_.get()},
+          {"geosync target (warm)", warm_.get()}};
+      if (pgl_) targets.insert(targets.begin() + 1, {"pglogical target", pgl_.get()});
+      return VerifyTargets(*primary_, targets) ? 0 : 1;
     } catch (const std::exception& e) {
       std::cerr << "bench_apply: FAILED: " << e.what() << "\n";
-      if (source_) source_->DumpLog();
-      if (replica_) replica_->DumpLog();
-      for (auto* c : {primary_.get(), native_.get(), geo_.get(), pgl_.get()}) {
+      for (auto* site : {source_.get(), replica_.get(), warm_replica_.get()}) {
+        if (site) site->DumpLog();
+      }
+      for (auto* c : {primary_.get(), native_.get(), geo_.get(), warm_.get(), pgl_.get()}) {
         if (c) std::cerr << "server log of " << c->name() << ": " << c->LogPath() << "\n";
       }
       return 1;
@@ -101,6 +137,8 @@ class ApplyBench {
   }
 
  private:
+  std::chrono::seconds deadline() const { return std::chrono::seconds(flags_.deadline_seconds); }
+
   std::unique_ptr<PgCluster> NewCluster(const std::string& name, bool pglogical = false) {
     PgClusterOptions o;
     o.name = name;
@@ -121,10 +159,11 @@ class ApplyBench {
     RequireExecutable(primary_->BinDir() + "/pgbench");
     native_ = NewCluster("native_target");
     geo_ = NewCluster("geosync_target");
+    warm_ = NewCluster("geosync_warm_target");
     if (flags_.pglogical) pgl_ = NewCluster("pglogical_target", true);
     // The same deterministic starting data everywhere (pgbench -i generates
     // identical rows), so the targets can be compared row by row at the end.
-    for (auto* c : {primary_.get(), native_.get(), geo_.get(), pgl_.get()}) {
+    for (auto* c : {primary_.get(), native_.get(), geo_.get(), warm_.get(), pgl_.get()}) {
       if (c == nullptr) continue;
       c->RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q"});
       c->Exec(
@@ -139,34 +178,40 @@ class ApplyBench {
         "CREATE SUBSCRIPTION bench_native CONNECTION '{}' PUBLICATION bench_native WITH "
         "(enabled = false, copy_data = false, create_slot = true, slot_name = 'bench_native')",
         primary_->ConnInfo()));
+    native_subid_ =
+        native_->QueryValue("SELECT oid FROM pg_subscription WHERE subname = 'bench_native'");
     if (flags_.pglogical) SetUpPglogical();
-    uint16_t port = testing::FreeTcpPort();
+    source_port_ = testing::FreeTcpPort();
     SiteSpec s;
     s.name = "frankfurt";
     s.source = true;
     s.dsn = primary_->ConnInfo();
-    s.listen_port = port;
-    s.sites = {"dublin"};
+    s.listen_port = source_port_;
+    // Both replicas are named: the spool keeps each backlog until both have it.
+    s.sites = {"dublin", "warm"};
     // The bench tables only, like the other two: not pglogical's own.
     for (const char* table : kTables) s.extra["postgres"]["tables"].push_back(table);
     source_ = std::make_unique<GeoSite>(s);
+    // Started once to create its slot and publication, then stopped: like
+    // the other two, geosync decodes each backlog only when it drains it.
     Check(source_->Start(), "starting the source geosyncd");
-    WaitFact(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source geosyncd created and streams its slot");
+    WaitSourceSpooling(*primary_, "geosync", "the source geosyncd");
+    StopSite(*source_, "the source geosyncd");
+    replica_ = std::make_unique<GeoSite>(ReplicaSpec("dublin", *geo_));
+    warm_replica_ = std::make_unique<GeoSite>(ReplicaSpec("warm", *warm_));
+    std::cout << fmt::format("setup ({} clusters, pgbench -i -s {} each): {:.1f} s\n", pgl_ ? 5 : 4,
+                             flags_.scale,
+                             std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  SiteSpec ReplicaSpec(const std::string& name, PgCluster& target) const {
     SiteSpec r;
-    r.name = "dublin";
-    r.dsn = geo_->ConnInfo();
-    r.upstream_port = port;
+    r.name = name;
+    r.dsn = target.ConnInfo();
+    r.upstream_port = source_port_;
     if (flags_.batch_max_txns > 0) r.extra["apply"]["batch_max_txns"] = flags_.batch_max_txns;
     if (flags_.no_collapse) r.extra["apply"]["collapse"] = false;
-    replica_ = std::make_unique<GeoSite>(r);  // started only to drain
-    std::cout << fmt::format("setup (3 clusters, pgbench -i -s {} each): {:.1f} s\n", flags_.scale,
-                             std::chrono::duration<double>(Clock::now() - t0).count());
+    return r;
   }
 
   // A pglogical provider node on the primary with every bench table (the
@@ -221,6 +266,21 @@ class ApplyBench {
         60s, "the pglogical subscription's walsender exited");
   }
 
+  void PauseNative() {
+    native_->Exec("ALTER SUBSCRIPTION bench_native DISABLE");
+    WaitFact(
+        [&] {
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'bench_native' AND active") == "0";
+        },
+        60s, "the native subscription's walsender exited");
+  }
+
+  void StopSite(GeoSite& site, const std::string& what) {
+    if (site.Pid() != 0 && site.IsRunning()) Check(site.Stop(), "stopping " + what);
+  }
+
   std::string InsertScript() {
     std::string path = source_->dir() + "/insert.sql";
     std::ofstream(path) << "\\set k random(1, 1000000)\n"
@@ -231,26 +291,18 @@ class ApplyBench {
     return path;
   }
 
-  // Stops both subscribers so that the next workload becomes a backlog.
-  void Pause() {
-    native_->Exec("ALTER SUBSCRIPTION bench_native DISABLE");
-    WaitFact(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'bench_native' AND active") == "0";
-        },
-        60s, "the native subscription's walsender exited");
-    if (pgl_) PausePglogical();
-    rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(replica_->Pid()));
-    Check(replica_->Stop(), "stopping the geosync replica");
-  }
-
-  // Runs the workload while both subscribers are stopped, then drains each.
-  Drain Backlog(const std::string& name, const std::vector<std::string>& pgbench_args) {
+  // Runs the workload while every subscriber and both geosyncd are stopped,
+  // then lets each system drain it in this round's order; each is stopped
+  // again once it has, so no drain competes with another system.
+  Drain Backlog(int round, const std::string& name, const std::vector<std::string>& pgbench_args) {
     Drain d;
+    d.round = round;
     d.workload = name;
-    std::cout << fmt::format("[{}] building the backlog: pgbench {}\n", name,
+    std::vector<System> order = {System::kNative, System::kGeosync};
+    if (pgl_) order.insert(order.begin() + 1, System::kPglogical);
+    order = RoundOrder(round, order);
+    for (System sys : order) d.order += (d.order.empty() ? "" : " > ") + SystemName(sys);
+    std::cout << fmt::format("[round {}, {}] building the backlog: pgbench {}\n", round, name,
                              fmt::join(pgbench_args, " "));
     Lsn before = primary_->CurrentWalLsn();
     d.txns = PgbenchTxns(primary_->RunPgbench(pgbench_args));
@@ -258,97 +310,141 @@ class ApplyBench {
     d.wal_bytes = target.BytesAfter(before);
     // A commit after `target`: the applied origins can only pass `target`
     // by applying a transaction, and this one makes sure there is one.
-    primary_->Exec(fmt::format("INSERT INTO bench_marker (note) VALUES ('after {}')", name));
-    // The source captures live; let it finish spooling so that its capture
-    // does not compete with either drain for the CPU.
-    WaitFact(
-        [&] {
-          auto lsn = Lsn::Parse(primary_->QueryValue(
-              "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'geosync'"));
-          return lsn.ok() && *lsn >= target;
-        },
-        std::chrono::seconds(flags_.deadline_seconds), "the source spooled the backlog");
-    std::cout << fmt::format("[{}] {} transactions, {:.1f} MB of WAL; draining native...\n", name,
-                             d.txns, d.wal_bytes / 1e6);
-    auto deadline = std::chrono::seconds(flags_.deadline_seconds);
-    auto t0 = Clock::now();
-    native_->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
-    std::string subid =
-        native_->QueryValue("SELECT oid FROM pg_subscription WHERE subname = 'bench_native'");
-    d.native_s = WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + subid), target, t0,
-                             deadline, "native subscriber");
-    std::cout << fmt::format("[{}] native drained in {:.2f} s\n", name, d.native_s);
-    if (pgl_) {
-      std::cout << fmt::format("[{}] draining pglogical...\n", name);
-      t0 = Clock::now();
-      pgl_->Exec("SELECT pglogical.alter_subscription_enable('bench_pgl', true)");
-      d.pglogical_s = WaitApplied(*pgl_, "postgres", OriginLsnQuery("pgl_%"), target, t0, deadline,
-                                  "pglogical subscriber");
-      std::cout << fmt::format("[{}] pglogical drained in {:.2f} s\n", name, d.pglogical_s);
+    primary_->Exec(
+        fmt::format("INSERT INTO bench_marker (note) VALUES ('round {} after {}')", round, name));
+    std::cout << fmt::format("[round {}, {}] {} transactions, {:.1f} MB of WAL; order {}\n", round,
+                             name, d.txns, d.wal_bytes / 1e6, d.order);
+    for (System sys : order) {
+      switch (sys) {
+        case System::kNative:
+          d.native_s = DrainNative(target);
+          break;
+        case System::kPglogical:
+          d.pglogical_s = DrainPglogical(target);
+          break;
+        case System::kGeosync:
+          DrainGeosync(target, &d);
+          break;
+      }
     }
-    std::cout << fmt::format("[{}] draining geosync...\n", name);
-    t0 = Clock::now();
-    Check(replica_->Start(), "starting the geosync replica");
-    d.geosync_s = WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), target, t0, deadline,
-                              "geosync replica");
-    std::cout << fmt::format("[{}] geosync drained in {:.2f} s\n", name, d.geosync_s);
-    rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
     return d;
   }
 
-  void Report(const std::vector<Drain>& drains) {
-    rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(replica_->Pid()));
-    rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
-    std::string diff_native = testing::CompareTables(*primary_, *native_);
-    std::string diff_geo = testing::CompareTables(*primary_, *geo_);
-    std::string diff_pgl = pgl_ ? testing::CompareTables(*primary_, *pgl_) : "";
-    verified_ = diff_native.empty() && diff_geo.empty() && diff_pgl.empty();
+  double DrainNative(Lsn target) {
+    auto t0 = Clock::now();
+    native_->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
+    double s = WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + native_subid_), target, t0,
+                           deadline(), "native subscriber");
+    std::cout << fmt::format("  native drained in {:.2f} s\n", s);
+    PauseNative();
+    return s;
+  }
 
-    std::cout << "\napply drain rate (one run; same primary, same backlog, drained one after "
-                 "the other)\n";
-    std::cout << fmt::format("{:<20} {:<8} {:>9} {:>9} {:>9} {:>10}\n", "workload", "system",
-                             "txns", "WAL MB", "seconds", "txn/s");
+  double DrainPglogical(Lsn target) {
+    auto t0 = Clock::now();
+    pgl_->Exec("SELECT pglogical.alter_subscription_enable('bench_pgl', true)");
+    double s = WaitApplied(*pgl_, "postgres", OriginLsnQuery("pgl_%"), target, t0, deadline(),
+                           "pglogical subscriber");
+    std::cout << fmt::format("  pglogical drained in {:.2f} s\n", s);
+    PausePglogical();
+    return s;
+  }
+
+  // Cold: starts the source (its capture decodes the backlog from the slot
+  // into its spool) and, once it listens, the replica; timed until the
+  // replica's origin passes `target`. Warm: then a second replica drains the
+  // same backlog from the source's spool, timed the same way.
+  void DrainGeosync(Lsn target, Drain* d) {
+    auto t0 = Clock::now();
+    Check(source_->Start(), "starting the source geosyncd");
+    WaitListening(source_port_, deadline(), "the source geosyncd");
+    Check(replica_->Start(), "starting the geosync replica");
+    d->cold_s = WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), target, t0, deadline(),
+                            "geosync replica (cold)");
+    std::cout << fmt::format("  geosync (cold: source and replica started) drained in {:.2f} s\n",
+                             d->cold_s);
+    rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(replica_->Pid()));
+    StopSite(*replica_, "the geosync replica");
+    // The source has spooled the backlog by now: its slot confirms past it
+    // only what its spool holds durably.
+    auto t1 = Clock::now();
+    Check(warm_replica_->Start(), "starting the warm geosync replica");
+    d->warm_s = WaitApplied(*warm_, "postgres", OriginLsnQuery("geosync%"), target, t1, deadline(),
+                            "geosync replica (warm)");
+    std::cout << fmt::format(
+        "  geosync (warm: backlog already in the source's spool) drained in {:.2f} s\n", d->warm_s);
+    rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(warm_replica_->Pid()));
+    rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
+    StopSite(*warm_replica_, "the warm geosync replica");
+    StopSite(*source_, "the source geosyncd");
+  }
+
+  static std::string Ratio(double base_s, double geo_s) {
+    return base_s > 0 && geo_s > 0 ? fmt::format("{:.2f}x", base_s / geo_s) : "-";
+  }
+
+  void Report(const std::vector<Drain>& drains) {
+    std::cout << "\napply drain rate, cold: every system decodes, ships and applies the backlog "
+                 "inside its timed window\n(both geosyncd were stopped during the load; same "
+                 "primary, same backlog, drained one after the other)\n";
+    std::cout << fmt::format("{:>5} {:<18} {:<30} {:<10} {:>8} {:>7} {:>8} {:>8}\n", "round",
+                             "workload", "order", "system", "txns", "WAL MB", "seconds", "txn/s");
     for (const auto& d : drains) {
       for (auto [sys, s] : {std::pair{"native", d.native_s}, std::pair{"pglogical", d.pglogical_s},
-                            std::pair{"geosync", d.geosync_s}}) {
+                            std::pair{"geosync", d.cold_s}}) {
         if (s <= 0) continue;
-        std::cout << fmt::format("{:<20} {:<8} {:>9} {:>9.1f} {:>9.2f} {:>10.0f}\n", d.workload,
-                                 sys, d.txns, d.wal_bytes / 1e6, s, d.txns / s);
+        std::cout << fmt::format("{:>5} {:<18} {:<30} {:<10} {:>8} {:>7.1f} {:>8.2f} {:>8.0f}\n",
+                                 d.round, d.workload, d.order, sys, d.txns, d.wal_bytes / 1e6, s,
+                                 d.txns / s);
       }
+    }
+    std::cout << "\napply drain rate, warm (NOT comparable with the cold figures: the source had "
+                 "decoded and spooled the backlog before the timer started; only the replica "
+                 "starts)\n";
+    std::cout << fmt::format("{:>5} {:<18} {:<10} {:>8} {:>8} {:>8}\n", "round", "workload",
+                             "system", "txns", "seconds", "txn/s");
+    for (const auto& d : drains) {
+      std::cout << fmt::format("{:>5} {:<18} {:<10} {:>8} {:>8.2f} {:>8.0f}\n", d.round, d.workload,
+                               "geosync", d.txns, d.warm_s, d.txns / d.warm_s);
     }
     std::cout << fmt::format(
-        "\npeak RSS (VmHWM): source geosyncd {:.1f} MiB, replica geosyncd "
-        "{:.1f} MiB\n",
+        "\npeak RSS (VmHWM): source geosyncd {:.1f} MiB, replica geosyncd {:.1f} MiB\n",
         rss_source_mib_, rss_replica_mib_);
-    std::cout << fmt::format("native target matches primary: {}\n",
-                             diff_native.empty() ? "yes" : "NO: " + diff_native);
-    if (pgl_) {
-      std::cout << fmt::format("pglogical target matches primary: {}\n",
-                               diff_pgl.empty() ? "yes" : "NO: " + diff_pgl);
-    }
-    std::cout << fmt::format("geosync target matches primary: {}\n",
-                             diff_geo.empty() ? "yes" : "NO: " + diff_geo);
-    std::string ratios;
+    // Per workload, over all rounds: the same transactions for every system,
+    // so the ratio of total seconds is the ratio of txn/s.
+    std::vector<std::string> workloads;
     for (const auto& d : drains) {
-      ratios += fmt::format("{}{} {:.2f}x", ratios.empty() ? "" : ", ", d.workload,
-                            d.native_s / d.geosync_s);
-    }
-    std::cout << "ratio: geosync/native txn/s: " << ratios << "\n";
-    if (pgl_) {
-      ratios.clear();
-      for (const auto& d : drains) {
-        ratios += fmt::format("{}{} {:.2f}x", ratios.empty() ? "" : ", ", d.workload,
-                              d.pglogical_s / d.geosync_s);
+      if (std::find(workloads.begin(), workloads.end(), d.workload) == workloads.end()) {
+        workloads.push_back(d.workload);
       }
-      std::cout << "ratio: geosync/pglogical txn/s: " << ratios << "\n";
     }
+    auto line = [&](const std::string& label, double Drain::*base, double Drain::*geo) {
+      std::string out;
+      for (const auto& w : workloads) {
+        double b = 0, g = 0;
+        std::string per_round;
+        for (const auto& d : drains) {
+          if (d.workload != w) continue;
+          b += d.*base;
+          g += d.*geo;
+          per_round += (per_round.empty() ? "" : " ") + Ratio(d.*base, d.*geo);
+        }
+        out +=
+            fmt::format("{}{} {} (rounds: {})", out.empty() ? "" : ", ", w, Ratio(b, g), per_round);
+      }
+      std::cout << fmt::format("ratio {} txn/s over {} rounds: {}\n", label, flags_.rounds, out);
+    };
+    line("cold geosync/native", &Drain::native_s, &Drain::cold_s);
+    if (pgl_) line("cold geosync/pglogical", &Drain::pglogical_s, &Drain::cold_s);
+    line("warm geosync/native (geosync's decode not timed)", &Drain::native_s, &Drain::warm_s);
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_, native_, geo_, pgl_;
-  std::unique_ptr<GeoSite> source_, replica_;
+  std::unique_ptr<PgCluster> primary_, native_, geo_, warm_, pgl_;
+  std::unique_ptr<GeoSite> source_, replica_, warm_replica_;
+  uint16_t source_port_ = 0;
+  std::string native_subid_;
   double rss_source_mib_ = -1, rss_replica_mib_ = -1;
-  bool verified_ = false;
 };
 
 }  // namespace
@@ -357,13 +453,18 @@ class ApplyBench {
 int main(int argc, char** argv) {
   geosync::bench::Flags flags;
   CLI::App app{
-      "bench_apply: replica drain rate, geosync vs native logical replication and pglogical"};
+      "bench_apply: replica drain rate (cold: decode, ship and apply timed on every side; warm "
+      "apart), geosync vs native logical replication and pglogical"};
   app.add_option("--scale", flags.scale, "pgbench -i scale factor")->check(CLI::PositiveNumber);
   app.add_option("--clients", flags.clients, "pgbench clients")->check(CLI::PositiveNumber);
   app.add_option("--seconds", flags.seconds, "pgbench tpcb-like run building the backlog")
       ->check(CLI::PositiveNumber);
   app.add_option("--insert-seconds", flags.insert_seconds,
                  "single-row INSERT run building the second backlog")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--rounds", flags.rounds,
+                 "backlogs per workload; odd rounds drain native, pglogical, geosync, even "
+                 "rounds the reverse")
       ->check(CLI::PositiveNumber);
   app.add_option("--deadline", flags.deadline_seconds, "give up on a drain after this many s")
       ->check(CLI::PositiveNumber);
@@ -374,6 +475,9 @@ int main(int argc, char** argv) {
                "skip the pglogical subscriber (postgresql-15-pglogical)");
   app.add_flag("--no-collapse", flags.no_collapse,
                "geosync replica's apply.collapse = false (send every change in order)");
+  app.add_flag("--corrupt", flags.corrupt,
+               "change one row on the geosync target before verifying (tests the check: the run "
+               "must exit 1)");
   CLI11_PARSE(app, argc, argv);
   auto start = std::chrono::steady_clock::now();
   int rc = geosync::bench::ApplyBench(flags).Run();

@@ -1,13 +1,16 @@
 // bench_seed: how fast geosync seeds a new site (snapshot, schema, parallel
 // chunked COPY over the site link, indexes) against `pg_dump -Fc | pg_restore`
 // of the same database on the same machine. Prints MB/s of table data (heap
-// size of the published tables on the primary) for both and the ratio.
+// size of the published tables on the primary) for both and the ratio. Each
+// round seeds two new empty clusters, the two methods in alternating order;
+// every target must match the primary (CompareTables), or the run exits 1.
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -34,7 +37,14 @@ struct Flags {
   int workers = 4;
   int chunk_mb = 32;
   int compression_level = 3;
+  int rounds = 2;  // odd rounds: geosync first; even rounds: pg_dump | pg_restore first
   int deadline_seconds = 900;
+  bool corrupt = false;  // change a target row before verifying: the run must exit 1
+};
+
+struct Round {
+  double geo_s = 0, dump_s = 0;
+  bool geo_first = true;
 };
 
 class SeedBench {
@@ -48,9 +58,32 @@ class SeedBench {
   int Run() {
     try {
       Setup();
-      const double geo_s = SeedWithGeosync();
-      const double dump_s = DumpRestore();
-      Report(geo_s, dump_s);
+      StartSource();
+      std::vector<Round> rounds;
+      for (int round = 1; round <= flags_.rounds; ++round) {
+        Round r;
+        r.geo_first = round % 2 == 1;
+        auto geo = NewCluster(fmt::format("geosync_target_{}", round));
+        auto dump = NewCluster(fmt::format("pg_restore_target_{}", round));
+        std::cout << fmt::format(
+            "[round {}] order {}\n", round,
+            r.geo_first ? "geosync > pg_dump|pg_restore" : "pg_dump|pg_restore > geosync");
+        if (r.geo_first) r.geo_s = SeedWithGeosync(round, *geo);
+        r.dump_s = DumpRestore(*dump);
+        if (!r.geo_first) r.geo_s = SeedWithGeosync(round, *geo);
+        rounds.push_back(r);
+        if (flags_.corrupt && round == flags_.rounds) {
+          CorruptOneRow(*geo, "geosync target");
+        }
+        // Both copies must be the primary's, row for row, or the figures mean nothing.
+        verified_ =
+            VerifyTargets(*primary_,
+                          {{fmt::format("round {} geosync target", round), geo.get()},
+                           {fmt::format("round {} pg_restore target", round), dump.get()}}) &&
+            verified_;
+        replica_.reset();  // before its cluster goes
+      }
+      Report(rounds);
       return verified_ ? 0 : 1;
     } catch (const std::exception& e) {
       std::cerr << "bench_seed: FAILED: " << e.what() << "\n";
@@ -75,8 +108,6 @@ class SeedBench {
     RequireExecutable(primary_->BinDir() + "/pg_dump");
     RequireExecutable(primary_->BinDir() + "/pg_restore");
     RequireExecutable(primary_->BinDir() + "/pgbench");
-    geo_ = NewCluster("geosync_target");
-    dump_ = NewCluster("pg_restore_target");
     primary_->RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q"});
     primary_->Exec("CHECKPOINT");
     heap_bytes_ = std::stoull(primary_->QueryValue(
@@ -86,14 +117,17 @@ class SeedBench {
                              heap_bytes_ / 1048576.0);
   }
 
-  double SeedWithGeosync() {
-    uint16_t port = testing::FreeTcpPort();
+  // The source geosyncd, its slot made; every round's replica site is named.
+  void StartSource() {
+    source_port_ = testing::FreeTcpPort();
     SiteSpec s;
     s.name = "frankfurt";
     s.source = true;
     s.dsn = primary_->ConnInfo();
-    s.listen_port = port;
-    s.sites = {"dublin"};
+    s.listen_port = source_port_;
+    for (int round = 1; round <= flags_.rounds; ++round) {
+      s.sites.push_back(fmt::format("dublin{}", round));
+    }
     s.extra = {{"seed", {{"chunk_mb", flags_.chunk_mb}}},
                {"compression_level", flags_.compression_level}};
     source_ = std::make_unique<GeoSite>(s);
@@ -105,10 +139,15 @@ class SeedBench {
                      "slot_name = 'geosync' AND active") == "1";
         },
         60s, "the source geosyncd created and streams its slot");
+  }
+
+  // Timed from starting a new replica geosyncd until its state file says
+  // the seed is done; the replica is stopped afterwards.
+  double SeedWithGeosync(int round, PgCluster& target) {
     SiteSpec r;
-    r.name = "dublin";
-    r.dsn = geo_->ConnInfo();
-    r.upstream_port = port;
+    r.name = fmt::format("dublin{}", round);
+    r.dsn = target.ConnInfo();
+    r.upstream_port = source_port_;
     r.extra = {{"seed", {{"auto", true}, {"workers", flags_.workers}}}};
     replica_ = std::make_unique<GeoSite>(r);
     const std::string state_file = replica_->dir() + "/state/state.json";
@@ -124,14 +163,15 @@ class SeedBench {
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     std::cout << fmt::format("geosync seed ({} workers, chunk_mb {}, zstd {}): {:.2f} s\n",
                              flags_.workers, flags_.chunk_mb, flags_.compression_level, secs);
+    Check(replica_->Stop(), "stopping the replica geosyncd");
     return secs;
   }
 
-  double DumpRestore() {
+  double DumpRestore(PgCluster& target) {
     const std::string bin = primary_->BinDir();
     const std::string cmd = fmt::format(
         "set -o pipefail; '{}/pg_dump' -Fc -d '{}' | '{}/pg_restore' --no-owner -d '{}'", bin,
-        primary_->ConnInfo(), bin, dump_->ConnInfo());
+        primary_->ConnInfo(), bin, target.ConnInfo());
     testing::ProcessSpec spec;
     spec.argv = {"/bin/bash", "-c", cmd};
     auto t0 = Clock::now();
@@ -145,28 +185,33 @@ class SeedBench {
     return secs;
   }
 
-  void Report(double geo_s, double dump_s) {
-    // Both copies must be the primary's, row for row, or the figures mean nothing.
-    std::string geo_diff = testing::CompareTables(*primary_, *geo_);
-    std::string dump_diff = testing::CompareTables(*primary_, *dump_);
-    verified_ = geo_diff.empty() && dump_diff.empty();
+  void Report(const std::vector<Round>& rounds) {
     const double mb = heap_bytes_ / 1048576.0;
-    std::cout << fmt::format("\n| method | seconds | MB/s of table data |\n|---|---:|---:|\n");
-    std::cout << fmt::format("| geosync seed | {:.2f} | {:.1f} |\n", geo_s, mb / geo_s);
-    std::cout << fmt::format("| pg_dump -Fc \\| pg_restore | {:.2f} | {:.1f} |\n", dump_s,
-                             mb / dump_s);
-    std::cout << fmt::format("ratio geosync/pg_dump|pg_restore throughput: {:.2f}x\n",
-                             dump_s / geo_s);
-    std::cout << "targets identical to the primary: geosync "
-              << (geo_diff.empty() ? "yes" : "NO: " + geo_diff) << ", pg_restore "
-              << (dump_diff.empty() ? "yes" : "NO: " + dump_diff) << "\n";
+    double geo_total = 0, dump_total = 0;
+    std::cout << fmt::format(
+        "\nseed throughput ({:.1f} MB of table data; {} rounds, the order alternating)\n", mb,
+        rounds.size());
+    std::cout << "| round | order | geosync s | geosync MB/s | pg_dump\\|pg_restore s | MB/s | "
+                 "ratio |\n|---:|---|---:|---:|---:|---:|---:|\n";
+    for (size_t i = 0; i < rounds.size(); ++i) {
+      const Round& r = rounds[i];
+      geo_total += r.geo_s;
+      dump_total += r.dump_s;
+      std::cout << fmt::format("| {} | {} | {:.2f} | {:.1f} | {:.2f} | {:.1f} | {:.2f}x |\n", i + 1,
+                               r.geo_first ? "geosync first" : "pg_restore first", r.geo_s,
+                               mb / r.geo_s, r.dump_s, mb / r.dump_s, r.dump_s / r.geo_s);
+    }
+    std::cout << fmt::format(
+        "ratio geosync/pg_dump|pg_restore throughput over {} rounds: {:.2f}x\n", rounds.size(),
+        dump_total / geo_total);
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_, geo_, dump_;
+  std::unique_ptr<PgCluster> primary_;
   std::unique_ptr<GeoSite> source_, replica_;
+  uint16_t source_port_ = 0;
   uint64_t heap_bytes_ = 0;
-  bool verified_ = false;
+  bool verified_ = true;
 };
 
 }  // namespace
@@ -181,8 +226,19 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--compression-level", flags.compression_level, "zstd level of the site link")
       ->check(CLI::Range(0, 19));
+  app.add_option("--rounds", flags.rounds,
+                 "seeds per method, each into a new cluster; the order alternates")
+      ->check(CLI::PositiveNumber);
   app.add_option("--deadline", flags.deadline_seconds, "give up after this many s")
       ->check(CLI::PositiveNumber);
+  app.add_flag("--corrupt", flags.corrupt,
+               "change one row on the last geosync target before verifying (tests the check: "
+               "the run must exit 1)");
   CLI11_PARSE(app, argc, argv);
-  return geosync::bench::SeedBench(flags).Run();
+  auto start = std::chrono::steady_clock::now();
+  int rc = geosync::bench::SeedBench(flags).Run();
+  std::cout << fmt::format(
+      "bench_seed ran {:.0f} s\n",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return rc;
 }

@@ -1,24 +1,20 @@
-// bench_wire: bytes on the wire per transaction for one pgbench backlog,
-// shipped by native logical replication and by geosync at zstd levels 0, 1, 3,
-// each link measured by a byte-counting FaultProxy. Also the drain rate.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+// bench_wire: bytes on the wire per transaction for one pgbench backlog per
+// round, shipped by native logical replication and by geosync at zstd levels
+// 0, 1, 3, each link measured by a byte-counting FaultProxy. Also the drain
+// rate, cold on every side: each geosync level has its own source geosyncd
+// and slot, stopped during the load like native's walsender, so every timed
+// window holds decode, ship and apply. Rounds alternate the order of the
+// shippers. Every target must match the primary (CompareTables) at the end,
+// or the run exits 1.
 #include <chrono>
-#include <fstream>
-#include <functional>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "bench/bench_common.h"
 #include "tests/support/fault_proxy.h"
@@ -44,254 +40,296 @@ struct Flags {
   int clients = 4;
   int seconds = 20;
   std::vector<int> levels = {0, 1, 3};
+  int rounds = 2;
   int deadline_seconds = 600;
+  bool corrupt = false;  // change a target row before verifying: the run must exit 1
 };
-
-bool PortAccepts(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
 
 const char* kTables[] = {"pgbench_accounts", "pgbench_branches", "pgbench_tellers",
                          "pgbench_history", "bench_marker"};
 
-// Row count and an order-independent hash of every row, per table: the
-// databases under comparison have different names, which CompareTables
-// (one dbname for both sides) does not allow.
-std::string Fingerprint(PgCluster& cluster, const std::string& dbname) {
-  std::string out;
-  for (const char* t : kTables) {
-    out += cluster.QueryValue(
-               fmt::format("SELECT count(*) || ':' || coalesce(sum(hashtext(x::text)::bigint), 0) "
-                           "FROM {} x",
-                           t),
-               dbname) +
-           " ";
-  }
-  return out;
-}
-
-struct Run {
+// One shipper: native (level -1) or geosync at one zstd level, each into
+// its own target cluster through its own byte-counting proxy.
+struct Shipper {
   std::string name;
-  int level = -1;  // geosync's zstd level; -1 for native
+  int level = -1;
+  std::unique_ptr<PgCluster> target;
+  std::unique_ptr<FaultProxy> proxy;
+  std::unique_ptr<GeoSite> source, replica;  // geosync only
+  uint16_t source_port = 0;
+};
+
+// One shipper's drain of one round's backlog.
+struct Drain {
+  int round = 0;
+  size_t shipper = 0;  // index into the shippers
   double seconds = 0;
   uint64_t down = 0, up = 0;  // towards the subscriber / towards the publisher
-  bool matches = false;
+};
+
+struct Backlog {
+  int round = 0;
+  std::string order;
+  uint64_t txns = 0, wal_bytes = 0;
 };
 
 class WireBench {
  public:
   explicit WireBench(Flags flags) : flags_(std::move(flags)) {}
   ~WireBench() {
-    replica_.reset();
-    source_.reset();
+    for (auto& s : shippers_) {
+      s.replica.reset();
+      s.source.reset();
+    }
   }
 
   int Run() {
     try {
       Setup();
-      Backlog();
-      std::vector<struct Run> runs;
-      runs.push_back(DrainNative());
-      for (int level : flags_.levels) runs.push_back(DrainGeosync(level));
-      Report(runs);
-      for (const auto& r : runs) {
-        if (!r.matches) return 1;
+      for (int round = 1; round <= flags_.rounds; ++round) RunRound(round);
+      Report();
+      if (flags_.corrupt) {
+        CorruptOneRow(*shippers_.back().target, shippers_.back().name + " target");
       }
-      return 0;
+      std::vector<std::pair<std::string, PgCluster*>> targets;
+      for (auto& s : shippers_) targets.emplace_back(s.name + " target", s.target.get());
+      return VerifyTargets(*primary_, targets) ? 0 : 1;
     } catch (const std::exception& e) {
       std::cerr << "bench_wire: FAILED: " << e.what() << "\n";
-      if (source_) source_->DumpLog();
-      if (replica_) replica_->DumpLog();
-      for (auto* c : {primary_.get(), target_.get()}) {
-        if (c) std::cerr << "server log of " << c->name() << ": " << c->LogPath() << "\n";
+      for (auto& s : shippers_) {
+        if (s.source) s.source->DumpLog();
+        if (s.replica) s.replica->DumpLog();
+        if (s.target)
+          std::cerr << "server log of " << s.name << ": " << s.target->LogPath() << "\n";
       }
+      if (primary_) std::cerr << "server log of the primary: " << primary_->LogPath() << "\n";
       return 1;
     }
   }
 
  private:
+  std::chrono::seconds deadline() const { return std::chrono::seconds(flags_.deadline_seconds); }
+
   std::unique_ptr<PgCluster> NewCluster(const std::string& name) {
     PgClusterOptions o;
     o.name = name;
     auto c = std::make_unique<PgCluster>(o);
+    // See bench_apply: re-ENABLE within 5 s would wait inside the drain.
+    c->SetSetting("wal_retrieve_retry_interval", "100ms");
     Check(c->Start(), "starting cluster " + name);
     return c;
   }
 
-  void Setup() {
-    RequireExecutable(testing::BinaryPath("geosyncd"));
-    primary_ = NewCluster("primary");
-    RequireExecutable(primary_->BinDir() + "/pgbench");
-    target_ = NewCluster("wire_target");
-    // One seeded database on the target; each subscriber gets a file copy of it.
-    target_->CreateDatabase("seed");
-    const std::string marker = "CREATE TABLE bench_marker (id serial PRIMARY KEY, note text)";
-    primary_->RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q"});
-    primary_->Exec(marker);
-    target_->RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q", "seed"});
-    target_->Exec(marker, "seed");
-    target_->Exec("CREATE DATABASE native TEMPLATE seed STRATEGY FILE_COPY");
-    primary_->Exec(
-        fmt::format("CREATE PUBLICATION bench_native FOR TABLE {}", fmt::join(kTables, ", ")));
-    native_proxy_ = std::make_unique<FaultProxy>(primary_->port());
-    Check(native_proxy_->Start(), "starting the proxy in front of the primary");
-    target_->Exec(
-        fmt::format("CREATE SUBSCRIPTION bench_native CONNECTION '{}' PUBLICATION bench_native "
-                    "WITH (enabled = false, copy_data = false, create_slot = true, "
-                    "slot_name = 'bench_native')",
-                    native_proxy_->ConnInfo()),
-        "native");
-    source_port_ = testing::FreeTcpPort();
-    SiteSpec s;
-    s.name = "frankfurt";
-    s.source = true;
-    s.dsn = primary_->ConnInfo();
-    s.listen_port = source_port_;
-    // Every level's replica is named up front: the spool keeps the backlog
-    // until all of them have it.
-    for (int level : flags_.levels) s.sites.push_back(SiteName(level));
-    s.extra = {{"compression_level", flags_.levels.front()}};
-    source_ = std::make_unique<GeoSite>(s);
-    current_level_ = flags_.levels.front();
-    Check(source_->Start(), "starting the source geosyncd");
-    WaitFact(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source geosyncd created and streams its slot");
+  // pgbench -i data (identical everywhere) and the marker table.
+  void Seed(PgCluster& c) {
+    c.RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q"});
+    c.Exec("CREATE TABLE bench_marker (id serial PRIMARY KEY, note text)");
   }
 
   static std::string SiteName(int level) { return fmt::format("zstd{}", level); }
 
-  void Backlog() {
+  void Setup() {
+    RequireExecutable(testing::BinaryPath("geosyncd"));
+    auto t0 = Clock::now();
+    primary_ = NewCluster("primary");
+    RequireExecutable(primary_->BinDir() + "/pgbench");
+    Seed(*primary_);
+    primary_->Exec(
+        fmt::format("CREATE PUBLICATION bench_native FOR TABLE {}", fmt::join(kTables, ", ")));
+    Shipper native;
+    native.name = "native logical replication";
+    native.target = NewCluster("native_target");
+    Seed(*native.target);
+    native.proxy = std::make_unique<FaultProxy>(primary_->port());
+    Check(native.proxy->Start(), "starting the proxy in front of the primary");
+    native.target->Exec(
+        fmt::format("CREATE SUBSCRIPTION bench_native CONNECTION '{}' PUBLICATION bench_native "
+                    "WITH (enabled = false, copy_data = false, create_slot = true, "
+                    "slot_name = 'bench_native')",
+                    native.proxy->ConnInfo()));
+    native_subid_ =
+        native.target->QueryValue("SELECT oid FROM pg_subscription WHERE subname = 'bench_native'");
+    shippers_.push_back(std::move(native));
+    for (int level : flags_.levels) shippers_.push_back(GeosyncShipper(level));
+    std::cout << fmt::format("setup ({} clusters, pgbench -i -s {} each): {:.1f} s\n",
+                             shippers_.size() + 1, flags_.scale,
+                             std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  // A source geosyncd with its own slot (geosync_zstdN) and compression
+  // level, started once to create the slot and stopped; a proxy in front of
+  // its port; a replica applying into its own target cluster.
+  Shipper GeosyncShipper(int level) {
+    Shipper g;
+    g.name = fmt::format("geosync zstd level {}", level);
+    g.level = level;
+    g.target = NewCluster(SiteName(level) + "_target");
+    Seed(*g.target);
+    g.source_port = testing::FreeTcpPort();
+    SiteSpec s;
+    s.name = "frankfurt";
+    s.source = true;
+    s.dsn = primary_->ConnInfo();
+    s.listen_port = g.source_port;
+    s.sites = {SiteName(level)};
+    s.extra = {{"compression_level", level}};
+    s.extra["postgres"]["slot"] = "geosync_" + SiteName(level);
+    for (const char* table : kTables) s.extra["postgres"]["tables"].push_back(table);
+    g.source = std::make_unique<GeoSite>(s);
+    Check(g.source->Start(), "starting the source geosyncd of " + g.name);
+    WaitSourceSpooling(*primary_, "geosync_" + SiteName(level), "the source geosyncd of " + g.name);
+    Check(g.source->Stop(), "stopping the source geosyncd of " + g.name);
+    g.proxy = std::make_unique<FaultProxy>(g.source_port);
+    Check(g.proxy->Start(), "starting the proxy in front of the source of " + g.name);
+    SiteSpec r;
+    r.name = SiteName(level);
+    r.dsn = g.target->ConnInfo();
+    r.upstream_port = g.proxy->port();
+    g.replica = std::make_unique<GeoSite>(r);
+    return g;
+  }
+
+  // A backlog written while every shipper is stopped, then drained by each
+  // in this round's order.
+  void RunRound(int round) {
+    std::vector<size_t> order;
+    for (size_t i = 0; i < shippers_.size(); ++i) order.push_back(i);
+    order = RoundOrder(round, order);
+    struct Backlog b;
+    b.round = round;
+    for (size_t i : order) {
+      b.order += (b.order.empty() ? "" : " > ") +
+                 (shippers_[i].level < 0 ? std::string("native") : SiteName(shippers_[i].level));
+    }
     std::vector<std::string> args = {"-n", "-c", std::to_string(flags_.clients), "-T",
                                      std::to_string(flags_.seconds)};
-    std::cout << fmt::format("building the backlog: pgbench {}\n", fmt::join(args, " "));
+    std::cout << fmt::format("[round {}] building the backlog: pgbench {}\n", round,
+                             fmt::join(args, " "));
     Lsn before = primary_->CurrentWalLsn();
-    txns_ = PgbenchTxns(primary_->RunPgbench(args));
-    target_lsn_ = primary_->CurrentWalLsn();
-    wal_bytes_ = target_lsn_.BytesAfter(before);
-    primary_->Exec("INSERT INTO bench_marker (note) VALUES ('after the backlog')");
+    b.txns = PgbenchTxns(primary_->RunPgbench(args));
+    Lsn target = primary_->CurrentWalLsn();
+    b.wal_bytes = target.BytesAfter(before);
+    primary_->Exec(
+        fmt::format("INSERT INTO bench_marker (note) VALUES ('after backlog {}')", round));
+    std::cout << fmt::format("[round {}] {} transactions, {:.1f} MB of WAL; order {}\n", round,
+                             b.txns, b.wal_bytes / 1e6, b.order);
+    for (size_t i : order) {
+      Drain d = shippers_[i].level < 0 ? DrainNative(target) : DrainGeosync(shippers_[i], target);
+      d.round = round;
+      d.shipper = i;
+      drains_.push_back(d);
+    }
+    backlogs_.push_back(b);
+  }
+
+  Drain DrainNative(Lsn target) {
+    Shipper& n = shippers_.front();
+    Drain d;
+    uint64_t down0 = n.proxy->BytesForwarded(Direction::kServerToClient);
+    uint64_t up0 = n.proxy->BytesForwarded(Direction::kClientToServer);
+    auto t0 = Clock::now();
+    n.target->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
+    d.seconds = WaitApplied(*n.target, "postgres", OriginLsnQuery("pg_" + native_subid_), target,
+                            t0, deadline(), "native subscriber");
+    d.down = n.proxy->BytesForwarded(Direction::kServerToClient) - down0;
+    d.up = n.proxy->BytesForwarded(Direction::kClientToServer) - up0;
+    n.target->Exec("ALTER SUBSCRIPTION bench_native DISABLE");
     WaitFact(
         [&] {
-          auto lsn = Lsn::Parse(primary_->QueryValue(
-              "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'geosync'"));
-          return lsn.ok() && *lsn >= target_lsn_;
+          return primary_->QueryValue(
+                     "SELECT count(*) FROM pg_replication_slots WHERE "
+                     "slot_name = 'bench_native' AND active") == "0";
         },
-        std::chrono::seconds(flags_.deadline_seconds), "the source spooled the backlog");
-    primary_fp_ = Fingerprint(*primary_, "postgres");
-    std::cout << fmt::format("backlog: {} transactions, {:.1f} MB of WAL\n", txns_,
-                             wal_bytes_ / 1e6);
+        60s, "the native subscription's walsender exited");
+    std::cout << fmt::format("  native: {:.2f} s, {} bytes down, {} up\n", d.seconds, d.down, d.up);
+    return d;
   }
 
-  struct Run DrainNative() {
-    struct Run r;
-    r.name = "native logical replication";
-    uint64_t down0 = native_proxy_->BytesForwarded(Direction::kServerToClient);
-    uint64_t up0 = native_proxy_->BytesForwarded(Direction::kClientToServer);
+  // Cold: the source starts (decodes its slot's backlog into its spool), then
+  // once it listens the replica; timed until the replica's origin passes
+  // `target`. Both are stopped again afterwards.
+  Drain DrainGeosync(Shipper& g, Lsn target) {
+    Drain d;
+    uint64_t down0 = g.proxy->BytesForwarded(Direction::kServerToClient);
+    uint64_t up0 = g.proxy->BytesForwarded(Direction::kClientToServer);
     auto t0 = Clock::now();
-    target_->Exec("ALTER SUBSCRIPTION bench_native ENABLE", "native");
-    std::string subid = target_->QueryValue(
-        "SELECT oid FROM pg_subscription WHERE subname = 'bench_native'", "native");
-    r.seconds = WaitApplied(*target_, "native", OriginLsnQuery("pg_" + subid), target_lsn_, t0,
-                            std::chrono::seconds(flags_.deadline_seconds), "native subscriber");
-    r.down = native_proxy_->BytesForwarded(Direction::kServerToClient) - down0;
-    r.up = native_proxy_->BytesForwarded(Direction::kClientToServer) - up0;
-    target_->Exec("ALTER SUBSCRIPTION bench_native DISABLE", "native");
-    r.matches = Fingerprint(*target_, "native") == primary_fp_;
-    std::cout << fmt::format("native: {:.2f} s, {} bytes down, {} up\n", r.seconds, r.down, r.up);
-    return r;
+    Check(g.source->Start(), "starting the source geosyncd of " + g.name);
+    WaitListening(g.source_port, deadline(), "the source geosyncd of " + g.name);
+    Check(g.replica->Start(), "starting the replica of " + g.name);
+    d.seconds = WaitApplied(*g.target, "postgres", OriginLsnQuery("geosync%"), target, t0,
+                            deadline(), g.name);
+    d.down = g.proxy->BytesForwarded(Direction::kServerToClient) - down0;
+    d.up = g.proxy->BytesForwarded(Direction::kClientToServer) - up0;
+    Check(g.replica->Stop(), "stopping the replica of " + g.name);
+    Check(g.source->Stop(), "stopping the source geosyncd of " + g.name);
+    std::cout << fmt::format("  {}: {:.2f} s, {} bytes down, {} up\n", g.name, d.seconds, d.down,
+                             d.up);
+    return d;
   }
 
-  // Restarts the source with `level` if needed, then drains the backlog into
-  // a fresh copy of the seed database through a fresh proxy.
-  struct Run DrainGeosync(int level) {
-    struct Run r;
-    r.name = fmt::format("geosync zstd level {}", level);
-    r.level = level;
-    if (level != current_level_) {
-      Check(source_->Stop(), "stopping the source geosyncd");
-      nlohmann::json config;
-      std::ifstream(source_->config_path()) >> config;
-      config["compression_level"] = level;
-      std::ofstream(source_->config_path()) << config.dump(2);
-      Check(source_->Start(), "restarting the source geosyncd");
-      current_level_ = level;
+  void Report() {
+    uint64_t txns = 0, wal = 0;
+    for (const auto& b : backlogs_) {
+      txns += b.txns;
+      wal += b.wal_bytes;
     }
-    WaitFact([&] { return PortAccepts(source_port_); }, 60s, "the source geosyncd listens");
-    std::string db = SiteName(level);
-    target_->Exec(fmt::format("CREATE DATABASE {} TEMPLATE seed STRATEGY FILE_COPY", db));
-    // Replication origins are per cluster: a previous level's progress
-    // would make this replica skip the backlog.
-    target_->Exec(
-        "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname "
-        "LIKE 'geosync%'");
-    FaultProxy proxy(source_port_);
-    Check(proxy.Start(), "starting the proxy in front of the source geosyncd");
-    SiteSpec spec;
-    spec.name = db;
-    spec.dsn = target_->ConnInfo(db);
-    spec.upstream_port = proxy.port();
-    replica_ = std::make_unique<GeoSite>(spec);
-    auto t0 = Clock::now();
-    Check(replica_->Start(), "starting the geosync replica");
-    r.seconds = WaitApplied(*target_, db, OriginLsnQuery("geosync%"), target_lsn_, t0,
-                            std::chrono::seconds(flags_.deadline_seconds), r.name);
-    r.down = proxy.BytesForwarded(Direction::kServerToClient);
-    r.up = proxy.BytesForwarded(Direction::kClientToServer);
-    Check(replica_->Stop(), "stopping the geosync replica");
-    replica_.reset();
-    proxy.Stop();
-    r.matches = Fingerprint(*target_, db) == primary_fp_;
-    std::cout << fmt::format("{}: {:.2f} s, {} bytes down, {} up\n", r.name, r.seconds, r.down,
-                             r.up);
-    return r;
-  }
-
-  void Report(const std::vector<struct Run>& runs) {
-    const auto& native = runs.front();
-    double native_per_txn = double(native.down + native.up) / txns_;
     std::cout << fmt::format(
-        "\nbytes on the wire per transaction (one run; one backlog of {} pgbench transactions, "
-        "{:.1f} MB of WAL, {:.0f} WAL bytes/txn)\n",
-        txns_, wal_bytes_ / 1e6, double(wal_bytes_) / txns_);
-    std::cout << fmt::format("{:<28} {:>10} {:>8} {:>10} {:>9} {:>8} {:>9} {:>7}\n", "shipper",
-                             "down B/txn", "up B/txn", "total B/txn", "vs native", "seconds",
-                             "txn/s", "match");
-    std::string ratios;
-    for (const auto& r : runs) {
-      double per_txn = double(r.down + r.up) / txns_;
+        "\nbytes on the wire per transaction and cold drain time ({} rounds; {} pgbench "
+        "transactions, {:.1f} MB of WAL, {:.0f} WAL bytes/txn; every shipper decodes inside its "
+        "timed window)\n",
+        flags_.rounds, txns, wal / 1e6, double(wal) / txns);
+    for (const auto& b : backlogs_) {
+      std::cout << fmt::format("round {}: {} transactions, order {}\n", b.round, b.txns, b.order);
+    }
+    std::cout << fmt::format("{:>5} {:<28} {:>10} {:>8} {:>11} {:>9} {:>8} {:>8}\n", "round",
+                             "shipper", "down B/txn", "up B/txn", "total B/txn", "vs native",
+                             "seconds", "txn/s");
+    // Per shipper and round; then per shipper over all rounds (round "all").
+    std::vector<Drain> totals(shippers_.size());
+    auto row = [&](const std::string& round, const Drain& d, uint64_t n, double native_per_txn) {
+      double per_txn = double(d.down + d.up) / n;
       std::cout << fmt::format(
-          "{:<28} {:>10.1f} {:>8.1f} {:>10.1f} {:>9.3f} {:>8.2f} {:>9.0f} "
-          "{:>7}\n",
-          r.name, double(r.down) / txns_, double(r.up) / txns_, per_txn, per_txn / native_per_txn,
-          r.seconds, txns_ / r.seconds, r.matches ? "yes" : "NO");
-      if (&r != &native) {
-        ratios += fmt::format("{}level {} {:.3f} (1/{:.1f})", ratios.empty() ? "" : ", ", r.level,
-                              per_txn / native_per_txn, native_per_txn / per_txn);
+          "{:>5} {:<28} {:>10.1f} {:>8.1f} {:>11.1f} {:>9.3f} {:>8.2f} {:>8.0f}\n", round,
+          shippers_[d.shipper].name, double(d.down) / n, double(d.up) / n, per_txn,
+          per_txn / native_per_txn, d.seconds, n / d.seconds);
+    };
+    for (const auto& b : backlogs_) {
+      double native_per_txn = 0;
+      for (const auto& d : drains_) {
+        if (d.round == b.round && d.shipper == 0) native_per_txn = double(d.down + d.up) / b.txns;
+      }
+      for (size_t i = 0; i < shippers_.size(); ++i) {
+        for (const auto& d : drains_) {
+          if (d.round != b.round || d.shipper != i) continue;
+          row(std::to_string(b.round), d, b.txns, native_per_txn);
+          totals[i].shipper = i;
+          totals[i].seconds += d.seconds;
+          totals[i].down += d.down;
+          totals[i].up += d.up;
+        }
       }
     }
-    std::cout << "ratio: geosync/native bytes per txn: " << ratios << " (target <= 0.125)\n";
+    const double native_per_txn = double(totals[0].down + totals[0].up) / txns;
+    for (const auto& t : totals) row("all", t, txns, native_per_txn);
+    std::string bytes, speed;
+    for (size_t i = 1; i < totals.size(); ++i) {
+      double per_txn = double(totals[i].down + totals[i].up) / txns;
+      bytes += fmt::format("{}level {} {:.3f} (1/{:.1f})", bytes.empty() ? "" : ", ",
+                           shippers_[i].level, per_txn / native_per_txn, native_per_txn / per_txn);
+      speed += fmt::format("{}level {} {:.2f}x", speed.empty() ? "" : ", ", shippers_[i].level,
+                           totals[0].seconds / totals[i].seconds);
+    }
+    std::cout << "ratio geosync/native bytes per txn: " << bytes << " (target <= 0.125)\n";
+    std::cout << fmt::format("ratio cold geosync/native txn/s over {} rounds: {}\n", flags_.rounds,
+                             speed);
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_, target_;
-  std::unique_ptr<FaultProxy> native_proxy_;
-  std::unique_ptr<GeoSite> source_, replica_;
-  uint16_t source_port_ = 0;
-  int current_level_ = -1;
-  uint64_t txns_ = 0, wal_bytes_ = 0;
-  Lsn target_lsn_;
-  std::string primary_fp_;
+  std::unique_ptr<PgCluster> primary_;
+  std::vector<Shipper> shippers_;  // native first, then one per level
+  std::string native_subid_;
+  std::vector<struct Backlog> backlogs_;
+  std::vector<Drain> drains_;
 };
 
 }  // namespace
@@ -306,8 +344,15 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--levels", flags.levels, "geosync compression levels to measure")
       ->check(CLI::Range(0, 19));
+  app.add_option("--rounds", flags.rounds,
+                 "backlogs; odd rounds drain native first, then the levels; even rounds the "
+                 "reverse")
+      ->check(CLI::PositiveNumber);
   app.add_option("--deadline", flags.deadline_seconds, "give up on a drain after this many s")
       ->check(CLI::PositiveNumber);
+  app.add_flag("--corrupt", flags.corrupt,
+               "change one row on a target before verifying (tests the check: the run must exit "
+               "1)");
   CLI11_PARSE(app, argc, argv);
   auto start = std::chrono::steady_clock::now();
   int rc = geosync::bench::WireBench(flags).Run();
