@@ -155,6 +155,14 @@ constexpr const char* kUserRelation =
     "LIKE 'pg_toast%' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = "
     "'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
 
+// The user sequences' rows of pg_sequences.
+constexpr const char* kUserSequences =
+    "SELECT q.* FROM pg_sequences q JOIN pg_namespace n ON n.nspname = q.schemaname JOIN "
+    "pg_class c ON c.relnamespace = n.oid AND c.relname = q.sequencename WHERE "
+    "n.nspname NOT IN ('pg_catalog','information_schema','geosync','_geosync') AND NOT EXISTS "
+    "(SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND "
+    "d.deptype = 'e')";
+
 std::vector<std::string> Column0(PgCluster& cluster, const std::string& sql,
                                  const std::string& dbname) {
   PgResult r = cluster.Exec(sql, dbname);
@@ -185,18 +193,19 @@ std::vector<std::string> SchemaFingerprint(PgCluster& cluster, const std::string
                   "pg_get_constraintdef(k.oid)) FROM t JOIN pg_constraint k ON k.conrelid = t.oid "
                   "UNION ALL SELECT format('sequence %I.%I %s start %s min %s max %s increment "
                   "%s cycle %s cache %s', schemaname, sequencename, data_type, start_value, "
-                  "min_value, max_value, increment_by, cycle, cache_size) FROM pg_sequences "
-                  "WHERE schemaname NOT IN ('geosync','_geosync') ORDER BY 1",
-                  tables),
+                  "min_value, max_value, increment_by, cycle, cache_size) FROM ({}) s "
+                  "ORDER BY 1",
+                  tables, kUserSequences),
       dbname);
   std::sort(lines.begin(), lines.end());  // byte order, for std::set_difference
   return lines;
 }
 
 std::string CompareSequenceValues(PgCluster& a, PgCluster& b, const std::string& dbname) {
-  const std::string sql =
+  const std::string sql = fmt::format(
       "SELECT format('%I.%I = %s', schemaname, sequencename, coalesce(last_value::text, "
-      "'unset')) FROM pg_sequences WHERE schemaname NOT IN ('geosync','_geosync') ORDER BY 1";
+      "'unset')) FROM ({}) s ORDER BY 1",
+      kUserSequences);
   auto va = Column0(a, sql, dbname), vb = Column0(b, sql, dbname);
   if (va == vb) return "";
   return fmt::format("sequence values differ: {} has [{}], {} has [{}]", a.name(),
