@@ -354,10 +354,6 @@ int main(int argc, char** argv) {
                "change one row on the replica before verifying (tests the check: the run must "
                "exit 1)");
   CLI11_PARSE(app, argc, argv);
-  auto start = std::chrono::steady_clock::now();
-  int rc = geosync::bench::BacklogRssBench(flags).Run();
-  std::cout << fmt::format(
-      "bench_backlog_rss ran {:.0f} s\n",
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  return rc;
+  return geosync::bench::TimedMain("bench_backlog_rss",
+                                   [&] { return geosync::bench::BacklogRssBench(flags).Run(); });
 }

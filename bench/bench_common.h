@@ -78,6 +78,16 @@ inline double WaitApplied(testing::PgCluster& cluster, const std::string& dbname
                                        last.ToString(), target.ToString(), deadline.count()));
 }
 
+// Runs a benchmark program's body and prints its whole wall time under its
+// name; returns the body's exit status.
+inline int TimedMain(const std::string& name, const std::function<int()>& body) {
+  const auto start = BenchClock::now();
+  const int rc = body();
+  std::cout << fmt::format("{} ran {:.0f} s\n", name,
+                           std::chrono::duration<double>(BenchClock::now() - start).count());
+  return rc;
+}
+
 inline void WaitFact(const std::function<bool()>& fact, std::chrono::seconds deadline,
                      const std::string& what) {
   Check(testing::Poll(fact, deadline, what), "waiting until " + what);

@@ -475,10 +475,5 @@ int main(int argc, char** argv) {
                "count one insert less for pg_recvlogical (tests the check: the run must exit 1)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);  // the capture's own info lines
-  auto start = std::chrono::steady_clock::now();
-  int rc = geosync::bench::Run(flags);
-  std::cout << fmt::format(
-      "bench_decode ran {:.0f} s\n",
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  return rc;
+  return geosync::bench::TimedMain("bench_decode", [&] { return geosync::bench::Run(flags); });
 }
