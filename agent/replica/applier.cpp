@@ -11,10 +11,9 @@
 #include <ctime>
 #include <optional>
 
-#include <nlohmann/json.hpp>
-
 #include "common/ddl_text.h"
 #include "common/encoding.h"
+#include "common/logical_message.h"
 
 namespace geosync {
 namespace {
@@ -194,6 +193,10 @@ Status Applier::Run() {
     }
     if (st.code() == Code::kCancelled || !st.retryable()) break;
     spdlog::warn("apply: {}; reconnecting in {} ms", st.ToString(), delay.count());
+    {
+      std::lock_guard lock(mu_);
+      stats_.retrying = st.ToString();
+    }
     Disconnect();
     reconnecting = true;
     if (!Backoff(&delay)) {
@@ -772,21 +775,11 @@ Status Applier::SendMessage(const MessageEvent& message, int index) {
 // pipeline is drained and left for it. Prepared statements may depend on the
 // old table shapes: all are deallocated afterwards.
 Status Applier::RunDdl(const std::string& content, int index) {
-  std::string sql;
-  std::string search_path;
-  std::string role;
-  try {
-    auto json = nlohmann::json::parse(content);
-    sql = json.at("sql").get<std::string>();
-    if (json.contains("search_path") && json["search_path"].is_string()) {
-      search_path = json["search_path"].get<std::string>();
-    }
-    if (json.contains("role") && json["role"].is_string()) role = json["role"].get<std::string>();
-  } catch (const nlohmann::json::exception& e) {
-    return UnitError(
-        index, "",
-        Status::InvalidArgument(fmt::format("malformed {} message: {}", kDdlPrefix, e.what())));
-  }
+  auto parsed = ParseDdlMessage(content);
+  if (!parsed.ok()) return UnitError(index, "", parsed.status());
+  std::string sql = std::move(parsed->sql);
+  const std::string search_path = std::move(parsed->search_path);
+  const std::string role = std::move(parsed->role);
   // A caller of _geosync.emit_ddl_message inside DDL can repeat a genuine
   // message: a text runs once per source transaction.
   if (std::find(ddl_texts_.begin(), ddl_texts_.end(), sql) != ddl_texts_.end()) {
@@ -872,29 +865,14 @@ void Applier::RefuseDdl(const std::string& sql, const std::string& why, int inde
 
 // A sequence snapshot: [{"schema": ..., "name": ..., "last_value": ...}].
 Status Applier::SendSequences(const std::string& content, int index) {
-  struct Seq {
-    std::string schema, name, value;
-  };
-  std::vector<Seq> seqs;
-  try {
-    auto json = nlohmann::json::parse(content);
-    for (const auto& s : json) {
-      const auto& v = s.at("last_value");
-      if (v.is_null()) continue;  // never used on the source
-      seqs.push_back({s.at("schema").get<std::string>(), s.at("name").get<std::string>(),
-                      v.is_string() ? v.get<std::string>() : v.dump()});
-    }
-  } catch (const nlohmann::json::exception& e) {
-    return UnitError(index, "",
-                     Status::InvalidArgument(
-                         fmt::format("malformed {} message: {}", kSequencesPrefix, e.what())));
-  }
-  for (Seq& s : seqs) {
+  auto seqs = ParseSequencesMessage(content);
+  if (!seqs.ok()) return UnitError(index, "", seqs.status());
+  for (const SequenceValue& s : *seqs) {
     bool created = false;
     const auto& entry = cache_.GetFixed("setval", kSetvalSql, 3, &created);
     Datum schema{DatumKind::kText, s.schema};
     Datum name{DatumKind::kText, s.name};
-    Datum value{DatumKind::kText, s.value};
+    Datum value{DatumKind::kText, s.last_value};
     const Datum* params[] = {&schema, &name, &value};
     Expected expected{Expected::kSequence, index, " to sequence " + s.schema + "." + s.name};
     GEOSYNC_RETURN_IF_ERROR(SendPrepared(entry, created, params, std::move(expected)));
@@ -918,6 +896,7 @@ void Applier::RecordApplied(std::span<Unit> units, uint64_t groups) {
   const auto now = std::chrono::system_clock::now();
   std::lock_guard lock(mu_);
   stats_.groups += groups;
+  if (groups > 0) stats_.retrying.clear();
   for (const Unit& u : units) {
     stats_.bytes += u.bytes;
     if (!u.is_txn) {
