@@ -147,17 +147,24 @@ Status FrameEncoder::Encode(FrameType type, std::span<const uint8_t> raw, std::s
 }
 
 Result<std::optional<DecodedFrame>> FrameDecoder::Next() {
+  if (!error_.ok()) return error_;
   const uint64_t offset = reader_.stream_offset();
-  GEOSYNC_ASSIGN_OR_RETURN(std::optional<Frame> frame, reader_.Next());
-  if (!frame) return std::optional<DecodedFrame>();
-  if (!frame->header.compressed()) {
-    return std::optional<DecodedFrame>(DecodedFrame{frame->header.type, std::move(frame->payload)});
+  auto frame = reader_.Next();
+  if (!frame.ok()) {
+    error_ = frame.status();
+    return error_;
   }
-  auto raw = Unpack(frame->header, AsBytes(frame->payload));
+  if (!frame->has_value()) return std::optional<DecodedFrame>();
+  Frame& f = **frame;
+  if (!f.header.compressed()) {
+    return std::optional<DecodedFrame>(DecodedFrame{f.header.type, std::move(f.payload)});
+  }
+  auto raw = Unpack(f.header, AsBytes(f.payload));
   if (!raw.ok()) {
-    return raw.status().WithContext(fmt::format("frame at stream offset {}", offset));
+    error_ = raw.status().WithContext(fmt::format("frame at stream offset {}", offset));
+    return error_;
   }
-  return std::optional<DecodedFrame>(DecodedFrame{frame->header.type, std::move(raw).value()});
+  return std::optional<DecodedFrame>(DecodedFrame{f.header.type, std::move(raw).value()});
 }
 
 Result<std::string> FrameDecoder::Decode(const FrameHeader& header,

@@ -89,6 +89,8 @@ struct DecodedFrame {
 class FrameDecoder {
  public:
   // Over a byte stream: Feed() what the socket gave, Next() until nullopt.
+  // Errors are sticky, a failed decompression too: once the zstd stream is
+  // broken, no later frame (plain or not) can be trusted.
   void Feed(std::span<const uint8_t> bytes) { reader_.Feed(bytes); }
   Result<std::optional<DecodedFrame>> Next();
 
@@ -102,6 +104,7 @@ class FrameDecoder {
 
   FrameReader reader_;
   StreamDecompressor decompressor_;
+  Status error_;
 };
 
 }  // namespace geosync

@@ -323,5 +323,28 @@ TEST(FrameCodecTest, PayloadNearTheLimitIsSentPlainAndTheStreamStaysInStep) {
   EXPECT_EQ(got[2], PgbenchPayload(2));
 }
 
+// Found by tests/fuzz/frame_fuzz: a compressed frame that fails to
+// decompress, then a valid plain frame. The decoder used to return the plain
+// frame after the error; now the error sticks, as FrameReader's do.
+TEST(FrameCodecTest, AFailedDecompressionIsStickyEvenForALaterPlainFrame) {
+  const std::string garbage = "\x28\xb5\x2f\xfd not a zstd frame at all";
+  std::string wire;
+  AppendFrame(FrameType::kData, kFrameCompressed, 100, AsBytes(garbage), &wire);
+  std::string heartbeat;
+  EncodeHeartbeat({1, Lsn(0x10), Position{1, Lsn(0x10)}}, &heartbeat);
+  AppendFrame(FrameType::kHeartbeat, 0, static_cast<uint32_t>(heartbeat.size()), AsBytes(heartbeat),
+              &wire);
+  FrameDecoder decoder;
+  decoder.Feed(AsBytes(wire));
+  auto first = decoder.Next();
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().code(), Code::kCorruption) << first.status().ToString();
+  EXPECT_NE(first.status().message().find("stream offset 0"), std::string::npos)
+      << first.status().ToString();
+  auto second = decoder.Next();
+  ASSERT_FALSE(second.ok()) << "the plain heartbeat after a broken zstd stream was returned";
+  EXPECT_EQ(second.status().message(), first.status().message());
+}
+
 }  // namespace
 }  // namespace geosync
