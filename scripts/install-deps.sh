@@ -14,6 +14,8 @@ PACKAGES=(
   iproute2 procps util-linux
   # tests/style: every C++ file follows .clang-format
   clang-format
+  # the ASan+UBSan build and the libFuzzer harnesses of tests/fuzz
+  clang libclang-rt-14-dev
   # packaging and deployment tests: cpack's dpkg-shlibdeps (dpkg-dev, file),
   # useradd --prefix in the postinst (passwd), systemd-analyze (systemd),
   # the runbook's /metrics and /readyz calls (curl)
