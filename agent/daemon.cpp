@@ -779,6 +779,7 @@ struct ReplicaView {
     s.collapsed = as.collapsed;
     s.collapse_fallbacks = as.collapse_fallbacks;
     s.ddl_refused = as.ddl_refused;
+    s.apply_retrying = as.retrying;
     s.apply_rate = rate.PerSecond();
     s.seed = seed.Snapshot();
     return s;

@@ -260,7 +260,8 @@ nlohmann::json StatusJson(const ReplicaSnapshot& s) {
         {"ddl_refused", s.ddl_refused},
         {"failures", s.apply_failures},
         {"rate_per_second", s.apply_rate},
-        {"error", Text(s.apply_error)}}},
+        {"error", Text(s.apply_error)},
+        {"retrying", Text(s.apply_retrying)}}},
       {"network",
        {{"raw_bytes_in", s.raw_bytes_in},
         {"wire_bytes_in", s.wire_bytes_in},
@@ -274,6 +275,9 @@ nlohmann::json StatusJson(const ReplicaSnapshot& s) {
   doc["spool"] = {{"bytes", s.spool_bytes}, {"oldest", PositionJson(s.spool_oldest)}};
   std::string last_error = s.spool_write_error;
   if (last_error.empty()) last_error = s.apply_error;
+  if (last_error.empty() && !s.apply_retrying.empty()) {
+    last_error = "apply retrying: " + s.apply_retrying;
+  }
   if (last_error.empty() && !s.connected) last_error = s.receiver_error;
   doc["last_error"] = Text(last_error);
   return doc;

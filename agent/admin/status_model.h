@@ -156,6 +156,7 @@ struct ReplicaSnapshot {
   std::string spool_write_error;  // "" while the spool can be written
   std::string receiver_error;     // why the link is down (while !connected)
   std::string apply_error;        // apply stopped with this error and has not progressed since
+  std::string apply_retrying;     // a retryable error apply reconnects after (Applier::Stats)
   bool apply_running = true;
   // Counters.
   uint64_t raw_bytes_in = 0, wire_bytes_in = 0, frames = 0, records = 0;

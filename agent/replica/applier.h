@@ -80,6 +80,9 @@ class Applier {
     std::chrono::system_clock::time_point last_apply_time{};  // when it was committed here
     // last_apply_time minus last_commit_time: the apply lag at that moment.
     int64_t last_apply_lag_us = 0;
+    // The retryable error apply is reconnecting after (PostgreSQL down or
+    // restarting, out of disk: SQLSTATE 53100); "" once a group commits.
+    std::string retrying;
   };
 
   Applier(ApplierOptions options, Spool* spool);

@@ -8,6 +8,7 @@
 // identical to the primary.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -605,6 +606,150 @@ TEST_F(ShipLimitsE2E, ASpoolOnAFullDiskPausesAndResumesOnceSpaceIsFreed) {
   EXPECT_TRUE(source.IsRunning());
   EXPECT_EQ(CompareTables(*primary_, dublin_pg), "");
   EXPECT_EQ(dublin_pg.QueryValue("SELECT count(*) FROM blobs"), "12010")
+      << "every transaction applied once";
+}
+
+// The replica's PostgreSQL runs out of disk during apply: dublin keeps its
+// copy of `blobs` in a tablespace on a small tmpfs, and a filler leaves it
+// less room than the backlog. Apply fails with SQLSTATE 53100 (disk full),
+// which /status reports, rolls back and retries with its backoff while the
+// receiver keeps spooling. Once the filler is deleted, apply resumes by
+// itself: no restart, nothing lost, nothing applied twice.
+TEST_F(ShipLimitsE2E, ReplicaPostgresOutOfDiskRetriesApplyAndResumesOnceSpaceIsFreed) {
+  const std::string fs = dir_ + "/dublin-tablespace";
+  MountTmpfs(fs, 16);
+  const std::string location = fs + "/ts";
+  std::filesystem::create_directories(location);
+  if (::geteuid() == 0) {  // the server runs as postgres and must reach and own its tablespace
+    std::filesystem::permissions(
+        dir_, std::filesystem::perms::group_exec | std::filesystem::perms::others_exec,
+        std::filesystem::perm_options::add);
+    struct passwd* pw = ::getpwnam("postgres");
+    ASSERT_NE(pw, nullptr);
+    ASSERT_EQ(::chown(location.c_str(), pw->pw_uid, pw->pw_gid), 0);
+  }
+  PgCluster& dublin_pg = NewCluster("dublin");
+  GeoSite& source = AddSource(nlohmann::json::object());
+  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_);
+  ASSERT_TRUE(source.Start().ok());
+  WaitForSlot();
+  ASSERT_TRUE(dublin.Start().ok());
+  CreateBlobs();
+  InsertBlobs(10, 512);
+  WaitApplied(dublin_pg, primary_->CurrentWalLsn());
+  // A DBA's repair-path change on the replica (a superuser under
+  // session_replication_role = replica, docs/security.md): the table and
+  // its TOAST move to the small tablespace.
+  dublin_pg.Exec(fmt::format("CREATE TABLESPACE small LOCATION '{}'", location));
+  dublin_pg.Exec(
+      "SET session_replication_role = replica; ALTER TABLE blobs SET TABLESPACE small; "
+      "RESET session_replication_role");
+
+  auto status_of = [&]() {
+    admin::HttpCall call;
+    call.base_url = Url("dublin");
+    call.target = "/status";
+    auto r = admin::Http(call);
+    return r.ok() && r->status == 200 ? nlohmann::json::parse(r->body, nullptr, false)
+                                      : nlohmann::json();
+  };
+  const std::string filler = fs + "/filler";
+  FillLeaving(filler, 1u << 20);
+  const Lsn before = AppliedLsn(dublin_pg);
+  for (int i = 0; i < 8; ++i) InsertBlobs(1000, 512);  // ~4 MB in 0.5 MB transactions
+  const Lsn target = primary_->CurrentWalLsn();
+  nlohmann::json reported;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        reported = status_of();
+        return reported.is_object() && reported["last_error"].is_string() &&
+               reported["last_error"].get<std::string>().find("53100") != std::string::npos;
+      },
+      90s, "dublin reports apply retrying on SQLSTATE 53100 (disk full)"));
+  EXPECT_NE(reported["last_error"].get<std::string>().find("apply retrying"), std::string::npos)
+      << reported["last_error"];
+  EXPECT_TRUE(reported["replica"]["apply"]["retrying"].is_string()) << reported["replica"]["apply"];
+  EXPECT_TRUE(reported["replica"]["apply"]["error"].is_null())
+      << "a full disk is retried, not a stop that needs a DBA";
+  EXPECT_LT(AppliedLsn(dublin_pg), target);
+  EXPECT_GE(AppliedLsn(dublin_pg), before);
+  std::filesystem::remove(filler);
+  WaitApplied(dublin_pg, target, 180s);
+  EXPECT_TRUE(dublin.IsRunning()) << "apply retried inside the agent; nothing restarted it";
+  EXPECT_TRUE(source.IsRunning());
+  EXPECT_TRUE(status_of()["replica"]["apply"]["retrying"].is_null());
+  EXPECT_EQ(CompareTables(*primary_, dublin_pg), "");
+  EXPECT_EQ(dublin_pg.QueryValue("SELECT count(*) FROM blobs"), "8010")
+      << "every transaction applied once";
+}
+
+// kill -9 right after a spool segment rotates, then a restart with a larger
+// segment_mb, four times in turn on the source and on a replica while a
+// writer keeps committing 100 kB transactions. The restarted agent reopens
+// its newest segment under the new size and never appends to a sealed one
+// (docs/spool.md). Every table ends identical, every row applied once.
+TEST_F(ShipLimitsE2E, KillNineRightAfterSegmentRotationsThenLargerSegmentsLoseNothing) {
+  PgCluster& dublin_pg = NewCluster("dublin");
+  GeoSite& source = AddSource({{"spool", {{"segment_mb", 1}, {"max_mb", 0}}}});
+  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_, {{"spool", {{"segment_mb", 1}}}});
+  ASSERT_TRUE(source.Start().ok());
+  WaitForSlot();
+  ASSERT_TRUE(dublin.Start().ok());
+  CreateBlobs();
+  InsertBlobs(10, 512);
+  WaitApplied(dublin_pg, primary_->CurrentWalLsn());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> inserted{10};
+  std::thread writer([&] {
+    while (!stop) {
+      InsertBlobs(200, 512);
+      inserted += 200;
+    }
+  });
+  auto config_of = [](GeoSite& site) {
+    std::ifstream in(site.config_path());
+    return nlohmann::json::parse(in);
+  };
+  // The newest segment file of a spool directory: its name and size.
+  auto newest = [](const std::string& dir) {
+    std::pair<std::string, uintmax_t> best;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.ends_with(".seg") && name > best.first) best = {name, e.file_size(ec)};
+    }
+    return best;
+  };
+  for (int round = 0; round < 4; ++round) {
+    GeoSite& victim = round % 2 == 0 ? source : dublin;
+    nlohmann::json config = config_of(victim);
+    const std::string spool_dir = config["spool"]["dir"].get<std::string>();
+    const std::string before = newest(spool_dir).first;
+    std::pair<std::string, uintmax_t> fresh;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          fresh = newest(spool_dir);
+          return fresh.first > before && fresh.second < (256u << 10);
+        },
+        60s, "a new segment in " + spool_dir));
+    ASSERT_TRUE(victim.Kill9().ok());
+    std::cerr << "round " << round << ": killed " << victim.spec().name << " with segment "
+              << fresh.first << " at " << fresh.second << " bytes\n";
+    config["spool"]["segment_mb"] = config["spool"]["segment_mb"].get<int>() * 2;
+    std::ofstream(victim.config_path()) << config.dump(2);
+    ASSERT_TRUE(victim.Start().ok());
+  }
+  stop = true;
+  writer.join();
+  // A few more segments under the new sizes.
+  for (int i = 0; i < 20; ++i) InsertBlobs(200, 512);
+  const Lsn target = primary_->CurrentWalLsn();
+  WaitApplied(dublin_pg, target, 180s);
+  EXPECT_TRUE(source.IsRunning()) << "a restart after kill -9 opened its spool";
+  EXPECT_TRUE(dublin.IsRunning());
+  EXPECT_EQ(CompareTables(*primary_, dublin_pg), "");
+  EXPECT_EQ(dublin_pg.QueryValue("SELECT count(*) FROM blobs"), std::to_string(inserted + 4000))
       << "every transaction applied once";
 }
 
