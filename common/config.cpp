@@ -201,7 +201,9 @@ Result<Config> ParseConfig(std::string_view json_text, const std::string& path) 
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number beyond a double (found by
+    // tests/fuzz/config_fuzz: it escaped and terminated the process).
     return Status::Config(fmt::format("config {}: not valid JSON: {}", path, e.what()));
   }
   if (!doc.is_object()) {

@@ -335,6 +335,15 @@ TEST(Topology, ParsesSitesAndRejectsUnknownKeys) {
           .ok());
 }
 
+// Found by tests/fuzz/config_fuzz, as for ParseConfig.
+TEST(Topology, ANumberBeyondADoubleIsAnErrorNamingTheFile) {
+  auto t = ParseTopology(R"({"cluster_id": 1e999, "sites": []})", "t.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), Code::kConfig);
+  EXPECT_NE(t.status().message().find("topology t.json: not valid JSON"), std::string::npos)
+      << t.status().message();
+}
+
 TEST(Table, UnreachableSiteIsARowWithItsError) {
   TopologySite f{"frankfurt", "http://127.0.0.1:1", ""};
   TopologySite d{"dublin", "http://127.0.0.1:2", ""};

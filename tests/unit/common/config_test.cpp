@@ -39,6 +39,19 @@ std::string Replace(std::string s, const std::string& from, const std::string& t
   return s;
 }
 
+// Found by tests/fuzz/config_fuzz: a number beyond a double made the JSON
+// parser throw out_of_range, which escaped ParseConfig and terminated the
+// process instead of naming the file.
+TEST(ConfigTest, ANumberBeyondADoubleIsAConfigErrorNamingTheFile) {
+  auto r = ParseConfig(R"({"cluster_id": "prod", "compression_level": 1e999})", "site.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kConfig);
+  EXPECT_NE(r.status().message().find("config site.json: not valid JSON"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("number overflow"), std::string::npos)
+      << r.status().message();
+}
+
 TEST(ConfigTest, ValidReplicaLoadsWithDefaults) {
   auto r = ParseConfig(kValidReplica, "site.json");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
