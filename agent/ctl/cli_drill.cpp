@@ -18,6 +18,7 @@
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
 #include "agent/ctl/drill_report.h"
+#include "agent/ctl/drill_switchover.h"
 #include "agent/ctl/promote_plan.h"
 #include "agent/exit_codes.h"
 
@@ -35,6 +36,9 @@ struct DrillArgs {
   std::string report_dir = "geosync-drills";
   bool history = false;
   int timeout_s = 120;
+  bool switchover = false;  // drill --switchover (drill_switchover.h)
+  std::string client_dsn;
+  std::string client_table = "geosync_drill_writes";
 };
 
 std::string IsoNow() {
@@ -109,6 +113,17 @@ int RunHistory(const DrillArgs& args) {
 
 int RunDrill(const DrillArgs& args) {
   if (args.history) return RunHistory(args);
+  if (args.switchover) {
+    SwitchoverDrillArgs s;
+    s.topology = args.topology;
+    s.token_file = args.token_file;
+    s.site = args.site;
+    s.client_dsn = args.client_dsn;
+    s.client_table = args.client_table;
+    s.report_dir = args.report_dir;
+    s.timeout_s = args.timeout_s;
+    return RunSwitchoverDrill(s);
+  }
   auto topology = admin::LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
   auto token = admin::ReadTokenFile(args.token_file, "--token-file");
@@ -252,9 +267,20 @@ void RegisterDrillCommands(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<DrillArgs>();
   auto* cmd = app.add_subcommand("drill",
                                  "DR rehearsal on a frozen replica: time until writable, "
-                                 "data at risk (RPO) and probes, rolled back; --history shows "
-                                 "past drills");
+                                 "data at risk (RPO) and probes, rolled back; --switchover: a "
+                                 "real switchover to the site and back under load; --history "
+                                 "shows past drills");
   cmd->add_option("--site", args->site, "the replica to rehearse on");
+  cmd->add_flag("--switchover", args->switchover,
+                "switch the source role over to --site and back, measuring write "
+                "unavailability with a client writing through --client-dsn");
+  cmd->add_option("--client-dsn", args->client_dsn,
+                  "--switchover: libpq DSN listing every site's PostgreSQL with "
+                  "target_session_attrs=read-write (passwords from ~/.pgpass or PGPASSFILE, never "
+                  "here)");
+  cmd->add_option("--client-table", args->client_table,
+                  "--switchover: the table the client writes to, created if missing and "
+                  "replicated (default geosync_drill_writes)");
   cmd->add_option("--topology", args->topology, "topology file");
   cmd->add_option("--token-file", args->token_file, "file holding the admin bearer token");
   cmd->add_option("--probe", args->probes, "SQL to run while the site is writable (repeat)");
@@ -267,6 +293,11 @@ void RegisterDrillCommands(CLI::App& app, int* exit_code) {
     if (!args->history &&
         (args->site.empty() || args->topology.empty() || args->token_file.empty())) {
       std::cerr << "geosyncctl: drill needs --site, --topology and --token-file (or --history)\n";
+      *exit_code = kExitUsage;
+      return;
+    }
+    if (args->switchover && args->client_dsn.empty()) {
+      std::cerr << "geosyncctl: drill --switchover needs --client-dsn\n";
       *exit_code = kExitUsage;
       return;
     }

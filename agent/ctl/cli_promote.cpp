@@ -355,7 +355,7 @@ int Prepare(Run& run, const PromoteArgs& args) {
   return -1;
 }
 
-int RunSwitchover(const PromoteArgs& args) {
+int RunSwitchover(const PromoteArgs& args, SwitchoverOutcome* outcome = nullptr) {
   Run run{args};
   if (int rc = Prepare(run, args); rc >= 0) return rc;
   std::cout << FormatSurvey(run.sites);
@@ -390,6 +390,10 @@ int RunSwitchover(const PromoteArgs& args) {
   std::cout << fmt::format("  writes on {} are refused from step 1 until step 3 ends\n",
                            run.old_source);
   if (int rc = Proceed(run, "switchover", kSwitchover, plan.first_step); rc >= 0) return rc;
+  if (outcome) {
+    outcome->unavailable_s = run.unavailable_s;
+    outcome->epoch = run.new_epoch;
+  }
   std::cout << "\n" << FormatSurvey(run.sites);
   std::cout << fmt::format(
       "switchover complete: {} is the source at epoch {}; writes were unavailable for {:.2f} s\n",
@@ -541,6 +545,19 @@ void AddCommon(CLI::App* cmd, PromoteArgs& a) {
 }
 
 }  // namespace
+
+SwitchoverOutcome SwitchoverForDrill(const std::string& topology, const std::string& token_file,
+                                     const std::string& to, int timeout_s) {
+  PromoteArgs args;
+  args.topology = topology;
+  args.token_file = token_file;
+  args.to = to;
+  args.yes = true;
+  args.timeout_s = timeout_s;
+  SwitchoverOutcome outcome;
+  outcome.exit_code = RunSwitchover(args, &outcome);
+  return outcome;
+}
 
 void RegisterPromoteCommands(CLI::App& app, int* exit_code) {
   auto sw = std::make_shared<PromoteArgs>();

@@ -262,6 +262,14 @@ int RunVerify(const VerifyArgs& args) {
 
 }  // namespace
 
+int VerifyForDrill(const std::string& topology, const std::string& token_file, int timeout_s) {
+  VerifyArgs args;
+  args.topology = topology;
+  args.token_file = token_file;
+  args.timeout_s = timeout_s;
+  return RunVerify(args);
+}
+
 void RegisterVerifyCommands(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<VerifyArgs>();
   auto* cmd = app.add_subcommand(

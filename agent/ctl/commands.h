@@ -21,4 +21,17 @@ void RegisterSeedCommands(CLI::App& app, int* exit_code);     // seed
 // Prints a failed Status on stderr as "geosyncctl: ..." and returns its exit code.
 int Fail(const Status& status);
 
+// `geosyncctl switchover --to TO --yes` as `drill --switchover` runs it,
+// printing what the command prints; with what it measured.
+struct SwitchoverOutcome {
+  int exit_code = 0;
+  double unavailable_s = 0;  // geosyncctl's own figure: old source fenced to target writable
+  uint64_t epoch = 0;        // the target's new epoch
+};
+SwitchoverOutcome SwitchoverForDrill(const std::string& topology, const std::string& token_file,
+                                     const std::string& to, int timeout_s);
+// `geosyncctl verify` of every replica; its exit code (0 equal, kExitDifferent,
+// kExitBehind, or another failure).
+int VerifyForDrill(const std::string& topology, const std::string& token_file, int timeout_s);
+
 }  // namespace geosync::ctl

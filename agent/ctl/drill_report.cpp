@@ -109,13 +109,76 @@ const json& WritableSeconds(const json& r) {
   return kNull;
 }
 
+// The summary's "what was tested", by kind.
+std::string WhatWasTested(const json& r) {
+  const std::string site = Escape(r.value("site", ""));
+  if (r.value("kind", "") == "switchover") {
+    const json& sw = r.value("switchover", json::object());
+    const json& v = sw.value("verify", json::object());
+    auto name = [&](const char* k) {
+      return v.value(k, json()).is_string() ? v[k].get<std::string>() : "not run";
+    };
+    return fmt::format(
+        "A planned switchover under the live workload: the source role moved from {0} to {1} "
+        "and back to {0} with <code>geosyncctl switchover</code>, while a client wrote one row "
+        "every {2} ms through a multi-host DSN ({3} acknowledged writes, {4} failed attempts). "
+        "Every acknowledged write was looked up on the new source after each move. verify "
+        "compared every replicated table of every site: before {5}, between {6}, after {7}.",
+        Escape(sw.value("back_to", "")), site, sw.value("write_interval_ms", 0),
+        sw.value("client_writes", 0), sw.value("client_failed_attempts", 0), Escape(name("before")),
+        Escape(name("between")), Escape(name("after")));
+  }
+  return fmt::format(
+      "Taking over on a replica. Apply on {} was frozen at {} (every source transaction up to it "
+      "applied, none after: the state a promotion starts from); the site was made writable in a "
+      "transaction, the probes below ran in it, and everything was rolled back. Neither the "
+      "source nor the site's data was changed.",
+      site, Escape(r.value("position", "")));
+}
+
 }  // namespace
 
 json DrillFigures(const json& r) {
   const json& rpo = r.value("rpo", json::object());
-  auto figure = [](const char* name, const json& value, const char* unit, const char* method) {
+  auto figure = [](const std::string& name, const json& value, const char* unit,
+                   const std::string& method) {
     return json{{"name", name}, {"value", value}, {"unit", unit}, {"method", method}};
   };
+  if (r.value("kind", "") == "switchover") {
+    const json& sw = r.value("switchover", json::object());
+    auto leg = [&](const char* which, const char* key) {
+      const json& l = sw.value(which, json());
+      return l.is_object() && l.contains(key) ? l[key] : json();
+    };
+    const std::string site = r.value("site", ""), back = sw.value("back_to", "");
+    const std::string unavailable =
+        "The longest gap between two acknowledged writes of a client that writes one row "
+        "every 20 ms through a libpq multi-host DSN with target_session_attrs=read-write "
+        "(--client-dsn) and reconnects after every failure, among the gaps that overlap the "
+        "window from the switchover's start to the client's first write after it ended. It is "
+        "what an application that follows the primary with libpq alone sees.";
+    return json::array({
+        figure("write unavailability during switchover to " + site,
+               leg("there", "write_unavailable_seconds"), "s", unavailable),
+        figure("write unavailability during switchover back to " + back,
+               leg("back", "write_unavailable_seconds"), "s", unavailable),
+        figure("data at risk (RPO), transactions", rpo.value("transactions", json()),
+               "transactions",
+               "Writes the client saw acknowledged that the new source lacked, counted by key "
+               "on the new source right after each switchover (the larger of the two). verify "
+               "also compared every replicated table of every site before, between and after: "
+               "see the switchover section."),
+        figure("time back in sync", r.value("restored_seconds", json()), "s",
+               "From the drill's start until, after the move back, every replica had applied "
+               "what the source held when the move back ended."),
+        figure("fence to writable, as geosyncctl measured it, to " + site,
+               leg("there", "geosyncctl_unavailable_seconds"), "s",
+               "Timed by the switchover command itself, from sending the fence to the old source "
+               "until the target's promotion returned. It counts the tool's own round trips and "
+               "waits, so it can be longer or shorter than what a client saw; the client's gap "
+               "above is the figure to quote."),
+    });
+  }
   return json::array({
       figure("time until writable on the frozen replica", WritableSeconds(r), "s",
              "From the drill's start (the CLI's request to the site) until a READ WRITE "
@@ -192,10 +255,7 @@ td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; vertical-
 <tr><th>date</th><td>{started} to {finished} (UTC)</td></tr>
 <tr><th>cluster</th><td>{cluster}</td></tr>
 <tr><th>sites</th><td>drilled: {site}; source at the time: {source} (epoch {epoch})</td></tr>
-<tr><th>what was tested</th><td>Taking over on a replica. Apply on {site} was frozen at {position}
-(every source transaction up to it applied, none after: the state a promotion starts from); the
-site was made writable in a transaction, the probes below ran in it, and everything was rolled
-back. Neither the source nor the site's data was changed.</td></tr>
+<tr><th>what was tested</th><td>{tested}</td></tr>
 <tr><th>outcome</th><td class="{result}">{result}{error}</td></tr>
 </table>
 <h2>Figures</h2>
@@ -214,8 +274,9 @@ back. Neither the source nor the site's data was changed.</td></tr>
 {probes}</table>
 </body></html>
 )",
-      fmt::arg("site", Escape(r.value("site", ""))), fmt::arg("started", r.value("started", "")),
-      fmt::arg("finished", r.value("finished", "")), fmt::arg("result", r.value("result", "")),
+      fmt::arg("tested", WhatWasTested(r)), fmt::arg("site", Escape(r.value("site", ""))),
+      fmt::arg("started", r.value("started", "")), fmt::arg("finished", r.value("finished", "")),
+      fmt::arg("result", r.value("result", "")),
       fmt::arg("cluster", Escape(r.value("cluster_id", ""))),
       fmt::arg("source", Escape(r.value("source", ""))), fmt::arg("epoch", Num(r["epoch"])),
       fmt::arg("position", Escape(r.value("position", ""))), fmt::arg("figures", figures),

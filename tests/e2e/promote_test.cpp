@@ -729,6 +729,99 @@ TEST_F(PromoteE2E, DrillUnderLoadLeavesTheSiteAsItWasAndItsReportRenders) {
   EXPECT_NE(out.output.find("failed"), std::string::npos) << out.output;
 }
 
+// Issue #18: drill --switchover under pgbench. The source role moves to
+// dublin and back while the drill's client writes through a multi-host DSN;
+// the report (valid against its schema, rendered in headless Chromium)
+// carries the write unavailability each way, zero acknowledged writes
+// missing, verify equal before, between and after, and the time back in
+// sync. Every site ends identical, with frankfurt the source again.
+TEST_F(PromoteE2E, SwitchoverDrillUnderLoadMeasuresWriteUnavailabilityAndLosesNothing) {
+  StartAll();
+  pg_[0]->RunPgbench({"-i", "-s", "1", "-q"});
+  pg_[0]->Exec("CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL)");
+  ExpectIdentical(0, 1, {1, 2});
+  std::thread load([&] { Load(0, 20, Cut::kMayBeCut); });
+  ASSERT_TRUE(WaitFor([&] { return Count(1, "SELECT count(*) FROM orders") > 20; }, 60s,
+                      "load reaches dublin"));
+  const std::string dsn = fmt::format(
+      "host=127.0.0.1,127.0.0.1,127.0.0.1 port={},{},{} user=postgres dbname=postgres "
+      "connect_timeout=2 target_session_attrs=read-write",
+      pg_[0]->port(), pg_[1]->port(), pg_[2]->port());
+  const std::string reports = dir_ + "/drills";
+  ProcessOutput out =
+      Ctl({"drill", "--switchover", "--site", "dublin", "--client-dsn", dsn, "--topology",
+           topology_, "--token-file", token_file_, "--report-dir", reports});
+  load.join();
+  std::cout << out.output;
+  ASSERT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("drill passed: write unavailability during switchover to dublin "),
+            std::string::npos)
+      << out.output;
+
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(reports)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(files.size(), 2u) << "one .html and one .json";
+  const std::string html = files[0], json = files[1];
+  ProcessSpec validate;
+  validate.argv = {"/usr/bin/python3", "-c",
+                   "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])),"
+                   " json.load(open(sys.argv[2])))",
+                   json, SourceDir() + "/schemas/drill_report.schema.json"};
+  auto valid = RunProgram(validate, 60s);
+  ASSERT_TRUE(valid.ok());
+  EXPECT_EQ(valid->exit_status, 0) << valid->output;
+  nlohmann::json report = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_EQ(report["kind"], "switchover");
+  EXPECT_EQ(report["result"], "passed") << report["error"];
+  const nlohmann::json& sw = report["switchover"];
+  for (const char* leg : {"there", "back"}) {
+    ASSERT_TRUE(sw[leg]["write_unavailable_seconds"].is_number()) << sw.dump();
+    const double gap = sw[leg]["write_unavailable_seconds"].get<double>();
+    // The fence stops writes until the target is promoted: the client saw
+    // a real interruption, well beyond its 20 ms pace, and a bounded one.
+    EXPECT_GT(gap, 0.05) << leg;
+    EXPECT_LT(gap, 60) << leg;
+    EXPECT_GT(sw[leg]["geosyncctl_unavailable_seconds"].get<double>(), 0) << leg;
+    EXPECT_EQ(sw[leg]["acknowledged_writes_missing"], 0) << leg;
+    EXPECT_GT(sw[leg]["acknowledged_writes"].get<int64_t>(), 10) << leg;
+  }
+  EXPECT_EQ(sw["there"]["to"], "dublin");
+  EXPECT_EQ(sw["back"]["to"], "frankfurt");
+  EXPECT_EQ(sw["there"]["epoch"], 2);
+  EXPECT_EQ(sw["back"]["epoch"], 3);
+  EXPECT_EQ(sw["verify"]["before"], "equal");
+  EXPECT_EQ(sw["verify"]["between"], "equal");
+  EXPECT_EQ(sw["verify"]["after"], "equal");
+  EXPECT_EQ(report["rpo"]["transactions"], 0);
+  EXPECT_TRUE(report["restored_seconds"].is_number());
+  ASSERT_EQ(report["figures"].size(), 5u) << report.dump();
+  EXPECT_EQ(report["figures"][0]["name"], "write unavailability during switchover to dublin");
+  EXPECT_EQ(report["figures"][1]["name"],
+            "write unavailability during switchover back to frankfurt");
+  EXPECT_EQ(report["figures"][2]["name"], "data at risk (RPO), transactions");
+  // The client's rows are on every site: the drill's own writes replicated.
+  const int64_t client_rows = Count(0, "SELECT count(*) FROM geosync_drill_writes");
+  EXPECT_EQ(client_rows, sw["client_writes"].get<int64_t>());
+  ExpectIdentical(0, 3, {1, 2});
+  nlohmann::json status = SiteStatus(0);
+  ASSERT_TRUE(status.is_object());
+  EXPECT_EQ(status["role"], "source");
+
+  const std::string chromium = "/usr/bin/chromium";
+  ASSERT_EQ(::access(chromium.c_str(), X_OK), 0) << chromium << " is missing (install-deps.sh)";
+  ProcessSpec dom;
+  dom.argv = {chromium,        "--headless", "--no-sandbox",
+              "--disable-gpu", "--dump-dom", "file://" + html};
+  auto dom_r = RunProgram(dom, 120s);
+  ASSERT_TRUE(dom_r.ok());
+  EXPECT_NE(dom_r->output.find("id=\"summary\""), std::string::npos) << dom_r->output;
+  EXPECT_NE(dom_r->output.find("A planned switchover under the live workload"), std::string::npos);
+  EXPECT_NE(dom_r->output.find("write unavailability during switchover to dublin"),
+            std::string::npos);
+  EXPECT_NE(dom_r->output.find("<polyline id=\"lag-line\""), std::string::npos);
+}
+
 TEST_F(PromoteE2E, UnauthenticatedPromotionIsRefused) {
   StartAll();
   for (const char* bearer : {"", "wrong-token"}) {
