@@ -13,6 +13,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <cstdlib>
+#include <ctime>
 #include <thread>
 
 #include <fmt/format.h>
@@ -42,6 +43,7 @@
 #include "agent/source/stream_server.h"
 #include "agent/state/state_file.h"
 #include "agent/verify/drill_job.h"
+#include "agent/verify/drill_log.h"
 #include "agent/verify/verify_job.h"
 #include "common/encoding.h"
 #include "common/handshake.h"
@@ -140,6 +142,27 @@ Result<std::unique_ptr<admin::AdminServer>> StartAdmin(asio::io_context& io, con
                                                        admin::AdminHandlers handlers) {
   if (!config.admin.listen) return std::unique_ptr<admin::AdminServer>();
   GEOSYNC_ASSIGN_OR_RETURN(admin::AdminServerOptions o, AdminOptionsFor(config));
+  // Every role keeps when each kind of drill last passed here.
+  auto passed = DrillLog::Read(config.state_dir);
+  if (!passed.ok()) {
+    spdlog::warn("{}; starting with an empty drill log", passed.status().ToString());
+  }
+  auto drills = std::make_shared<DrillLog>(
+      config.state_dir, passed.ok() ? *passed : std::map<std::string, int64_t>{});
+  handlers.actions["drill/passed"] = [drills](const admin::QueryParams& q) {
+    auto it = q.find("kind");
+    Status st = drills->Record(it == q.end() ? "" : it->second, std::time(nullptr));
+    if (!st.ok()) {
+      return admin::HttpReply{st.code() == Code::kInvalidArgument ? 400u : 500u,
+                              "text/plain; charset=utf-8", st.ToString() + "\n"};
+    }
+    return admin::HttpReply{200, "text/plain; charset=utf-8", "recorded\n"};
+  };
+  if (handlers.metrics) {
+    handlers.metrics = [inner = std::move(handlers.metrics), drills] {
+      return inner() + drills->MetricsText();
+    };
+  }
   auto server = std::make_unique<admin::AdminServer>(io, o, std::move(handlers));
   GEOSYNC_RETURN_IF_ERROR(server->Listen());
   asio::co_spawn(io, server->AcceptLoop(), asio::detached);

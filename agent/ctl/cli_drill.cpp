@@ -255,7 +255,10 @@ int RunDrill(const DrillArgs& args) {
         "  probe {}: {}\n", p.value("sql", ""),
         p.value("ok", false) ? "ok, " + p.value("result", "") : "FAILED: " + p.value("error", ""));
   }
-  if (report["result"] == "passed") return kExitOk;
+  if (report["result"] == "passed") {
+    RecordDrillPassed(*topology, {args.site}, "frozen-replica", *token);
+    return kExitOk;
+  }
   std::cerr << fmt::format("geosyncctl: drill on {} failed: {}; the site was rolled back\n",
                            args.site, DrillFailure(result, probes_ok, restored >= 0));
   return kExitDrillFailed;

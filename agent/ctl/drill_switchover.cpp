@@ -287,6 +287,27 @@ class LagSampler {
 
 }  // namespace
 
+void RecordDrillPassed(const admin::Topology& topology, const std::vector<std::string>& sites,
+                       const std::string& kind, const std::string& token) {
+  for (const auto& name : sites) {
+    for (const auto& site : topology.sites) {
+      if (site.name != name) continue;
+      admin::HttpCall call;
+      call.method = "POST";
+      call.base_url = site.admin;
+      call.target = "/admin/drill/passed?kind=" + admin::QueryEncode(kind);
+      call.bearer = token;
+      call.timeout = std::chrono::seconds(10);
+      auto a = admin::Http(call);
+      if (!a.ok() || a->status != 200) {
+        std::cerr << fmt::format(
+            "geosyncctl: warning: site {} did not record the passed drill: {}\n", name,
+            a.ok() ? a->body : a.status().ToString());
+      }
+    }
+  }
+}
+
 int RunSwitchoverDrill(const SwitchoverDrillArgs& args) {
   if (Status st = CheckClientDsn(args.client_dsn); !st.ok()) return Fail(st);
   auto topology = admin::LoadTopology(args.topology);
@@ -473,7 +494,10 @@ int RunSwitchoverDrill(const SwitchoverDrillArgs& args) {
       client.failures(), missing_max, sw["verify"]["before"].dump(), sw["verify"]["between"].dump(),
       sw["verify"]["after"].dump(),
       restored >= 0 ? fmt::format("{:.3f}", restored) : std::string("unknown"), *path);
-  if (failure.empty()) return kExitOk;
+  if (failure.empty()) {
+    RecordDrillPassed(*topology, {args.site, from}, "switchover", *token);
+    return kExitOk;
+  }
   std::cerr << fmt::format("geosyncctl: switchover drill to {} failed: {}\n", args.site, failure);
   return kExitDrillFailed;
 }

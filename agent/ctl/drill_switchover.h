@@ -4,8 +4,18 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include "agent/admin/status_model.h"
 
 namespace geosync::ctl {
+
+// POST /admin/drill/passed?kind=KIND on each named site, so that its
+// /metrics says when a drill of that kind last passed there
+// (agent/verify/drill_log.h). A site that does not answer gets a warning on
+// stderr: the drill itself passed.
+void RecordDrillPassed(const admin::Topology& topology, const std::vector<std::string>& sites,
+                       const std::string& kind, const std::string& token);
 
 struct SwitchoverDrillArgs {
   std::string topology;

@@ -147,9 +147,13 @@ Status WriteSiteState(const std::string& dir, const SiteState& s) {
   for (const Position& p : s.history) history.push_back(p.ToString());
   doc["history"] = std::move(history);
   if (s.promotion_final.lsn.valid()) doc["promotion_final"] = s.promotion_final.ToString();
-  std::string path = StatePath(dir);
+  return WriteFileAtomically(dir, "state.json", doc.dump(2) + "\n");
+}
+
+Status WriteFileAtomically(const std::string& dir, const std::string& name,
+                           const std::string& text) {
+  std::string path = dir + "/" + name;
   std::string tmp = path + ".tmp";
-  std::string text = doc.dump(2) + "\n";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) return Status::Io(fmt::format("create {}: {}", tmp, std::strerror(errno)));
   ssize_t n = ::write(fd, text.data(), text.size());

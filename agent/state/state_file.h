@@ -64,6 +64,9 @@ const char* SeedStateName(SeedState s);  // "none", "in_progress", "done"
 Result<SiteState> ReadSiteState(const std::string& dir);
 // Atomically replaces <dir>/state.json (creating dir if needed).
 Status WriteSiteState(const std::string& dir, const SiteState& state);
+// Writes <dir>/<name> the same way: temp file, fsync, rename, fsync dir.
+Status WriteFileAtomically(const std::string& dir, const std::string& name,
+                           const std::string& text);
 // Reads the state, or creates it from the config on first start. A state
 // whose cluster id or site differs from the config is a Config error.
 Result<SiteState> LoadOrInitSiteState(const Config& config);

@@ -8,13 +8,15 @@
 #   share/geosync/monitoring/               Prometheus alert rules, Grafana dashboard
 #   share/doc/geosync/                      docs/ (runbook, configuration, examples)
 #   lib/systemd/system/geosyncd@.service    one instance per /etc/geosync/SITE.json
+#   lib/systemd/system/geosync-drill@.{service,timer}  weekly drill on a replica
 set(GEOSYNC_PACKAGING_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/schemas/ DESTINATION share/geosync/schemas)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/ DESTINATION share/doc/geosync)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/monitoring/ DESTINATION share/geosync/monitoring)
 install(PROGRAMS ${PROJECT_SOURCE_DIR}/scripts/make-certs.sh DESTINATION share/geosync)
-install(FILES ${GEOSYNC_PACKAGING_DIR}/geosyncd@.service DESTINATION lib/systemd/system)
+install(FILES ${GEOSYNC_PACKAGING_DIR}/geosyncd@.service ${GEOSYNC_PACKAGING_DIR}/geosync-drill@.service
+              ${GEOSYNC_PACKAGING_DIR}/geosync-drill@.timer DESTINATION lib/systemd/system)
 
 set(CPACK_PACKAGE_NAME geosync)
 set(CPACK_PACKAGE_VENDOR "geosync")

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -180,6 +181,20 @@ class PromoteE2E : public PgClusterTest {
   }
 
   int64_t Count(int i, const std::string& sql) { return std::stoll(pg_[i]->QueryValue(sql)); }
+
+  // When site i says a drill of `kind` last passed (its /metrics), or -1.
+  int64_t DrillPassedAt(int i, const std::string& kind) {
+    admin::HttpCall call;
+    call.base_url = AdminUrl(i);
+    call.target = "/metrics";
+    call.bearer = TestToken("promote");
+    auto r = admin::Http(call);
+    if (!r.ok() || r->status != 200) return -1;
+    const std::string key = "geosync_drill_last_passed_timestamp_seconds{kind=\"" + kind + "\"} ";
+    const size_t at = r->body.find(key);
+    if (at == std::string::npos) return -1;
+    return std::stoll(r->body.substr(at + key.size()));
+  }
 
   std::string dir_, token_file_, topology_, script_;
   PgCluster* pg_[kSites] = {};
@@ -622,6 +637,8 @@ TEST_F(PromoteE2E, DrillUnderLoadLeavesTheSiteAsItWasAndItsReportRenders) {
   ASSERT_TRUE(WaitFor([&] { return Count(1, "SELECT count(*) FROM orders") > 20; }, 60s,
                       "load reaches dublin"));
   const std::string reports = dir_ + "/drills";
+  const int64_t before = std::time(nullptr);
+  EXPECT_EQ(DrillPassedAt(1, "frozen-replica"), -1) << "no drill has passed yet";
   ProcessOutput out =
       Ctl({"drill", "--site", "dublin", "--topology", topology_, "--token-file", token_file_,
            "--report-dir", reports, "--probe", "SELECT count(*) FROM pgbench_accounts", "--probe",
@@ -635,6 +652,11 @@ TEST_F(PromoteE2E, DrillUnderLoadLeavesTheSiteAsItWasAndItsReportRenders) {
   EXPECT_NE(out.output.find("probe SELECT count(*) FROM pgbench_accounts: ok, 100000"),
             std::string::npos)
       << out.output;
+  // The passed drill is on record on the drilled site, for the
+  // GeosyncDrillOverdue alert; the undrilled site has none.
+  EXPECT_GE(DrillPassedAt(1, "frozen-replica"), before);
+  EXPECT_LE(DrillPassedAt(1, "frozen-replica"), std::time(nullptr));
+  EXPECT_EQ(DrillPassedAt(2, "frozen-replica"), -1);
   // The drilled site and the undrilled one are identical to the primary, and
   // dublin applied the whole stream again (its probe's update rolled back).
   ExpectIdentical(0, 1, {1, 2});
@@ -748,6 +770,7 @@ TEST_F(PromoteE2E, SwitchoverDrillUnderLoadMeasuresWriteUnavailabilityAndLosesNo
       "connect_timeout=2 target_session_attrs=read-write",
       pg_[0]->port(), pg_[1]->port(), pg_[2]->port());
   const std::string reports = dir_ + "/drills";
+  const int64_t before = std::time(nullptr);
   ProcessOutput out =
       Ctl({"drill", "--switchover", "--site", "dublin", "--client-dsn", dsn, "--topology",
            topology_, "--token-file", token_file_, "--report-dir", reports});
@@ -757,6 +780,10 @@ TEST_F(PromoteE2E, SwitchoverDrillUnderLoadMeasuresWriteUnavailabilityAndLosesNo
   EXPECT_NE(out.output.find("drill passed: write unavailability during switchover to dublin "),
             std::string::npos)
       << out.output;
+  // Both sites of the move record the passed switchover drill.
+  EXPECT_GE(DrillPassedAt(0, "switchover"), before);
+  EXPECT_GE(DrillPassedAt(1, "switchover"), before);
+  EXPECT_EQ(DrillPassedAt(2, "switchover"), -1);
 
   std::vector<std::string> files;
   for (const auto& e : std::filesystem::directory_iterator(reports)) files.push_back(e.path());

@@ -56,7 +56,8 @@ for f in usr/bin/geosyncd usr/bin/geosyncctl usr/share/geosync/make-certs.sh \
          usr/share/geosync/schemas/config.schema.json usr/share/geosync/schemas/topology.schema.json \
          usr/share/geosync/schemas/ddl_capture.sql usr/share/geosync/monitoring/geosync-alerts.yml \
          usr/share/doc/geosync/runbook.md \
-         usr/share/doc/geosync/configuration.md usr/lib/systemd/system/geosyncd@.service; do
+         usr/share/doc/geosync/configuration.md usr/lib/systemd/system/geosyncd@.service \
+         usr/lib/systemd/system/geosync-drill@.service usr/lib/systemd/system/geosync-drill@.timer; do
   [ -e "$R/$f" ] || fail "/$f not installed"
 done
 [ -x "$R/usr/bin/geosyncd" ] || fail "geosyncd is not executable"
@@ -101,6 +102,18 @@ sed "s#$R/usr/bin/geosyncd#/nonexistent/geosyncd#g" "$U/geosyncd@.service" >"$U/
 if (cd "$U" && systemd-analyze verify "$U/bad@x.service" >/dev/null 2>&1); then
   fail "systemd-analyze verify accepted a unit whose binary is missing: the check proves nothing"
 fi
+
+step "systemd-analyze verify geosync-drill@dublin.timer and its service"
+sed "s#/usr/bin/geosyncctl#$R/usr/bin/geosyncctl#g" \
+  "$R/usr/lib/systemd/system/geosync-drill@.service" >"$U/geosync-drill@.service"
+cp "$R/usr/lib/systemd/system/geosync-drill@.timer" "$U/"
+grep -q -- '--site %i' "$U/geosync-drill@.service" || fail "the drill unit does not drill its instance"
+out=$(cd "$U" && SYSTEMD_LOG_LEVEL=notice systemd-analyze verify "$U/geosync-drill@dublin.service" \
+  "$U/geosync-drill@dublin.timer" 2>&1) ||
+  { echo "$out"; fail "systemd-analyze verify rejected the drill units"; }
+[ -z "$out" ] || { echo "$out"; fail "systemd-analyze verify warned on the drill units"; }
+next=$(systemd-analyze calendar 'Mon *-*-* 03:00:00' 2>&1) || fail "the timer's OnCalendar does not parse: $next"
+grep -q "OnCalendar=Mon \*-\*-\* 03:00:00" "$U/geosync-drill@.timer" || fail "timer schedule changed: update this test"
 
 # The hardening: systemd's own exposure score, 0 (locked down) to 10 (none);
 # --threshold=20 fails above 2.0 (the unit scores about 1.4, a bare service 9.6).
