@@ -929,7 +929,7 @@ Status RunReplica(SiteControl& control) {
       [&] { applier.ReleaseHold(); });
   std::shared_ptr<DrillJob> drill_job;
   std::mutex drill_mu;
-  AddDrillActions(handlers, drill_job, drill_mu, config.postgres.dsn, &applier);
+  AddDrillActions(handlers, drill_job, drill_mu, config.postgres.dsn, &applier, config.state_dir);
   asio::steady_timer reseed_timer(io);
   handlers.actions["seed"] = [&](const admin::QueryParams&) {
     admin::HttpReply reply = seed.Request();

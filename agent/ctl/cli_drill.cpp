@@ -37,6 +37,7 @@ struct DrillArgs {
   bool history = false;
   int timeout_s = 120;
   bool switchover = false;  // drill --switchover (drill_switchover.h)
+  bool copy = false;        // drill --copy: on a throwaway copy, apply held for milliseconds
   std::string client_dsn;
   std::string client_table = "geosync_drill_writes";
 };
@@ -176,10 +177,17 @@ int RunDrill(const DrillArgs& args) {
   std::string probes;
   for (const auto& p : args.probes) probes += (probes.empty() ? "" : ";;") + p;
   event("drill start");
-  std::cout << fmt::format("drill on {}: freezing apply, making it writable, {} probe(s)\n",
-                           args.site, args.probes.size());
-  if (auto a =
-          Call(target, "POST", "/admin/drill/run?probes=" + admin::QueryEncode(probes), *token);
+  const std::string kind = args.copy ? "throwaway-copy" : "frozen-replica";
+  std::cout << fmt::format(
+      fmt::runtime(
+          args.copy ? "drill on {}: copying it at a consistent position into a scratch database, "
+                      "promoting the copy, {} probe(s)\n"
+                    : "drill on {}: freezing apply, making it writable, {} probe(s)\n"),
+      args.site, args.probes.size());
+  if (auto a = Call(
+          target, "POST",
+          "/admin/drill/run?probes=" + admin::QueryEncode(probes) + (args.copy ? "&mode=copy" : ""),
+          *token);
       !a.ok()) {
     return Fail(a.status());
   }
@@ -227,7 +235,13 @@ int RunDrill(const DrillArgs& args) {
   for (const auto& p : result.value("probes", json::array())) probes_ok &= p.value("ok", false);
   report["finished"] = IsoNow();
   report["position"] = result.value("position", "");
-  report["kind"] = "frozen-replica";
+  report["kind"] = kind;
+  if (args.copy) {
+    report["copy"] = {{"apply_held_ms", result.value("apply_held_ms", json())},
+                      {"copy_seconds", result.value("copy_seconds", json())},
+                      {"scratch_database", result.value("scratch_database", "")},
+                      {"origin_progress", result.value("origin_progress", "")}};
+  }
   report["writable_seconds"] =
       result.contains("rto_seconds") ? result["rto_seconds"] : json(nullptr);
   report["rpo"] = rpo;
@@ -244,10 +258,12 @@ int RunDrill(const DrillArgs& args) {
     return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("unknown");
   };
   std::cout << fmt::format(
-      "drill {}: time until writable on the frozen replica {} s; data at risk (RPO) {} "
+      "drill {}: time until writable on the {} {} s{}; data at risk (RPO) {} "
       "transaction(s), {} byte(s), {} s; back in sync after {} s\n"
       "report: {} (and .html)\n",
-      report["result"].get<std::string>(), secs(report["writable_seconds"]),
+      report["result"].get<std::string>(), args.copy ? "throwaway copy" : "frozen replica",
+      secs(report["writable_seconds"]),
+      args.copy ? fmt::format(" (apply held {} ms)", secs(report["copy"]["apply_held_ms"])) : "",
       rpo["transactions"].dump(), rpo["bytes"].dump(), secs(rpo["seconds"]),
       secs(report["restored_seconds"]), *path);
   for (const auto& p : report["probes"]) {
@@ -256,7 +272,7 @@ int RunDrill(const DrillArgs& args) {
         p.value("ok", false) ? "ok, " + p.value("result", "") : "FAILED: " + p.value("error", ""));
   }
   if (report["result"] == "passed") {
-    RecordDrillPassed(*topology, {args.site}, "frozen-replica", *token);
+    RecordDrillPassed(*topology, {args.site}, kind, *token);
     return kExitOk;
   }
   std::cerr << fmt::format("geosyncctl: drill on {} failed: {}; the site was rolled back\n",
@@ -274,6 +290,9 @@ void RegisterDrillCommands(CLI::App& app, int* exit_code) {
                                  "real switchover to the site and back under load; --history "
                                  "shows past drills");
   cmd->add_option("--site", args->site, "the replica to rehearse on");
+  cmd->add_flag("--copy", args->copy,
+                "rehearse on a throwaway copy of the site's database (apply held only while a "
+                "snapshot is taken), promoted, probed and dropped");
   cmd->add_flag("--switchover", args->switchover,
                 "switch the source role over to --site and back, measuring write "
                 "unavailability with a client writing through --client-dsn");

@@ -128,6 +128,16 @@ std::string WhatWasTested(const json& r) {
         sw.value("client_writes", 0), sw.value("client_failed_attempts", 0), Escape(name("before")),
         Escape(name("between")), Escape(name("after")));
   }
+  if (r.value("kind", "") == "throwaway-copy") {
+    const json& copy = r.value("copy", json::object());
+    return fmt::format(
+        "Taking over on a throwaway copy of replica {0}. Apply on {0} was held for {1} ms while "
+        "a snapshot was exported at {2}; the database was copied from that snapshot into the "
+        "scratch database {3} on the same cluster, promoted there (write guard opened), probed "
+        "below, and dropped. The site's data, replication origins and spool were not touched.",
+        site, Num(copy.value("apply_held_ms", json()), "{:.1f}"), Escape(r.value("position", "")),
+        Escape(copy.value("scratch_database", "")));
+  }
   return fmt::format(
       "Taking over on a replica. Apply on {} was frozen at {} (every source transaction up to it "
       "applied, none after: the state a promotion starts from); the site was made writable in a "
@@ -177,6 +187,31 @@ json DrillFigures(const json& r) {
                "until the target's promotion returned. It counts the tool's own round trips and "
                "waits, so it can be longer or shorter than what a client saw; the client's gap "
                "above is the figure to quote."),
+    });
+  }
+  if (r.value("kind", "") == "throwaway-copy") {
+    const json& copy = r.value("copy", json::object());
+    return json::array({
+        figure("time until writable on a throwaway copy", WritableSeconds(r), "s",
+               "From the drill's start until a READ WRITE transaction on a copy of the site's "
+               "database (pg_dump of a snapshot at a known position, pg_restore into a scratch "
+               "database, write guard opened as a promotion opens it) had written a row. It "
+               "includes copying the database, so it grows with its size; it is not a "
+               "failover's recovery time."),
+        figure("apply held on the site", copy.value("apply_held_ms", json()), "ms",
+               "How long the site's apply was held so that the snapshot's position is known: "
+               "only while the snapshot was exported, never while copying or probing."),
+        figure("data at risk (RPO), transactions", rpo.value("transactions", json()),
+               "transactions",
+               "Asked of the source the moment the copy became writable: its transactions with "
+               "row changes after the site's durable position, i.e. what a failover to this "
+               "site at that instant would have lost."),
+        figure("data at risk (RPO), bytes", rpo.value("bytes", json()), "bytes",
+               "The source's spool bytes after the site's durable position, at the same "
+               "instant."),
+        figure("data at risk (RPO), seconds", rpo.value("seconds", json()), "s",
+               "How long before that instant the oldest of those transactions committed, on "
+               "the source's clock; 0 exactly when there were none."),
     });
   }
   return json::array({

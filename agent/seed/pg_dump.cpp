@@ -149,6 +149,25 @@ Result<ChildCommand> SplitConninfoForChild(const std::string& conninfo) {
   return out;
 }
 
+Result<std::string> ConninfoWithDbname(const std::string& conninfo, const std::string& dbname) {
+  char* err = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &err);
+  if (options == nullptr) {
+    std::string why = err ? err : "out of memory";
+    PQfreemem(err);
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    return Status::InvalidArgument(fmt::format("postgres.dsn is not a valid conninfo: {}", why));
+  }
+  std::string out;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "dbname") continue;
+    if (o->val == nullptr || *o->val == '\0') continue;
+    out += fmt::format("{}={} ", o->keyword, QuoteConninfoValue(o->val));
+  }
+  PQconninfoFree(options);
+  return out + "dbname=" + QuoteConninfoValue(dbname);
+}
+
 Result<ChildCommand> PgDumpCommand(const std::string& bindir, const std::string& conninfo,
                                    const std::string& snapshot,
                                    const std::vector<std::pair<std::string, std::string>>& tables,

@@ -33,6 +33,11 @@ struct ChildCommand {
 // InvalidArgument when libpq cannot parse it (the message has no password).
 Result<ChildCommand> SplitConninfoForChild(const std::string& conninfo);
 
+// `conninfo` with its dbname replaced by `dbname`, as a key=value conninfo
+// for this process's own libpq connections (the password stays in it: never
+// put the result on a command line; SplitConninfoForChild does that split).
+Result<std::string> ConninfoWithDbname(const std::string& conninfo, const std::string& dbname);
+
 // The pg_dump command of DumpSchema, without running it.
 Result<ChildCommand> PgDumpCommand(const std::string& bindir, const std::string& conninfo,
                                    const std::string& snapshot,

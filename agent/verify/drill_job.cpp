@@ -4,8 +4,11 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+
 #include "agent/pg/pg_conn.h"
 #include "agent/replica/applier.h"
+#include "agent/seed/pg_dump.h"
 
 namespace geosync {
 namespace {
@@ -18,11 +21,17 @@ int64_t UnixMs() {
 
 }  // namespace
 
-DrillJob::DrillJob(std::string conninfo, Applier* applier, std::vector<std::string> probes)
-    : conninfo_(std::move(conninfo)), applier_(applier), probes_(std::move(probes)) {
+DrillJob::DrillJob(std::string conninfo, Applier* applier, std::vector<std::string> probes,
+                   Mode mode, std::string scratch_dir)
+    : conninfo_(std::move(conninfo)),
+      applier_(applier),
+      probes_(std::move(probes)),
+      mode_(mode),
+      scratch_dir_(std::move(scratch_dir)) {
   result_ = {{"state", "running"}, {"error", ""}, {"probes", nlohmann::json::array()}};
+  if (mode_ == Mode::kCopy) result_["mode"] = "copy";
   thread_ = std::thread([this] {
-    Status st = Run();
+    Status st = mode_ == Mode::kCopy ? RunCopy() : Run();
     applier_->ReleaseHold();
     std::lock_guard lock(mu_);
     result_["state"] = st.ok() ? "done" : "failed";
@@ -59,6 +68,17 @@ Status DrillJob::Run() {
   auto begin = conn.Exec(
       "SET application_name = 'geosync_drill'; BEGIN ISOLATION LEVEL REPEATABLE READ READ WRITE");
   if (!begin.ok()) return begin.status().WithContext("opening the drill transaction");
+  Status probed = WriteAndProbe(conn, t0);
+  if (!probed.ok()) {
+    (void)conn.Exec("ROLLBACK");
+    return probed;
+  }
+  auto rollback = conn.Exec("ROLLBACK");
+  if (!rollback.ok()) return rollback.status().WithContext("rolling the drill back");
+  return Status::Ok();
+}
+
+Status DrillJob::WriteAndProbe(PgConn& conn, std::chrono::steady_clock::time_point t0) {
   // As a promotion would, open the write guard (agent/pg/write_guard.h):
   // the probes then write as applications would on the promoted site.
   auto guarded = conn.QueryValue("SELECT pg_catalog.to_regproc('_geosync.set_guard') IS NOT NULL");
@@ -67,19 +87,13 @@ Status DrillJob::Run() {
         "SELECT _geosync.set_guard(true, s ->> 'site', 'source', s ->> 'site', "
         "(s ->> 'epoch')::bigint, 'drill') FROM (SELECT _geosync.guard_state() AS s) x "
         "WHERE s IS NOT NULL");
-    if (!open.ok()) {
-      (void)conn.Exec("ROLLBACK");
-      return open.status().WithContext("opening the write guard in the drill transaction");
-    }
+    if (!open.ok()) return open.status().WithContext("opening the write guard in the drill");
   }
   // Writable: a real write, rolled back with everything else.
   auto write = conn.Exec(
       "CREATE TEMP TABLE geosync_drill_probe (at timestamptz) ON COMMIT DROP; "
       "INSERT INTO geosync_drill_probe VALUES (now())");
-  if (!write.ok()) {
-    (void)conn.Exec("ROLLBACK");
-    return write.status().WithContext("the drill's write probe");
-  }
+  if (!write.ok()) return write.status().WithContext("the drill's write probe");
   const double rto = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   {
     std::lock_guard lock(mu_);
@@ -106,18 +120,158 @@ Status DrillJob::Run() {
     std::lock_guard lock(mu_);
     result_["probes"].push_back(std::move(probe));
   }
-  auto rollback = conn.Exec("ROLLBACK");
-  if (!rollback.ok()) return rollback.status().WithContext("rolling the drill back");
   return Status::Ok();
 }
 
+// The origins' progress as one string: equal before and after the snapshot
+// export means no apply transaction committed in between (every one moves
+// its origin), so the snapshot holds exactly that progress.
+namespace {
+Result<std::string> OriginProgress(PgConn& conn) {
+  return conn.QueryValue(
+      "SELECT coalesce(string_agg(external_id || '=' || remote_lsn::text, ',' ORDER BY "
+      "external_id), '') FROM pg_catalog.pg_replication_origin_status");
+}
+}  // namespace
+
+Status DrillJob::RunCopy() {
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    result_["started_unix_ms"] = UnixMs();
+  }
+  GEOSYNC_ASSIGN_OR_RETURN(PgConn snap_conn, PgConn::Connect(conninfo_));
+  GEOSYNC_ASSIGN_OR_RETURN(std::string dbname, snap_conn.QueryValue("SELECT current_database()"));
+  // Hold apply only while the snapshot is taken; a group in flight still
+  // commits, so retry until the progress is the same on both sides.
+  const Position at = applier_->applied();
+  applier_->HoldBefore(Position{at.epoch, Lsn(at.lsn.value() + 1)}, std::chrono::minutes(1));
+  const auto hold0 = std::chrono::steady_clock::now();
+  std::string snapshot, progress;
+  Status taken = Status::Timeout("apply kept committing while the drill's snapshot was taken");
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    auto before = OriginProgress(snap_conn);
+    if (!before.ok()) {
+      taken = before.status();
+      break;
+    }
+    auto begin = snap_conn.Exec(
+        "SET application_name = 'geosync_drill_copy'; BEGIN ISOLATION LEVEL REPEATABLE READ "
+        "READ ONLY");
+    auto exported = begin.ok() ? snap_conn.QueryValue("SELECT pg_catalog.pg_export_snapshot()")
+                               : geosync::Result<std::string>(begin.status());
+    auto after =
+        exported.ok() ? OriginProgress(snap_conn) : geosync::Result<std::string>(exported.status());
+    if (!after.ok()) {
+      taken = after.status().WithContext("exporting the drill's snapshot");
+      break;
+    }
+    if (*after == *before) {
+      snapshot = *exported;
+      progress = *after;
+      taken = Status::Ok();
+      break;
+    }
+    (void)snap_conn.Exec("ROLLBACK");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  applier_->ReleaseHold();
+  const double held_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - hold0).count();
+  GEOSYNC_RETURN_IF_ERROR(taken);
+  const Position position = applier_->applied();
+  const std::string scratch = fmt::format("geosync_drill_copy_{}", UnixMs());
+  {
+    std::lock_guard lock(mu_);
+    result_["apply_held_ms"] = held_ms;
+    result_["position"] = position.ToString();
+    result_["origin_progress"] = progress;
+    result_["scratch_database"] = scratch;
+  }
+  spdlog::info("drill: throwaway copy of {} at {} (apply held {:.1f} ms) into database {}", dbname,
+               position.ToString(), held_ms, scratch);
+  // The copy: pg_dump in the snapshot (the exporting transaction stays open
+  // until it is done), then pg_restore into the scratch database.
+  const std::string dump_dir = scratch_dir_ + "/" + scratch + ".dump";
+  auto cleanup = [&](PgConn* admin_conn) {
+    std::error_code ec;
+    std::filesystem::remove_all(dump_dir, ec);
+    if (admin_conn) {
+      auto dropped = admin_conn->Exec("DROP DATABASE IF EXISTS " +
+                                      admin_conn->EscapeIdentifier(scratch) + " WITH (FORCE)");
+      if (!dropped.ok()) {
+        spdlog::error("drill: could not drop the scratch database {}: {}", scratch,
+                      dropped.status().ToString());
+      }
+    }
+  };
+  const std::string bindir = seed::PgBinDir();
+  GEOSYNC_ASSIGN_OR_RETURN(seed::ChildCommand source, seed::SplitConninfoForChild(conninfo_));
+  std::vector<std::string> dump = {bindir + "/pg_dump",  "--format=directory",
+                                   "--file=" + dump_dir, "--snapshot=" + snapshot,
+                                   "--no-publications",  "--no-subscriptions"};
+  dump.insert(dump.end(), source.argv.begin(), source.argv.end());
+  auto dumped = seed::RunAndCapture(dump, source.env);
+  (void)snap_conn.Exec("COMMIT");
+  if (!dumped.ok()) {
+    cleanup(nullptr);
+    return dumped.status().WithContext("pg_dump of the drill's snapshot");
+  }
+  GEOSYNC_ASSIGN_OR_RETURN(PgConn admin_conn, PgConn::Connect(conninfo_));
+  auto created = admin_conn.Exec("CREATE DATABASE " + admin_conn.EscapeIdentifier(scratch) +
+                                 " TEMPLATE template0");
+  if (!created.ok()) {
+    cleanup(nullptr);
+    return created.status().WithContext("creating the drill's scratch database");
+  }
+  GEOSYNC_ASSIGN_OR_RETURN(std::string scratch_conninfo,
+                           seed::ConninfoWithDbname(conninfo_, scratch));
+  GEOSYNC_ASSIGN_OR_RETURN(seed::ChildCommand target,
+                           seed::SplitConninfoForChild(scratch_conninfo));
+  std::vector<std::string> restore = {bindir + "/pg_restore", "--exit-on-error", "--no-owner"};
+  restore.insert(restore.end(), target.argv.begin(), target.argv.end());
+  restore.push_back(dump_dir);
+  auto restored = seed::RunAndCapture(restore, target.env);
+  if (!restored.ok()) {
+    cleanup(&admin_conn);
+    return restored.status().WithContext("pg_restore into the drill's scratch database");
+  }
+  {
+    std::lock_guard lock(mu_);
+    result_["copy_seconds"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  // Promoted there: the copy's write guard opens as a promotion opens it,
+  // then a write and the probes. Nothing of it reaches the site.
+  Status probed = [&]() -> Status {
+    GEOSYNC_ASSIGN_OR_RETURN(PgConn copy, PgConn::Connect(scratch_conninfo));
+    auto begin = copy.Exec(
+        "SET application_name = 'geosync_drill_copy'; BEGIN ISOLATION LEVEL REPEATABLE READ "
+        "READ WRITE");
+    if (!begin.ok()) return begin.status().WithContext("opening the copy's drill transaction");
+    Status st = WriteAndProbe(copy, t0);
+    (void)copy.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
+    return st;
+  }();
+  cleanup(&admin_conn);
+  return probed;
+}
+
 void AddDrillActions(admin::AdminHandlers& handlers, std::shared_ptr<DrillJob>& job, std::mutex& mu,
-                     std::string conninfo, Applier* applier) {
+                     std::string conninfo, Applier* applier, std::string scratch_dir) {
   auto text = [](unsigned code, std::string body) {
     return admin::HttpReply{code, "text/plain; charset=utf-8", std::move(body) + "\n"};
   };
-  handlers.actions["drill/run"] = [&job, &mu, conninfo, applier,
+  handlers.actions["drill/run"] = [&job, &mu, conninfo, applier, scratch_dir,
                                    text](const admin::QueryParams& q) {
+    DrillJob::Mode mode = DrillJob::Mode::kFrozen;
+    if (auto it = q.find("mode"); it != q.end()) {
+      if (it->second == "copy") {
+        mode = DrillJob::Mode::kCopy;
+      } else if (it->second != "frozen") {
+        return text(400, "mode must be frozen or copy");
+      }
+    }
     std::vector<std::string> probes;
     if (auto it = q.find("probes"); it != q.end()) {
       const std::string& all = it->second;
@@ -132,7 +286,7 @@ void AddDrillActions(admin::AdminHandlers& handlers, std::shared_ptr<DrillJob>& 
     std::lock_guard lock(mu);
     if (job && job->Result()["state"] == "running") return text(409, "a drill is running");
     job.reset();
-    job = std::make_shared<DrillJob>(conninfo, applier, std::move(probes));
+    job = std::make_shared<DrillJob>(conninfo, applier, std::move(probes), mode, scratch_dir);
     return text(202, "drill started");
   };
   handlers.actions["drill/result"] = [&job, &mu, text](const admin::QueryParams&) {

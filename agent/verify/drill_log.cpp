@@ -12,7 +12,7 @@
 namespace geosync {
 
 bool DrillLog::KnownKind(const std::string& kind) {
-  return kind == "frozen-replica" || kind == "switchover";
+  return kind == "frozen-replica" || kind == "throwaway-copy" || kind == "switchover";
 }
 
 Result<std::map<std::string, int64_t>> DrillLog::Read(const std::string& state_dir) {
@@ -38,8 +38,8 @@ Result<std::map<std::string, int64_t>> DrillLog::Read(const std::string& state_d
 
 Status DrillLog::Record(const std::string& kind, int64_t unix_seconds) {
   if (!KnownKind(kind)) {
-    return Status::InvalidArgument(
-        fmt::format("unknown drill kind \"{}\" (frozen-replica or switchover)", kind));
+    return Status::InvalidArgument(fmt::format(
+        "unknown drill kind \"{}\" (frozen-replica, throwaway-copy or switchover)", kind));
   }
   std::lock_guard lock(mu_);
   auto next = passed_;

@@ -751,6 +751,130 @@ TEST_F(PromoteE2E, DrillUnderLoadLeavesTheSiteAsItWasAndItsReportRenders) {
   EXPECT_NE(out.output.find("failed"), std::string::npos) << out.output;
 }
 
+// Issue #18: drill --copy. With the primary quiet, a rehearsal on a
+// throwaway copy of dublin: the copy is promoted, probed (one probe writes)
+// and dropped. dublin's data, replication origins and spool are exactly as
+// before; apply was held only while the snapshot was taken; the report
+// validates and the passed drill is on record. Then the same under pgbench:
+// dublin keeps applying and ends identical.
+TEST_F(PromoteE2E, ThrowawayCopyDrillLeavesTheSiteDataOriginAndSpoolUnchanged) {
+  StartAll();
+  pg_[0]->RunPgbench({"-i", "-s", "1", "-q"});
+  pg_[0]->Exec("CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL)");
+  Load(0, 2);
+  ExpectIdentical(0, 1, {1, 2});
+  // What must not change: every row (as a fingerprint of each table), the
+  // origins' progress, and every spool file with its size and content.
+  auto site_state = [&]() {
+    std::string out;
+    for (const std::string& t : UserTables(*pg_[1])) {
+      out += t + ":" +
+             pg_[1]->QueryValue(fmt::format("SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY "
+                                            "x::text), '')) FROM {} x",
+                                            t)) +
+             "\n";
+    }
+    out += pg_[1]->QueryValue(
+        "SELECT string_agg(external_id || '=' || remote_lsn::text, ',' ORDER BY external_id) "
+        "FROM pg_replication_origin_status");
+    out += "\n" + pg_[1]->QueryValue("SELECT count(*) FROM pg_database");
+    std::vector<std::string> files;
+    for (const auto& e :
+         std::filesystem::recursive_directory_iterator(sites_[1]->dir() + "/spool")) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      files.push_back(fmt::format("{} {} {}", e.path().filename().string(), bytes.size(),
+                                  std::hash<std::string>{}(bytes)));
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) out += "\n" + f;
+    return out;
+  };
+  // Heartbeats move the origin and the spool even on a quiet primary: the
+  // source is stopped so that nothing at all arrives during the drill.
+  ASSERT_TRUE(sites_[0]->Stop().ok());
+  const std::string before = site_state();
+  // The site's side of the drill, through its admin API (geosyncctl drill
+  // refuses to start without a reachable source, to ask it for the RPO).
+  auto admin_post = [&](const std::string& target) {
+    admin::HttpCall call;
+    call.method = "POST";
+    call.base_url = AdminUrl(1);
+    call.target = target;
+    call.bearer = TestToken("promote");
+    auto r = admin::Http(call);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : admin::HttpAnswer{};
+  };
+  const auto started = admin_post(
+      "/admin/drill/run?mode=copy&probes=" +
+      admin::QueryEncode("UPDATE pgbench_branches SET bbalance = 42;;SELECT count(*) FROM "
+                         "pgbench_accounts"));
+  ASSERT_EQ(started.status, 202u) << started.body;
+  nlohmann::json result;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        result = nlohmann::json::parse(admin_post("/admin/drill/result").body, nullptr, false);
+        return result.is_object() && result["state"] != "running";
+      },
+      120s, "the copy drill ends"));
+  ASSERT_EQ(result["state"], "done") << result.dump();
+  EXPECT_EQ(result["mode"], "copy");
+  EXPECT_TRUE(result["rto_seconds"].is_number()) << result.dump();
+  ASSERT_EQ(result["probes"].size(), 2u) << result.dump();
+  EXPECT_TRUE(result["probes"][0]["ok"].get<bool>()) << result.dump();
+  EXPECT_EQ(result["probes"][1]["result"], "100000") << result.dump();
+  EXPECT_EQ(site_state(), before) << "dublin's data, origins or spool changed";
+  EXPECT_EQ(pg_[1]->QueryValue("SELECT count(*) FROM pg_database WHERE datname LIKE "
+                               "'geosync_drill_copy%'"),
+            "0")
+      << "the scratch database was dropped";
+  EXPECT_EQ(pg_[1]->QueryValue("SELECT count(*) FROM pgbench_branches WHERE bbalance = 42"), "0");
+
+  // Under load with the source back: apply keeps going through the drill.
+  const int64_t orders_before = Count(1, "SELECT count(*) FROM orders");
+  ASSERT_TRUE(sites_[0]->Start().ok());
+  std::thread load([&] { Load(0, 10); });
+  ASSERT_TRUE(WaitFor([&] { return Count(1, "SELECT count(*) FROM orders") > orders_before + 20; },
+                      60s, "the new load reaches dublin"));
+  const int64_t passed_before = std::time(nullptr);
+  const std::string reports = dir_ + "/drills";
+  ProcessOutput out =
+      Ctl({"drill", "--copy", "--site", "dublin", "--topology", topology_, "--token-file",
+           token_file_, "--report-dir", reports, "--probe", "SELECT count(*) FROM orders"});
+  load.join();
+  std::cout << out.output;
+  ASSERT_EQ(out.exit_status, 0) << out.output;
+  EXPECT_NE(out.output.find("drill passed: time until writable on the throwaway copy "),
+            std::string::npos)
+      << out.output;
+  EXPECT_GE(DrillPassedAt(1, "throwaway-copy"), passed_before);
+  ExpectIdentical(0, 1, {1, 2});
+
+  std::vector<std::string> jsons;
+  for (const auto& e : std::filesystem::directory_iterator(reports)) {
+    if (e.path().extension() == ".json") jsons.push_back(e.path());
+  }
+  std::sort(jsons.begin(), jsons.end());
+  ASSERT_FALSE(jsons.empty());
+  ProcessSpec validate;
+  validate.argv = {"/usr/bin/python3", "-c",
+                   "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])),"
+                   " json.load(open(sys.argv[2])))",
+                   jsons.back(), SourceDir() + "/schemas/drill_report.schema.json"};
+  auto valid = RunProgram(validate, 60s);
+  ASSERT_TRUE(valid.ok());
+  EXPECT_EQ(valid->exit_status, 0) << valid->output;
+  nlohmann::json report = nlohmann::json::parse(std::ifstream(jsons.back()));
+  EXPECT_EQ(report["kind"], "throwaway-copy");
+  EXPECT_EQ(report["figures"][0]["name"], "time until writable on a throwaway copy");
+  ASSERT_TRUE(report["copy"]["apply_held_ms"].is_number()) << report.dump();
+  EXPECT_LT(report["copy"]["apply_held_ms"].get<double>(), 5000)
+      << "apply is held for the snapshot only, not for the copy";
+  EXPECT_NE(report["copy"]["origin_progress"].get<std::string>().find("="), std::string::npos);
+}
+
 // Issue #18: drill --switchover under pgbench. The source role moves to
 // dublin and back while the drill's client writes through a multi-host DSN;
 // the report (valid against its schema, rendered in headless Chromium)
