@@ -124,7 +124,9 @@ Result<std::string> RunAndCapture(const std::vector<std::string>& argv,
   return out;
 }
 
-Result<ChildCommand> SplitConninfoForChild(const std::string& conninfo) {
+// The parameters set in `conninfo` (key=value or URI), in libpq's order.
+static Result<std::vector<std::pair<std::string, std::string>>> ParseConninfo(
+    const std::string& conninfo) {
   char* err = nullptr;
   PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &err);
   if (options == nullptr) {
@@ -133,38 +135,36 @@ Result<ChildCommand> SplitConninfoForChild(const std::string& conninfo) {
     while (!why.empty() && why.back() == '\n') why.pop_back();
     return Status::InvalidArgument(fmt::format("postgres.dsn is not a valid conninfo: {}", why));
   }
+  std::vector<std::pair<std::string, std::string>> out;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr && *o->val != '\0') out.emplace_back(o->keyword, o->val);
+  }
+  PQconninfoFree(options);
+  return out;
+}
+
+Result<ChildCommand> SplitConninfoForChild(const std::string& conninfo) {
+  GEOSYNC_ASSIGN_OR_RETURN(auto params, ParseConninfo(conninfo));
   ChildCommand out;
   std::string rest;
-  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (o->val == nullptr || *o->val == '\0') continue;
-    if (std::string_view(o->keyword) == "password") {
-      out.env.push_back(fmt::format("PGPASSWORD={}", o->val));
+  for (const auto& [key, value] : params) {
+    if (key == "password") {
+      out.env.push_back(fmt::format("PGPASSWORD={}", value));
       continue;
     }
     if (!rest.empty()) rest += ' ';
-    rest += fmt::format("{}={}", o->keyword, QuoteConninfoValue(o->val));
+    rest += fmt::format("{}={}", key, QuoteConninfoValue(value));
   }
-  PQconninfoFree(options);
   out.argv.push_back("--dbname=" + rest);
   return out;
 }
 
 Result<std::string> ConninfoWithDbname(const std::string& conninfo, const std::string& dbname) {
-  char* err = nullptr;
-  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &err);
-  if (options == nullptr) {
-    std::string why = err ? err : "out of memory";
-    PQfreemem(err);
-    while (!why.empty() && why.back() == '\n') why.pop_back();
-    return Status::InvalidArgument(fmt::format("postgres.dsn is not a valid conninfo: {}", why));
-  }
+  GEOSYNC_ASSIGN_OR_RETURN(auto params, ParseConninfo(conninfo));
   std::string out;
-  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (std::string_view(o->keyword) == "dbname") continue;
-    if (o->val == nullptr || *o->val == '\0') continue;
-    out += fmt::format("{}={} ", o->keyword, QuoteConninfoValue(o->val));
+  for (const auto& [key, value] : params) {
+    if (key != "dbname") out += fmt::format("{}={} ", key, QuoteConninfoValue(value));
   }
-  PQconninfoFree(options);
   return out + "dbname=" + QuoteConninfoValue(dbname);
 }
 

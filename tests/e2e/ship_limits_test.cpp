@@ -200,6 +200,16 @@ class ShipLimitsE2E : public PgClusterTest {
   }
   void CreateBlobs() { primary_->Exec("CREATE TABLE blobs (id bigint PRIMARY KEY, body text)"); }
 
+  // A site's GET /status document, or null.
+  nlohmann::json StatusOf(const std::string& site) {
+    admin::HttpCall call;
+    call.base_url = Url(site);
+    call.target = "/status";
+    auto r = admin::Http(call);
+    return r.ok() && r->status == 200 ? nlohmann::json::parse(r->body, nullptr, false)
+                                      : nlohmann::json();
+  }
+
   // The source's GET /status document, or null.
   nlohmann::json SourceStatus() {
     admin::HttpCall call;
@@ -550,14 +560,6 @@ TEST_F(ShipLimitsE2E, ASpoolOnAFullDiskPausesAndResumesOnceSpaceIsFreed) {
   InsertBlobs(10, 512);
   WaitApplied(dublin_pg, primary_->CurrentWalLsn());
 
-  auto status_of = [&](const std::string& site) {
-    admin::HttpCall call;
-    call.base_url = Url(site);
-    call.target = "/status";
-    auto r = admin::Http(call);
-    return r.ok() && r->status == 200 ? nlohmann::json::parse(r->body, nullptr, false)
-                                      : nlohmann::json();
-  };
   auto metrics_of = [&](const std::string& site) {
     admin::HttpCall call;
     call.base_url = Url(site);
@@ -566,7 +568,7 @@ TEST_F(ShipLimitsE2E, ASpoolOnAFullDiskPausesAndResumesOnceSpaceIsFreed) {
     return r.ok() ? r->body : std::string();
   };
   auto full_disk_reported = [&](const std::string& site) {
-    nlohmann::json st = status_of(site);
+    nlohmann::json st = StatusOf(site);
     return st.is_object() && st["last_error"].is_string() &&
            st["last_error"].get<std::string>().find("spool disk full") != std::string::npos &&
            metrics_of(site).find("geosync_spool_write_failed 1") != std::string::npos;
@@ -645,14 +647,6 @@ TEST_F(ShipLimitsE2E, ReplicaPostgresOutOfDiskRetriesApplyAndResumesOnceSpaceIsF
       "SET session_replication_role = replica; ALTER TABLE blobs SET TABLESPACE small; "
       "RESET session_replication_role");
 
-  auto status_of = [&]() {
-    admin::HttpCall call;
-    call.base_url = Url("dublin");
-    call.target = "/status";
-    auto r = admin::Http(call);
-    return r.ok() && r->status == 200 ? nlohmann::json::parse(r->body, nullptr, false)
-                                      : nlohmann::json();
-  };
   const std::string filler = fs + "/filler";
   FillLeaving(filler, 1u << 20);
   const Lsn before = AppliedLsn(dublin_pg);
@@ -661,7 +655,7 @@ TEST_F(ShipLimitsE2E, ReplicaPostgresOutOfDiskRetriesApplyAndResumesOnceSpaceIsF
   nlohmann::json reported;
   ASSERT_TRUE(WaitFor(
       [&] {
-        reported = status_of();
+        reported = StatusOf("dublin");
         return reported.is_object() && reported["last_error"].is_string() &&
                reported["last_error"].get<std::string>().find("53100") != std::string::npos;
       },
@@ -677,7 +671,7 @@ TEST_F(ShipLimitsE2E, ReplicaPostgresOutOfDiskRetriesApplyAndResumesOnceSpaceIsF
   WaitApplied(dublin_pg, target, 180s);
   EXPECT_TRUE(dublin.IsRunning()) << "apply retried inside the agent; nothing restarted it";
   EXPECT_TRUE(source.IsRunning());
-  EXPECT_TRUE(status_of()["replica"]["apply"]["retrying"].is_null());
+  EXPECT_TRUE(StatusOf("dublin")["replica"]["apply"]["retrying"].is_null());
   EXPECT_EQ(CompareTables(*primary_, dublin_pg), "");
   EXPECT_EQ(dublin_pg.QueryValue("SELECT count(*) FROM blobs"), "8010")
       << "every transaction applied once";

@@ -12,6 +12,7 @@
 
 #include "common/checksum.h"
 #include "common/encoding.h"  // AsBytes
+#include "common/status.h"
 
 namespace geosync::fuzz {
 
@@ -71,6 +72,22 @@ inline void RepairChecksums(std::vector<uint8_t>* bytes, size_t header_size, siz
     StoreLe32(crc.Value(), h + crc_at);
     at += header_size + n;
   }
+}
+
+// Decodes `in`; a record that decodes must encode back to bytes that decode
+// to the same value. A refusal must be Status::Protocol.
+template <typename T, typename Decode, typename Encode>
+void RoundTrip(Bytes in, Decode decode, Encode encode) {
+  Result<T> first = decode(in);
+  if (!first.ok()) {
+    GEOSYNC_FUZZ_CHECK(first.status().code() == Code::kProtocol);
+    return;
+  }
+  std::string out;
+  encode(*first, &out);
+  Result<T> second = decode(AsBytes(out));
+  GEOSYNC_FUZZ_CHECK(second.ok());
+  GEOSYNC_FUZZ_CHECK(*second == *first);
 }
 
 }  // namespace geosync::fuzz

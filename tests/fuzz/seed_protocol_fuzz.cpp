@@ -11,23 +11,7 @@
 
 using namespace geosync;
 
-namespace {
-
-template <typename T, typename Decode, typename Encode>
-void RoundTrip(fuzz::Bytes in, Decode decode, Encode encode) {
-  Result<T> first = decode(in);
-  if (!first.ok()) {
-    GEOSYNC_FUZZ_CHECK(first.status().code() == Code::kProtocol);
-    return;
-  }
-  std::string out;
-  encode(*first, &out);
-  Result<T> second = decode(AsBytes(out));
-  GEOSYNC_FUZZ_CHECK(second.ok());
-  GEOSYNC_FUZZ_CHECK(*second == *first);
-}
-
-}  // namespace
+using fuzz::RoundTrip;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
