@@ -182,6 +182,34 @@ class PromoteE2E : public PgClusterTest {
 
   int64_t Count(int i, const std::string& sql) { return std::stoll(pg_[i]->QueryValue(sql)); }
 
+  // A drill report checked against schemas/drill_report.schema.json; its
+  // document (null when it does not parse).
+  nlohmann::json ValidDrillReport(const std::string& path) {
+    ProcessSpec validate;
+    validate.argv = {"/usr/bin/python3", "-c",
+                     "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])),"
+                     " json.load(open(sys.argv[2])))",
+                     path, SourceDir() + "/schemas/drill_report.schema.json"};
+    auto valid = RunProgram(validate, 60s);
+    EXPECT_TRUE(valid.ok()) << valid.status().ToString();
+    if (valid.ok()) {
+      EXPECT_EQ(valid->exit_status, 0) << valid->output;
+    }
+    return nlohmann::json::parse(std::ifstream(path), nullptr, false);
+  }
+
+  // The DOM of a page as headless Chromium renders it; "" when it could not.
+  std::string RenderedDom(const std::string& html) {
+    const std::string chromium = "/usr/bin/chromium";
+    EXPECT_EQ(::access(chromium.c_str(), X_OK), 0) << chromium << " is missing (install-deps.sh)";
+    ProcessSpec dom;
+    dom.argv = {chromium,        "--headless", "--no-sandbox",
+                "--disable-gpu", "--dump-dom", "file://" + html};
+    auto r = RunProgram(dom, 120s);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->output : "";
+  }
+
   // When site i says a drill of `kind` last passed (its /metrics), or -1.
   int64_t DrillPassedAt(int i, const std::string& kind) {
     admin::HttpCall call;
@@ -670,15 +698,8 @@ TEST_F(PromoteE2E, DrillUnderLoadLeavesTheSiteAsItWasAndItsReportRenders) {
   std::sort(files.begin(), files.end());
   ASSERT_EQ(files.size(), 2u) << "one .html and one .json";
   const std::string html = files[0], json = files[1];
-  ProcessSpec validate;
-  validate.argv = {"/usr/bin/python3", "-c",
-                   "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])),"
-                   " json.load(open(sys.argv[2])))",
-                   json, SourceDir() + "/schemas/drill_report.schema.json"};
-  auto valid = RunProgram(validate, 60s);
-  ASSERT_TRUE(valid.ok());
-  EXPECT_EQ(valid->exit_status, 0) << valid->output;
-  nlohmann::json report = nlohmann::json::parse(std::ifstream(json));
+  nlohmann::json report = ValidDrillReport(json);
+  ASSERT_TRUE(report.is_object());
   EXPECT_GT(report["writable_seconds"].get<double>(), 0);
   EXPECT_EQ(report["kind"], "frozen-replica");
   ASSERT_EQ(report["figures"].size(), 5u) << report.dump();
@@ -712,20 +733,16 @@ TEST_F(PromoteE2E, DrillUnderLoadLeavesTheSiteAsItWasAndItsReportRenders) {
   ASSERT_TRUE(shot_r.ok());
   ASSERT_TRUE(std::filesystem::exists(png)) << shot_r->output;
   EXPECT_GT(std::filesystem::file_size(png), 20000u) << "a page with a chart, not a blank one";
-  ProcessSpec dom;
-  dom.argv = {chromium,        "--headless", "--no-sandbox",
-              "--disable-gpu", "--dump-dom", "file://" + html};
-  auto dom_r = RunProgram(dom, 120s);
-  ASSERT_TRUE(dom_r.ok());
-  EXPECT_NE(dom_r->output.find("id=\"lag-chart\""), std::string::npos) << dom_r->output;
-  EXPECT_NE(dom_r->output.find("<polyline id=\"lag-line\""), std::string::npos);
+  const std::string page = RenderedDom(html);
+  EXPECT_NE(page.find("id=\"lag-chart\""), std::string::npos) << page;
+  EXPECT_NE(page.find("<polyline id=\"lag-line\""), std::string::npos);
   // The auditor's page: a summary, each figure under its own name with its
   // method, and the earlier drills of the site.
-  EXPECT_NE(dom_r->output.find("id=\"summary\""), std::string::npos);
-  EXPECT_NE(dom_r->output.find("time until writable on the frozen replica"), std::string::npos);
-  EXPECT_NE(dom_r->output.find("not a failover's recovery time"), std::string::npos);
-  EXPECT_NE(dom_r->output.find("no earlier drill of this site"), std::string::npos);
-  EXPECT_EQ(dom_r->output.find("RTO"), std::string::npos) << "no figure is called RTO";
+  EXPECT_NE(page.find("id=\"summary\""), std::string::npos);
+  EXPECT_NE(page.find("time until writable on the frozen replica"), std::string::npos);
+  EXPECT_NE(page.find("not a failover's recovery time"), std::string::npos);
+  EXPECT_NE(page.find("no earlier drill of this site"), std::string::npos);
+  EXPECT_EQ(page.find("RTO"), std::string::npos) << "no figure is called RTO";
 
   // A failing probe (docs/drill.md): reported, the drill runs to its end
   // and rolls back, its result is "failed" and it exits 11.
@@ -807,6 +824,23 @@ TEST_F(PromoteE2E, ThrowawayCopyDrillLeavesTheSiteDataOriginAndSpoolUnchanged) {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? *r : admin::HttpAnswer{};
   };
+  // Hostile or wrong calls: no token, an unknown drill mode or kind.
+  {
+    admin::HttpCall anonymous;
+    anonymous.method = "POST";
+    anonymous.base_url = AdminUrl(1);
+    anonymous.target = "/admin/drill/passed?kind=throwaway-copy";
+    auto r = admin::Http(anonymous);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 401u) << "an unauthenticated client records no drill";
+    anonymous.target = "/admin/drill/run?mode=copy";
+    r = admin::Http(anonymous);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 401u) << "an unauthenticated client starts no drill";
+  }
+  EXPECT_EQ(admin_post("/admin/drill/run?mode=destroy").status, 400u);
+  EXPECT_EQ(admin_post("/admin/drill/passed?kind=failover").status, 400u);
+  EXPECT_EQ(DrillPassedAt(1, "failover"), -1);
   const auto started = admin_post(
       "/admin/drill/run?mode=copy&probes=" +
       admin::QueryEncode("UPDATE pgbench_branches SET bbalance = 42;;SELECT count(*) FROM "
@@ -858,15 +892,8 @@ TEST_F(PromoteE2E, ThrowawayCopyDrillLeavesTheSiteDataOriginAndSpoolUnchanged) {
   }
   std::sort(jsons.begin(), jsons.end());
   ASSERT_FALSE(jsons.empty());
-  ProcessSpec validate;
-  validate.argv = {"/usr/bin/python3", "-c",
-                   "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])),"
-                   " json.load(open(sys.argv[2])))",
-                   jsons.back(), SourceDir() + "/schemas/drill_report.schema.json"};
-  auto valid = RunProgram(validate, 60s);
-  ASSERT_TRUE(valid.ok());
-  EXPECT_EQ(valid->exit_status, 0) << valid->output;
-  nlohmann::json report = nlohmann::json::parse(std::ifstream(jsons.back()));
+  nlohmann::json report = ValidDrillReport(jsons.back());
+  ASSERT_TRUE(report.is_object());
   EXPECT_EQ(report["kind"], "throwaway-copy");
   EXPECT_EQ(report["figures"][0]["name"], "time until writable on a throwaway copy");
   ASSERT_TRUE(report["copy"]["apply_held_ms"].is_number()) << report.dump();
@@ -893,6 +920,19 @@ TEST_F(PromoteE2E, SwitchoverDrillUnderLoadMeasuresWriteUnavailabilityAndLosesNo
       "host=127.0.0.1,127.0.0.1,127.0.0.1 port={},{},{} user=postgres dbname=postgres "
       "connect_timeout=2 target_session_attrs=read-write",
       pg_[0]->port(), pg_[1]->port(), pg_[2]->port());
+  // A DSN that cannot follow the primary is refused before anything moves.
+  for (const std::string& bad :
+       {fmt::format("host=127.0.0.1 port={} dbname=postgres target_session_attrs=read-write",
+                    pg_[0]->port()),
+        fmt::format("host=127.0.0.1,127.0.0.1 port={},{} dbname=postgres", pg_[0]->port(),
+                    pg_[1]->port()),
+        std::string("host=127.0.0.1 port=notaport' dbname=")}) {
+    ProcessOutput refused = Ctl({"drill", "--switchover", "--site", "dublin", "--client-dsn", bad,
+                                 "--topology", topology_, "--token-file", token_file_});
+    EXPECT_EQ(refused.exit_status, 3) << bad << "\n" << refused.output;
+    EXPECT_NE(refused.output.find("--client-dsn"), std::string::npos) << refused.output;
+  }
+  EXPECT_EQ(SiteStatus(0)["role"], "source") << "a refused drill moved nothing";
   const std::string reports = dir_ + "/drills";
   const int64_t before = std::time(nullptr);
   ProcessOutput out =
@@ -914,15 +954,8 @@ TEST_F(PromoteE2E, SwitchoverDrillUnderLoadMeasuresWriteUnavailabilityAndLosesNo
   std::sort(files.begin(), files.end());
   ASSERT_EQ(files.size(), 2u) << "one .html and one .json";
   const std::string html = files[0], json = files[1];
-  ProcessSpec validate;
-  validate.argv = {"/usr/bin/python3", "-c",
-                   "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])),"
-                   " json.load(open(sys.argv[2])))",
-                   json, SourceDir() + "/schemas/drill_report.schema.json"};
-  auto valid = RunProgram(validate, 60s);
-  ASSERT_TRUE(valid.ok());
-  EXPECT_EQ(valid->exit_status, 0) << valid->output;
-  nlohmann::json report = nlohmann::json::parse(std::ifstream(json));
+  nlohmann::json report = ValidDrillReport(json);
+  ASSERT_TRUE(report.is_object());
   EXPECT_EQ(report["kind"], "switchover");
   EXPECT_EQ(report["result"], "passed") << report["error"];
   const nlohmann::json& sw = report["switchover"];
@@ -959,18 +992,11 @@ TEST_F(PromoteE2E, SwitchoverDrillUnderLoadMeasuresWriteUnavailabilityAndLosesNo
   ASSERT_TRUE(status.is_object());
   EXPECT_EQ(status["role"], "source");
 
-  const std::string chromium = "/usr/bin/chromium";
-  ASSERT_EQ(::access(chromium.c_str(), X_OK), 0) << chromium << " is missing (install-deps.sh)";
-  ProcessSpec dom;
-  dom.argv = {chromium,        "--headless", "--no-sandbox",
-              "--disable-gpu", "--dump-dom", "file://" + html};
-  auto dom_r = RunProgram(dom, 120s);
-  ASSERT_TRUE(dom_r.ok());
-  EXPECT_NE(dom_r->output.find("id=\"summary\""), std::string::npos) << dom_r->output;
-  EXPECT_NE(dom_r->output.find("A planned switchover under the live workload"), std::string::npos);
-  EXPECT_NE(dom_r->output.find("write unavailability during switchover to dublin"),
-            std::string::npos);
-  EXPECT_NE(dom_r->output.find("<polyline id=\"lag-line\""), std::string::npos);
+  const std::string page = RenderedDom(html);
+  EXPECT_NE(page.find("id=\"summary\""), std::string::npos) << page;
+  EXPECT_NE(page.find("A planned switchover under the live workload"), std::string::npos);
+  EXPECT_NE(page.find("write unavailability during switchover to dublin"), std::string::npos);
+  EXPECT_NE(page.find("<polyline id=\"lag-line\""), std::string::npos);
 }
 
 TEST_F(PromoteE2E, UnauthenticatedPromotionIsRefused) {
