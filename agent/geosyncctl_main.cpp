@@ -7,7 +7,7 @@
 #include <iostream>
 
 #include "agent/ctl/commands.h"
-#include "agent/exit_codes.h"
+#include "common/exit_codes.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {

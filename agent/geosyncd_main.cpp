@@ -6,9 +6,9 @@
 
 #include <iostream>
 
-#include "agent/daemon.h"
-#include "agent/exit_codes.h"
+#include "agent/daemon/daemon.h"
 #include "common/config.h"
+#include "common/exit_codes.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {

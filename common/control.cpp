@@ -21,11 +21,6 @@ constexpr uint8_t kErrorType = 'E';
 constexpr uint8_t kReplyAccepted = 0x01;
 constexpr uint8_t kReplyHasCode = 0x02;
 
-void PutHeader(uint8_t type, std::string* out) {
-  out->push_back(static_cast<char>(kEncodingVersion));
-  out->push_back(static_cast<char>(type));
-}
-
 void PutPosition(const Position& p, std::string* out) {
   PutVarint(p.epoch, out);
   PutVarint(p.lsn.value(), out);
@@ -39,27 +34,10 @@ Result<Position> ReadPosition(WireReader& r, std::string_view field) {
   return p;
 }
 
-// Checks the header and the end of the record around `body`, which reads the
-// fields into a T.
-template <typename T, typename Body>
-Result<T> DecodeRecord(std::span<const uint8_t> bytes, std::string_view what, uint8_t type,
-                       Body body) {
-  WireReader r(bytes, what);
-  GEOSYNC_ASSIGN_OR_RETURN(uint8_t got, r.RecordHeader());
-  if (got != type) {
-    return r.Error(fmt::format("unexpected record type 0x{:02x} (expected 0x{:02x})", got, type),
-                   1);
-  }
-  T m;
-  GEOSYNC_RETURN_IF_ERROR(body(r, m));
-  GEOSYNC_RETURN_IF_ERROR(r.ExpectEnd());
-  return m;
-}
-
 }  // namespace
 
 void EncodeHello(const Hello& m, std::string* out) {
-  PutHeader(kHelloType, out);
+  PutRecordHeader(kHelloType, out);
   PutVarint(m.protocol_version, out);
   PutLengthPrefixed(m.cluster_id, out);
   PutLengthPrefixed(m.site_name, out);
@@ -128,7 +106,7 @@ void EncodeHelloReply(const HelloReply& m, std::string* out) {
   // A code only ever travels with a refusal: an accepted reply, or one
   // without a code, keeps the protocol 2 layout.
   const bool has_code = !m.accepted && m.code != HelloRefusal::kUnspecified;
-  PutHeader(kHelloReplyType, out);
+  PutRecordHeader(kHelloReplyType, out);
   out->push_back(
       static_cast<char>((m.accepted ? kReplyAccepted : 0) | (has_code ? kReplyHasCode : 0)));
   PutLengthPrefixed(m.error, out);
@@ -177,7 +155,7 @@ Result<HelloReply> DecodeHelloReply(std::span<const uint8_t> bytes) {
 }
 
 void EncodeHeartbeat(const Heartbeat& m, std::string* out) {
-  PutHeader(kHeartbeatType, out);
+  PutRecordHeader(kHeartbeatType, out);
   PutZigzag(m.sender_time_us, out);
   PutVarint(m.primary_wal_lsn.value(), out);
   PutPosition(m.source_commit, out);
@@ -202,7 +180,7 @@ Result<Heartbeat> DecodeHeartbeat(std::span<const uint8_t> bytes) {
 }
 
 void EncodeAck(const Ack& m, std::string* out) {
-  PutHeader(kAckType, out);
+  PutRecordHeader(kAckType, out);
   PutPosition(m.received, out);
   PutPosition(m.durable, out);
   PutPosition(m.applied, out);
@@ -236,7 +214,7 @@ Status ErrorMessage::ToStatus() const {
 }
 
 void EncodeErrorMessage(const ErrorMessage& m, std::string* out) {
-  PutHeader(kErrorType, out);
+  PutRecordHeader(kErrorType, out);
   PutVarint(static_cast<uint64_t>(m.code), out);
   PutLengthPrefixed(m.message, out);
 }

@@ -7,6 +7,7 @@
 //   u8 version   kEncodingVersion (1)
 //   u8 type      EventType
 #include "common/encoding.h"
+#include "common/byte_order.h"
 
 #include <cassert>
 #include <limits>
@@ -30,12 +31,13 @@ void PutLengthPrefixed(std::string_view bytes, std::string* out) {
   out->append(bytes);
 }
 
-void PutFixed32(uint32_t value, std::string* out) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-}
+void PutFixed32(uint32_t value, std::string* out) { AppendLe(out, value); }
 
-uint32_t DecodeFixed32(const uint8_t* p) {
-  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
+uint32_t DecodeFixed32(const uint8_t* p) { return LoadLe<uint32_t>(p); }
+
+void PutRecordHeader(uint8_t type, std::string* out) {
+  out->push_back(static_cast<char>(kEncodingVersion));
+  out->push_back(static_cast<char>(type));
 }
 
 WireReader::WireReader(std::span<const uint8_t> bytes, std::string_view what, size_t base_offset)
@@ -43,6 +45,11 @@ WireReader::WireReader(std::span<const uint8_t> bytes, std::string_view what, si
 
 Status WireReader::Error(std::string_view message, size_t at) const {
   return Status::Protocol(fmt::format("{}: {} at offset {}", what_, message, at));
+}
+
+Status WireReader::UnexpectedType(uint8_t got, uint8_t expected) const {
+  return Error(fmt::format("unexpected record type 0x{:02x} (expected 0x{:02x})", got, expected),
+               base_offset_ + 1);
 }
 
 Result<uint8_t> WireReader::U8(std::string_view field) {
@@ -161,8 +168,7 @@ constexpr uint8_t kTruncateRestartIdentity = 0x02;
 constexpr uint8_t kMessageTransactional = 0x01;
 
 void PutHeader(EventType type, std::string* out) {
-  out->push_back(static_cast<char>(kEncodingVersion));
-  out->push_back(static_cast<char>(type));
+  PutRecordHeader(static_cast<uint8_t>(type), out);
 }
 
 void PutTuple(const Tuple& tuple, std::string* out) {

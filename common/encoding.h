@@ -106,6 +106,8 @@ class WireReader {
 
   // "<what>: <message> at offset <at>".
   Status Error(std::string_view message, size_t at) const;
+  // "unexpected record type 0x.. (expected 0x..)" at the type byte.
+  Status UnexpectedType(uint8_t got, uint8_t expected) const;
 
  private:
   std::span<const uint8_t> bytes_;
@@ -113,5 +115,24 @@ class WireReader {
   size_t base_offset_;
   size_t pos_ = 0;
 };
+
+// Every record (events, control messages, seed messages) starts with two
+// bytes: kEncodingVersion, then its type.
+void PutRecordHeader(uint8_t type, std::string* out);
+
+// Decodes one whole record of `type`: checks the header, runs `body` to read
+// the fields into a T, then checks that nothing is left.
+// `body` is Status(WireReader&, T&).
+template <typename T, typename Body>
+Result<T> DecodeRecord(std::span<const uint8_t> bytes, std::string_view what, uint8_t type,
+                       Body body) {
+  WireReader r(bytes, what);
+  GEOSYNC_ASSIGN_OR_RETURN(uint8_t got, r.RecordHeader());
+  if (got != type) return r.UnexpectedType(got, type);
+  T m;
+  GEOSYNC_RETURN_IF_ERROR(body(r, m));
+  GEOSYNC_RETURN_IF_ERROR(r.ExpectEnd());
+  return m;
+}
 
 }  // namespace geosync

@@ -2,6 +2,7 @@
 // bounds and assembles big-endian integers with byte shifts; a failed read does
 // not advance, so the error names the offset where the missing field starts.
 #include "common/pgoutput.h"
+#include "common/byte_order.h"
 
 #include <algorithm>
 #include <cassert>
@@ -479,10 +480,7 @@ class Writer {
   void U8(uint8_t v) { out_->push_back(v); }
   template <typename T>
   void Int(T v) {
-    auto u = static_cast<uint64_t>(v);
-    for (int shift = static_cast<int>(sizeof(T) * 8) - 8; shift >= 0; shift -= 8) {
-      out_->push_back(static_cast<uint8_t>(u >> shift));
-    }
+    AppendBe(out_, static_cast<std::make_unsigned_t<T>>(v));
   }
   void LsnField(Lsn v) { Int(v.value()); }
   void Bytes(std::string_view s) { out_->insert(out_->end(), s.begin(), s.end()); }

@@ -1,6 +1,7 @@
 // Streaming replication CopyData sub-messages: fixed big-endian layouts, read
 // with byte shifts so that no input can cause a misaligned or out-of-bounds read.
 #include "common/replication_protocol.h"
+#include "common/byte_order.h"
 
 #include <initializer_list>
 
@@ -9,15 +10,9 @@
 namespace geosync {
 namespace {
 
-uint64_t LoadU64(std::span<const uint8_t> b, size_t at) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < 8; ++i) v = (v << 8) | b[at + i];
-  return v;
-}
+uint64_t LoadU64(std::span<const uint8_t> b, size_t at) { return LoadBe<uint64_t>(b.data() + at); }
 
-void PutU64(std::vector<uint8_t>* out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));
-}
+void PutU64(std::vector<uint8_t>* out, uint64_t v) { AppendBe(out, v); }
 
 // Checks the type byte and that exactly `size` bytes (or at least `size`,
 // when `open_ended`) are present.

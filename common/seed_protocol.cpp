@@ -19,11 +19,6 @@ constexpr uint8_t kFinishType = 'F';
 constexpr uint8_t kFinishOk = 0x01;
 constexpr uint8_t kSequenceCalled = 0x01;
 
-void PutHeader(uint8_t type, std::string* out) {
-  out->push_back(static_cast<char>(kEncodingVersion));
-  out->push_back(static_cast<char>(type));
-}
-
 void PutStrings(const std::vector<std::string>& v, std::string* out) {
   PutVarint(v.size(), out);
   for (const auto& s : v) PutLengthPrefixed(s, out);
@@ -40,26 +35,10 @@ Result<std::vector<std::string>> ReadStrings(WireReader& r, std::string_view fie
   return v;
 }
 
-// Checks the header and the end of the record around `body`.
-template <typename T, typename Body>
-Result<T> DecodeRecord(std::span<const uint8_t> bytes, std::string_view what, uint8_t type,
-                       Body body) {
-  WireReader r(bytes, what);
-  GEOSYNC_ASSIGN_OR_RETURN(uint8_t got, r.RecordHeader());
-  if (got != type) {
-    return r.Error(fmt::format("unexpected record type 0x{:02x} (expected 0x{:02x})", got, type),
-                   1);
-  }
-  T m;
-  GEOSYNC_RETURN_IF_ERROR(body(r, m));
-  GEOSYNC_RETURN_IF_ERROR(r.ExpectEnd());
-  return m;
-}
-
 }  // namespace
 
 void EncodeSeedRequest(const SeedRequest& m, std::string* out) {
-  PutHeader(kRequestType, out);
+  PutRecordHeader(kRequestType, out);
   out->push_back(static_cast<char>(m.kind));
   PutLengthPrefixed(m.snapshot, out);
   PutLengthPrefixed(m.schema, out);
@@ -101,7 +80,7 @@ Result<SeedRequest> DecodeSeedRequest(std::span<const uint8_t> bytes) {
 }
 
 void EncodeSeedManifest(const SeedManifest& m, std::string* out) {
-  PutHeader(kManifestType, out);
+  PutRecordHeader(kManifestType, out);
   PutLengthPrefixed(m.snapshot, out);
   PutVarint(m.consistent.epoch, out);
   PutVarint(m.consistent.lsn.value(), out);
@@ -199,7 +178,7 @@ Result<SeedManifest> DecodeSeedManifest(std::span<const uint8_t> bytes) {
 }
 
 void EncodeSeedData(std::string_view copy_bytes, std::string* out) {
-  PutHeader(kDataType, out);
+  PutRecordHeader(kDataType, out);
   out->append(copy_bytes);
 }
 
@@ -218,7 +197,7 @@ Result<std::span<const uint8_t>> DecodeSeedData(std::span<const uint8_t> bytes) 
 }
 
 void EncodeSeedChunkEnd(const SeedChunkEnd& m, std::string* out) {
-  PutHeader(kChunkEndType, out);
+  PutRecordHeader(kChunkEndType, out);
   PutVarint(m.rows, out);
   PutVarint(m.bytes, out);
 }
@@ -238,7 +217,7 @@ Result<SeedChunkEnd> DecodeSeedChunkEnd(std::span<const uint8_t> bytes) {
 }
 
 void EncodeSeedFinish(const SeedFinish& m, std::string* out) {
-  PutHeader(kFinishType, out);
+  PutRecordHeader(kFinishType, out);
   out->push_back(static_cast<char>(m.ok ? kFinishOk : 0));
   PutLengthPrefixed(m.message, out);
 }

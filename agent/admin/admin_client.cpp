@@ -242,4 +242,27 @@ Result<HttpAnswer> Http(HttpCall call) {
   return std::move(*out);
 }
 
+std::vector<Result<HttpAnswer>> FetchStatusOfAll(const Topology& topology,
+                                                 std::chrono::milliseconds timeout,
+                                                 const std::string& token) {
+  boost::asio::io_context io;
+  std::vector<Result<HttpAnswer>> answers(topology.sites.size(),
+                                          Status::Timeout("GET /status was not sent"));
+  for (size_t i = 0; i < topology.sites.size(); ++i) {
+    boost::asio::co_spawn(
+        io,
+        [&, i]() -> boost::asio::awaitable<void> {
+          HttpCall call;
+          call.base_url = topology.sites[i].admin;
+          call.target = "/status";
+          call.bearer = token;
+          call.timeout = timeout;
+          answers[i] = co_await AsyncHttp(std::move(call));
+        },
+        boost::asio::detached);
+  }
+  io.run();
+  return answers;
+}
+
 }  // namespace geosync::admin

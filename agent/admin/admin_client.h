@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
+#include "common/topology.h"
 
 namespace geosync::admin {
 
@@ -63,6 +65,12 @@ struct HttpAnswer {
 
 // Io / Timeout naming the URL when the site does not answer in time.
 boost::asio::awaitable<Result<HttpAnswer>> AsyncHttp(HttpCall call);
+
+// GET /status from every site of the topology at once, each with its own
+// deadline: element i is sites[i]'s answer or why there is none.
+std::vector<Result<HttpAnswer>> FetchStatusOfAll(const Topology& topology,
+                                                 std::chrono::milliseconds timeout,
+                                                 const std::string& token);
 // The same on a private io_context, for one-off calls.
 Result<HttpAnswer> Http(HttpCall call);
 

@@ -14,6 +14,7 @@
 
 #include "common/lsn.h"
 #include "common/status.h"
+#include "common/topology.h"
 
 namespace geosync::admin {
 
@@ -269,23 +270,6 @@ std::string MetricsText(const ReplicaSnapshot& s);
 std::string MetricsText(const SourceSnapshot& s);
 
 // ---- The deployment view of `geosyncctl status` ----------------------------
-
-struct TopologySite {
-  std::string name;
-  std::string admin;   // "http://host:port"
-  std::string stream;  // "host:port" where its stream server listens as the source; "" unknown
-};
-
-struct Topology {
-  std::string cluster_id;
-  std::vector<TopologySite> sites;
-  std::vector<std::string> etcd;
-};
-
-// Parses a topology file (schemas/topology.schema.json); `path` names it in errors.
-Result<Topology> ParseTopology(std::string_view json_text, const std::string& path);
-// Reads and parses a topology file.
-Result<Topology> LoadTopology(const std::string& path);
 
 // One line of the table: what one site says about itself.
 struct StatusRow {

@@ -13,9 +13,9 @@
 #include <sstream>
 
 #include "agent/ctl/commands.h"
-#include "agent/exit_codes.h"
 #include "agent/pg/pg_conn.h"
 #include "agent/source/capture.h"
+#include "common/exit_codes.h"
 #include "common/txn_printer.h"
 
 namespace geosync::ctl {

@@ -10,9 +10,9 @@
 
 #include "agent/ctl/commands.h"
 #include "agent/ctl/config_checks.h"
-#include "agent/exit_codes.h"
 #include "agent/pg/pg_checks.h"
 #include "common/config.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
 namespace {
@@ -40,8 +40,8 @@ void Print(const CheckItem& item) {
 int RunCheckConfig(const CheckConfigArgs& args) {
   std::vector<CheckItem> items;
   auto config = LoadConfig(args.config);
-  Result<admin::Topology> topology = Status::NotFound("no topology file given");
-  if (!args.topology.empty()) topology = ReadTopologyFile(args.topology);
+  Result<Topology> topology = Status::NotFound("no topology file given");
+  if (!args.topology.empty()) topology = LoadTopology(args.topology);
 
   if (!config.ok()) {
     // Nothing below can run without the config; still say what else is wrong.
@@ -72,7 +72,7 @@ int RunCheckConfig(const CheckConfigArgs& args) {
   }
   for (auto& i : CheckTls(*config)) items.push_back(i);
   for (auto& i : AuditPostgres(*config)) items.push_back(i);
-  const admin::Topology* topo = topology.ok() ? &*topology : nullptr;
+  const Topology* topo = topology.ok() ? &*topology : nullptr;
   for (auto& i : CheckPeers(*config, topo, std::chrono::milliseconds(args.timeout_ms))) {
     items.push_back(i);
   }

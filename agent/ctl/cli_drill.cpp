@@ -19,10 +19,13 @@
 #include "agent/ctl/commands.h"
 #include "agent/ctl/drill_report.h"
 #include "agent/ctl/drill_switchover.h"
-#include "agent/ctl/promote_plan.h"
-#include "agent/exit_codes.h"
+#include "agent/promote/promote_plan.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
+
+// The promotion plan and the etcd claim are the promote layer's.
+using namespace ::geosync::promote;  // NOLINT(google-build-using-namespace)
 namespace {
 
 using json = nlohmann::json;
@@ -125,7 +128,7 @@ int RunDrill(const DrillArgs& args) {
     s.timeout_s = args.timeout_s;
     return RunSwitchoverDrill(s);
   }
-  auto topology = admin::LoadTopology(args.topology);
+  auto topology = LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
   auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());

@@ -16,11 +16,14 @@
 #include "agent/admin/admin_server.h"
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
-#include "agent/ctl/etcd_claim.h"
-#include "agent/ctl/promote_plan.h"
-#include "agent/exit_codes.h"
+#include "agent/promote/etcd_claim.h"
+#include "agent/promote/promote_plan.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
+
+// The promotion plan and the etcd claim are the promote layer's.
+using namespace ::geosync::promote;  // NOLINT(google-build-using-namespace)
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -45,7 +48,7 @@ struct PromoteArgs {
 struct Run {
   explicit Run(const PromoteArgs& a) : args(a) {}
   const PromoteArgs& args;
-  admin::Topology topology;
+  Topology topology;
   std::string token;
   bool failover = false;
   std::vector<SiteReport> sites;
@@ -62,7 +65,7 @@ struct Run {
     }
     return nullptr;
   }
-  const admin::TopologySite* Topo(const std::string& name) const {
+  const TopologySite* Topo(const std::string& name) const {
     for (const auto& s : topology.sites) {
       if (s.name == name) return &s;
     }
@@ -85,7 +88,7 @@ StepResult FromStatus(const Status& st) {
 // POST /admin/<action>?<query> on `site`; 200 and 202 are success.
 StepResult Post(const Run& run, const std::string& site, const std::string& action,
                 const std::string& query) {
-  const admin::TopologySite* t = run.Topo(site);
+  const TopologySite* t = run.Topo(site);
   if (!t) return StepError{kExitConfig, fmt::format("site {} is not in the topology", site)};
   admin::HttpCall call;
   call.method = "POST";
@@ -122,7 +125,7 @@ StepResult WaitUntil(Run& run, const std::string& what,
 }
 
 std::string StreamQuery(const Run& run, const std::string& site, StepResult* error) {
-  const admin::TopologySite* t = run.Topo(site);
+  const TopologySite* t = run.Topo(site);
   if (!t || t->stream.empty()) {
     *error = StepError{kExitConfig,
                        fmt::format("topology {}: site {} has no \"stream\" (host:port where its "
@@ -330,7 +333,7 @@ int Proceed(Run& run, const char* kind, std::span<const Step> steps, size_t firs
 }
 
 int Prepare(Run& run, const PromoteArgs& args) {
-  auto topology = admin::LoadTopology(args.topology);
+  auto topology = LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
   run.topology = *topology;
   auto token = admin::ReadTokenFile(args.token_file, "--token-file");

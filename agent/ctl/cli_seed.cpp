@@ -17,7 +17,7 @@
 #include "agent/admin/admin_server.h"
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
-#include "agent/exit_codes.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
 namespace {
@@ -33,14 +33,7 @@ struct SeedArgs {
 
 // The site's admin URL from the topology file.
 Result<std::string> AdminUrlOf(const SeedArgs& args) {
-  std::ifstream in(args.topology, std::ios::binary);
-  if (!in) {
-    return Status::Config(
-        fmt::format("topology {}: cannot open file: {}", args.topology, std::strerror(errno)));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  GEOSYNC_ASSIGN_OR_RETURN(admin::Topology topology, admin::ParseTopology(ss.str(), args.topology));
+  GEOSYNC_ASSIGN_OR_RETURN(Topology topology, LoadTopology(args.topology));
   for (const auto& s : topology.sites) {
     if (s.name == args.site) return s.admin;
   }

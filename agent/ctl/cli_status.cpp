@@ -21,7 +21,7 @@
 #include "agent/admin/admin_server.h"
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
-#include "agent/exit_codes.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
 namespace {
@@ -36,7 +36,7 @@ struct StatusArgs {
   int timeout_ms = 2000;
 };
 
-admin::StatusRow RowFor(const admin::Topology& topology, const admin::TopologySite& site,
+admin::StatusRow RowFor(const Topology& topology, const TopologySite& site,
                         const Result<admin::HttpAnswer>& answer) {
   if (!answer.ok()) return admin::UnreachableRow(site, answer.status().message());
   if (answer->status != 200) {
@@ -57,25 +57,14 @@ admin::StatusRow RowFor(const admin::Topology& topology, const admin::TopologySi
 
 // Asks every site at once, each with its own deadline; a site that does not
 // answer is a row saying so, never a missing row.
-std::vector<admin::StatusRow> FetchAll(const admin::Topology& topology, int timeout_ms,
+std::vector<admin::StatusRow> FetchAll(const Topology& topology, int timeout_ms,
                                        const std::string& token) {
-  asio::io_context io;
-  std::vector<admin::StatusRow> rows(topology.sites.size());
+  std::vector<Result<admin::HttpAnswer>> answers =
+      admin::FetchStatusOfAll(topology, std::chrono::milliseconds(timeout_ms), token);
+  std::vector<admin::StatusRow> rows;
   for (size_t i = 0; i < topology.sites.size(); ++i) {
-    asio::co_spawn(
-        io,
-        [&, i]() -> asio::awaitable<void> {
-          admin::HttpCall call;
-          call.base_url = topology.sites[i].admin;
-          call.target = "/status";
-          call.bearer = token;
-          call.timeout = std::chrono::milliseconds(timeout_ms);
-          Result<admin::HttpAnswer> answer = co_await admin::AsyncHttp(std::move(call));
-          rows[i] = RowFor(topology, topology.sites[i], answer);
-        },
-        asio::detached);
+    rows.push_back(RowFor(topology, topology.sites[i], answers[i]));
   }
-  io.run();
   return rows;
 }
 
@@ -87,7 +76,7 @@ Result<std::string> StatusToken(const StatusArgs& args) {
   return std::string();
 }
 
-int PrintOnce(const admin::Topology& topology, const StatusArgs& args, const std::string& token) {
+int PrintOnce(const Topology& topology, const StatusArgs& args, const std::string& token) {
   std::vector<admin::StatusRow> rows = FetchAll(topology, args.timeout_ms, token);
   if (args.format == "json") {
     std::cout << admin::RowsJson(rows).dump(2) << "\n";
@@ -121,7 +110,7 @@ void RegisterStatus(CLI::App& app, int* exit_code) {
   cmd->add_option("--timeout-ms", args->timeout_ms, "deadline per site (default 2000)")
       ->check(CLI::Range(50, 60000));
   cmd->callback([args, exit_code] {
-    auto topology = admin::LoadTopology(args->topology);
+    auto topology = LoadTopology(args->topology);
     if (!topology.ok()) {
       *exit_code = Fail(topology.status());
       return;

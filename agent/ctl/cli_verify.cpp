@@ -18,11 +18,14 @@
 #include "agent/admin/admin_server.h"
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
-#include "agent/ctl/promote_plan.h"
-#include "agent/exit_codes.h"
+#include "agent/promote/promote_plan.h"
 #include "agent/verify/checksum.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
+
+// The promotion plan and the etcd claim are the promote layer's.
+using namespace ::geosync::promote;  // NOLINT(google-build-using-namespace)
 namespace {
 
 using json = nlohmann::json;
@@ -38,7 +41,7 @@ struct VerifyArgs {
 
 class Caller {
  public:
-  Caller(const admin::Topology& t, std::string token) : topology_(t), token_(std::move(token)) {}
+  Caller(const Topology& t, std::string token) : topology_(t), token_(std::move(token)) {}
 
   Result<admin::HttpAnswer> Post(const std::string& site, const std::string& target) const {
     admin::HttpCall call;
@@ -95,7 +98,7 @@ class Caller {
   void End(const std::string& site) const { (void)Post(site, "/admin/verify/end"); }
 
  private:
-  const admin::Topology& topology_;
+  const Topology& topology_;
   std::string token_;
 };
 
@@ -152,7 +155,7 @@ Result<uint64_t> CompareTable(const Caller& caller, const VerifyArgs& args,
 }
 
 int RunVerify(const VerifyArgs& args) {
-  auto topology = admin::LoadTopology(args.topology);
+  auto topology = LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
   auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());

@@ -3,7 +3,7 @@
 
 #include <iostream>
 
-#include "agent/exit_codes.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
 

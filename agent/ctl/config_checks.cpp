@@ -128,18 +128,7 @@ Result<std::string> ProbeUpstream(const Endpoint& ep, std::shared_ptr<asio::ssl:
 
 }  // namespace
 
-Result<admin::Topology> ReadTopologyFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::Config(
-        fmt::format("topology {}: cannot open file: {}", path, std::strerror(errno)));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return admin::ParseTopology(ss.str(), path);
-}
-
-std::vector<CheckItem> CheckTopology(const Config& config, const admin::Topology& topology,
+std::vector<CheckItem> CheckTopology(const Config& config, const Topology& topology,
                                      const std::string& topology_path) {
   std::vector<CheckItem> items;
   std::string subject = "topology " + topology_path;
@@ -149,7 +138,7 @@ std::vector<CheckItem> CheckTopology(const Config& config, const admin::Topology
                                      topology.cluster_id, config.cluster_id),
                          "use the same cluster_id in the topology file and every site config"));
   }
-  const admin::TopologySite* self = nullptr;
+  const TopologySite* self = nullptr;
   for (const auto& s : topology.sites) {
     if (s.name == config.site) self = &s;
   }
@@ -249,7 +238,7 @@ std::vector<CheckItem> CheckTls(const Config& config) {
   return items;
 }
 
-std::vector<CheckItem> CheckPeers(const Config& config, const admin::Topology* topology,
+std::vector<CheckItem> CheckPeers(const Config& config, const Topology* topology,
                                   std::chrono::milliseconds timeout) {
   std::vector<CheckItem> items;
   if (config.role == Role::kReplica && config.upstream) {

@@ -13,12 +13,9 @@
 
 namespace geosync::ctl {
 
-// Reads and parses a topology file (schemas/topology.schema.json).
-Result<admin::Topology> ReadTopologyFile(const std::string& path);
-
 // The topology's cluster id equals the config's, this site is listed, and its
 // admin URL's port is the config's admin.listen port.
-std::vector<CheckItem> CheckTopology(const Config& config, const admin::Topology& topology,
+std::vector<CheckItem> CheckTopology(const Config& config, const Topology& topology,
                                      const std::string& topology_path);
 
 // With tls.enabled: the CA, certificate and key load, the key matches the
@@ -27,7 +24,7 @@ std::vector<CheckItem> CheckTls(const Config& config);
 
 // A replica's upstream accepts TCP connections; every other site of the
 // topology answers GET /healthz with 200.
-std::vector<CheckItem> CheckPeers(const Config& config, const admin::Topology* topology,
+std::vector<CheckItem> CheckPeers(const Config& config, const Topology* topology,
                                   std::chrono::milliseconds timeout);
 
 }  // namespace geosync::ctl

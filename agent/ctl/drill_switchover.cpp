@@ -26,11 +26,14 @@
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
 #include "agent/ctl/drill_report.h"
-#include "agent/ctl/promote_plan.h"
-#include "agent/exit_codes.h"
 #include "agent/pg/pg_conn.h"
+#include "agent/promote/promote_plan.h"
+#include "common/exit_codes.h"
 
 namespace geosync::ctl {
+
+// The promotion plan and the etcd claim are the promote layer's.
+using namespace ::geosync::promote;  // NOLINT(google-build-using-namespace)
 namespace {
 
 using json = nlohmann::json;
@@ -229,8 +232,7 @@ const char* VerifyName(int rc) {
 // Samples every site's /status: the largest applied lag of any replica.
 class LagSampler {
  public:
-  LagSampler(const admin::Topology& topology, Clock::time_point t0)
-      : topology_(topology), t0_(t0) {}
+  LagSampler(const Topology& topology, Clock::time_point t0) : topology_(topology), t0_(t0) {}
   ~LagSampler() { Stop(); }
   void Start() {
     thread_ = std::thread([this] {
@@ -277,7 +279,7 @@ class LagSampler {
     timeline_.push_back(std::move(worst));
   }
 
-  const admin::Topology topology_;
+  const Topology topology_;
   const Clock::time_point t0_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -287,7 +289,7 @@ class LagSampler {
 
 }  // namespace
 
-void RecordDrillPassed(const admin::Topology& topology, const std::vector<std::string>& sites,
+void RecordDrillPassed(const Topology& topology, const std::vector<std::string>& sites,
                        const std::string& kind, const std::string& token) {
   for (const auto& name : sites) {
     for (const auto& site : topology.sites) {
@@ -310,7 +312,7 @@ void RecordDrillPassed(const admin::Topology& topology, const std::vector<std::s
 
 int RunSwitchoverDrill(const SwitchoverDrillArgs& args) {
   if (Status st = CheckClientDsn(args.client_dsn); !st.ok()) return Fail(st);
-  auto topology = admin::LoadTopology(args.topology);
+  auto topology = LoadTopology(args.topology);
   if (!topology.ok()) return Fail(topology.status());
   auto token = admin::ReadTokenFile(args.token_file, "--token-file");
   if (!token.ok()) return Fail(token.status());

@@ -14,7 +14,7 @@ namespace geosync::ctl {
 // /metrics says when a drill of that kind last passed there
 // (agent/verify/drill_log.h). A site that does not answer gets a warning on
 // stderr: the drill itself passed.
-void RecordDrillPassed(const admin::Topology& topology, const std::vector<std::string>& sites,
+void RecordDrillPassed(const Topology& topology, const std::vector<std::string>& sites,
                        const std::string& kind, const std::string& token);
 
 struct SwitchoverDrillArgs {

@@ -3,17 +3,17 @@
 
 #include <spdlog/spdlog.h>
 
-#include "agent/ctl/promote_plan.h"
+#include "agent/promote/promote_plan.h"
 #include "common/handshake.h"
 
 namespace geosync {
 
-std::optional<HigherEpoch> FindHigherEpoch(const admin::Topology& topology, const std::string& self,
+std::optional<HigherEpoch> FindHigherEpoch(const Topology& topology, const std::string& self,
                                            uint64_t epoch, LinkRefusals* refusals) {
-  admin::Topology others = topology;
-  std::erase_if(others.sites, [&](const admin::TopologySite& s) { return s.name == self; });
+  Topology others = topology;
+  std::erase_if(others.sites, [&](const TopologySite& s) { return s.name == self; });
   std::optional<HigherEpoch> higher;
-  for (const ctl::SiteReport& r : ctl::Survey(others)) {
+  for (const promote::SiteReport& r : promote::Survey(others)) {
     if (!r.reachable) continue;
     switch (ClassifyEpoch(r.epoch, epoch)) {
       case EpochClaim::kImpossible:
@@ -31,7 +31,7 @@ std::optional<HigherEpoch> FindHigherEpoch(const admin::Topology& topology, cons
   return higher;
 }
 
-PeerWatch::PeerWatch(admin::Topology topology, std::string self, uint64_t epoch,
+PeerWatch::PeerWatch(Topology topology, std::string self, uint64_t epoch,
                      std::function<void(const HigherEpoch&)> on_higher,
                      std::chrono::milliseconds period, LinkRefusals* refusals)
     : topology_(std::move(topology)),

@@ -28,12 +28,12 @@ struct HigherEpoch {
 // A /status is unauthenticated: an epoch in it that could not have been
 // issued (common/handshake.h ClassifyEpoch) is logged, counted in
 // `refusals` when given, and ignored.
-std::optional<HigherEpoch> FindHigherEpoch(const admin::Topology& topology, const std::string& self,
+std::optional<HigherEpoch> FindHigherEpoch(const Topology& topology, const std::string& self,
                                            uint64_t epoch, LinkRefusals* refusals = nullptr);
 
 class PeerWatch {
  public:
-  PeerWatch(admin::Topology topology, std::string self, uint64_t epoch,
+  PeerWatch(Topology topology, std::string self, uint64_t epoch,
             std::function<void(const HigherEpoch&)> on_higher,
             std::chrono::milliseconds period = std::chrono::seconds(3),
             LinkRefusals* refusals = nullptr);
@@ -42,7 +42,7 @@ class PeerWatch {
   void Stop();
 
  private:
-  admin::Topology topology_;
+  Topology topology_;
   std::string self_;
   uint64_t epoch_;
   std::function<void(const HigherEpoch&)> on_higher_;

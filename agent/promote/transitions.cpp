@@ -6,6 +6,7 @@
 
 #include "agent/promote/site_ops.h"
 #include "agent/spool/spool.h"
+#include "common/replication_origin.h"
 
 namespace geosync {
 namespace {
@@ -23,8 +24,6 @@ Result<Position> SpoolEnd(const Config& config) {
 }
 
 }  // namespace
-
-std::string OriginPrefix(const Config& config) { return "geosync_" + config.cluster_id; }
 
 Result<Lsn> FenceForSwitchover(const Config& config, const std::string& target, uint64_t epoch) {
   GEOSYNC_ASSIGN_OR_RETURN(PgConn conn, promote::ConnectAdmin(config.postgres.dsn));
@@ -87,7 +86,7 @@ Status Demote(SiteControl& control, const NextRole& next) {
     // The database holds its own stream up to `end`: record it as applied,
     // so apply resumes strictly after it (origin progress is an end LSN).
     GEOSYNC_RETURN_IF_ERROR(promote::SetOriginProgress(
-        conn, fmt::format("{}_e{}", OriginPrefix(config), end.epoch), Lsn(end.lsn.value() + 1)));
+        conn, OriginName(OriginPrefix(config.cluster_id), end.epoch), Lsn(end.lsn.value() + 1)));
   }
   GEOSYNC_RETURN_IF_ERROR(control.Update([&](SiteState& s) {
     s.fenced = false;  // a rejoining old primary: its divergence was exported

@@ -16,9 +16,6 @@
 
 namespace geosync {
 
-// The replication origin prefix of a deployment: origins are <prefix>_e<N>.
-std::string OriginPrefix(const Config& config);
-
 // Source side of a switchover, while the source keeps serving its spool:
 // makes the database read-only, ends its write sessions, and emits the final
 // geosync.marker. Returns the marker's LSN: once the spool holds it, the

@@ -14,6 +14,7 @@
 #include "common/ddl_text.h"
 #include "common/encoding.h"
 #include "common/logical_message.h"
+#include "common/replication_origin.h"
 
 namespace geosync {
 namespace {
@@ -21,41 +22,6 @@ namespace {
 constexpr std::string_view kXactSetupSql =
     "SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn, "
     "$2::pg_catalog.timestamptz), pg_catalog.pg_current_xact_id()";
-// Raises a sequence to the shipped value, never lowers it. One row when the
-// sequence exists (NULL when it was already high enough), none when it does not.
-constexpr std::string_view kSetvalSql =
-    "SELECT CASE WHEN s.last_value IS NULL OR s.last_value < $3::pg_catalog.int8 THEN "
-    "pg_catalog.setval(pg_catalog.format('%I.%I', s.schemaname, s.sequencename)::"
-    "pg_catalog.regclass, $3::pg_catalog.int8, true) END "
-    "FROM pg_catalog.pg_sequences s WHERE s.schemaname = $1 AND s.sequencename = $2";
-
-// A libpq error result (or a dead connection) as a Status with its SQLSTATE.
-Status PgError(PGconn* conn, const PGresult* r) {
-  std::string sqlstate;
-  std::string message;
-  if (r != nullptr) {
-    if (const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE)) sqlstate = s;
-    if (const char* m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)) message = m;
-    if (const char* d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL)) {
-      message += fmt::format(" ({})", d);
-    }
-    if (message.empty()) message = PQresultErrorMessage(r);
-  }
-  if (message.empty() && conn != nullptr) message = PQerrorMessage(conn);
-  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) {
-    message.pop_back();
-  }
-  if (sqlstate.empty() && (conn == nullptr || PQstatus(conn) != CONNECTION_OK)) {
-    sqlstate = "08006";  // connection failure
-  }
-  if (sqlstate.empty()) sqlstate = "XX000";
-  return Status::Postgres(message, sqlstate);
-}
-
-Status ConnectionLost(PGconn* conn, std::string_view doing) {
-  return PgError(conn, nullptr).WithContext(doing);
-}
-
 // PgTimestamp (µs since 2000-01-01 UTC) as a timestamptz literal.
 std::string TimestampLiteral(PgTimestamp t) {
   int64_t secs = t / 1000000;
@@ -78,37 +44,6 @@ PgTimestamp NowPgTimestamp() {
   return us - kPgEpochOffsetSeconds * 1000000;
 }
 
-// Decodes the records of one spool unit.
-Status DecodeUnit(const std::vector<SpoolRecord>& records, Applier::Unit* unit) {
-  *unit = Applier::Unit{};
-  unit->position = records.front().position();
-  for (size_t i = 0; i < records.size(); ++i) {
-    const SpoolRecord& rec = records[i];
-    unit->bytes += rec.payload.size();
-    auto event = DecodeEvent(rec.payload);
-    if (!event.ok()) {
-      return event.status().WithContext(
-          fmt::format("spool unit {} record {}", unit->position.ToString(), i));
-    }
-    if (auto* begin = std::get_if<BeginEvent>(&*event)) {
-      if (i != 0) return Status::Corruption("Begin inside spool unit " + unit->position.ToString());
-      unit->is_txn = true;
-      unit->begin = *begin;
-    } else if (auto* commit = std::get_if<CommitEvent>(&*event)) {
-      if (!unit->is_txn || i + 1 != records.size()) {
-        return Status::Corruption("misplaced Commit in spool unit " + unit->position.ToString());
-      }
-      unit->commit = *commit;
-    } else {
-      unit->events.push_back(std::move(*event));
-    }
-  }
-  if (unit->is_txn && !unit->commit.end_lsn.valid()) {
-    return Status::Corruption("spool unit " + unit->position.ToString() + " has no Commit");
-  }
-  return Status::Ok();
-}
-
 bool IsSqlMessage(const Event& e) {
   const auto* m = std::get_if<MessageEvent>(&e);
   return m && (m->prefix == kDdlPrefix || m->prefix == kSequencesPrefix);
@@ -117,7 +52,12 @@ bool IsSqlMessage(const Event& e) {
 }  // namespace
 
 Applier::Applier(ApplierOptions options, Spool* spool)
-    : options_(std::move(options)), spool_(spool) {
+    : options_(std::move(options)),
+      spool_(spool),
+      pipeline_(&conn_, options_.statements_per_sync,
+                [this](int unit, std::string_view target, const Status& cause) {
+                  return UnitError(unit, target, cause);
+                }) {
   options_.batch.batch_max_txns = std::max(1, options_.batch.batch_max_txns);
   options_.statements_per_sync = std::max(1, options_.statements_per_sync);
 }
@@ -250,303 +190,6 @@ void Applier::WaitForData(uint64_t seen) {
   cv_.wait_for(lock, options_.idle_poll, [&] { return stop_ || durable_seq_ != seen; });
 }
 
-// ---- Session -------------------------------------------------------------------
-
-Status Applier::Connect() {
-  Disconnect();
-  auto conn = PgConn::Connect(options_.conninfo);
-  if (!conn.ok()) return conn.status();
-  conn_ = std::move(conn).value();
-  GEOSYNC_RETURN_IF_ERROR(SetUpSession());
-  GEOSYNC_RETURN_IF_ERROR(LoadOrigin());
-  return OpenReader();
-}
-
-std::string Applier::SessionSettingsSql() const {
-  return fmt::format(
-      "SET session_replication_role = replica; SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; "
-      "SET extra_float_digits = 3; SET search_path = ''; SET statement_timeout = 0; "
-      "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; "
-      "SET default_transaction_read_only = off; "
-      "SET application_name = 'geosync_applier'; SET synchronous_commit = {}",
-      options_.batch.synchronous_commit ? "on" : "off");
-}
-
-Status Applier::SetUpSession() {
-  // Replica role: no user triggers, no FK triggers, no event triggers (so
-  // applied DDL is not captured again). Text values round-trip exactly under
-  // the capture session's TimeZone, DateStyle and extra_float_digits. An empty
-  // search_path, as PostgreSQL's own apply worker uses: every name we send is
-  // schema-qualified. Writable even where geosync fenced the database
-  // read-only for applications (an old primary that now follows).
-  std::string sql = SessionSettingsSql();
-  auto r = conn_.Exec(sql);
-  check_reorder_ = true;
-  if (!r.ok()) return r.status().WithContext("setting up the apply session");
-  auto guard =
-      conn_.QueryValue("SELECT pg_catalog.to_regproc('_geosync.guard_tables') IS NOT NULL");
-  if (!guard.ok()) return guard.status().WithContext("looking for the write guard");
-  write_guard_ = *guard == "t";
-  return Status::Ok();
-}
-
-void Applier::Disconnect() {
-  conn_ = PgConn();
-  in_pipeline_ = false;
-  origin_set_up_ = false;
-  cache_.Clear();
-  expected_.clear();
-  unsynced_ = 0;
-  syncs_outstanding_ = 0;
-  reader_.reset();
-  partial_.clear();
-  runs_.clear();
-  pending_units_.clear();
-}
-
-// Finds the newest epoch's origin and its flushed progress. The next
-// transaction's commit LSN is at least the previous one's end LSN, so reading
-// the spool after (epoch, end_lsn - 1) resumes exactly at the next one.
-Status Applier::LoadOrigin() {
-  auto r = conn_.ExecParams(
-      "SELECT roname, pg_catalog.pg_replication_origin_progress(roname, true) "
-      "FROM pg_catalog.pg_replication_origin WHERE pg_catalog.starts_with(roname, $1)",
-      {options_.origin_name_prefix + "_e"});
-  if (!r.ok()) return r.status().WithContext("reading replication origins");
-  const size_t prefix_len = options_.origin_name_prefix.size() + 2;
-  bool found = false;
-  uint64_t best_epoch = 0;
-  Lsn best_lsn;
-  for (int i = 0; i < r->rows(); ++i) {
-    std::string name = r->Get(i, 0);
-    uint64_t epoch = 0;
-    const char* begin = name.data() + prefix_len;
-    const char* end = name.data() + name.size();
-    auto [p, ec] = std::from_chars(begin, end, epoch);
-    if (ec != std::errc() || p != end || begin == end) continue;  // another prefix
-    if (found && epoch < best_epoch) continue;
-    found = true;
-    best_epoch = epoch;
-    best_lsn = Lsn();
-    if (auto text = r->GetOpt(i, 1)) {
-      GEOSYNC_ASSIGN_OR_RETURN(best_lsn, Lsn::Parse(*text));
-    }
-  }
-  if (!found) {
-    resume_from_ = Position{};
-    spdlog::info("apply: no replication origin {}_e*: applying the spool from its start",
-                 options_.origin_name_prefix);
-    return Status::Ok();
-  }
-  resume_from_ = Position{best_epoch, best_lsn.valid() ? Lsn(best_lsn.value() - 1) : Lsn()};
-  {
-    std::lock_guard lock(mu_);
-    applied_ = flushed_ = last_txn_end_ = Position{best_epoch, best_lsn};
-  }
-  spdlog::info("apply: resuming after {} (origin {}_e{})",
-               Position{best_epoch, best_lsn}.ToString(), options_.origin_name_prefix, best_epoch);
-  return UseOriginFor(best_epoch);
-}
-
-// Sets the session's origin to the one of `epoch`, creating it on the first
-// transaction of a new epoch. Never inside a replica transaction.
-Status Applier::UseOriginFor(uint64_t epoch) {
-  if (origin_set_up_ && origin_epoch_ == epoch) return Status::Ok();
-  if (origin_set_up_ && epoch < origin_epoch_) {
-    return Status::Fenced(
-        fmt::format("spool unit of epoch {} after epoch {} was applied", epoch, origin_epoch_));
-  }
-  const std::string name = fmt::format("{}_e{}", options_.origin_name_prefix, epoch);
-  auto r = conn_.ExecParams(
-      "SELECT pg_catalog.pg_replication_origin_create($1) WHERE NOT EXISTS "
-      "(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1)",
-      {name});
-  if (!r.ok()) return r.status().WithContext("creating replication origin " + name);
-  if (origin_set_up_) {
-    auto reset = conn_.Exec("SELECT pg_catalog.pg_replication_origin_session_reset()");
-    if (!reset.ok()) return reset.status().WithContext("resetting the session's origin");
-    origin_set_up_ = false;
-  }
-  auto setup =
-      conn_.ExecParams("SELECT pg_catalog.pg_replication_origin_session_setup($1)", {name});
-  if (!setup.ok()) return setup.status().WithContext("setting up replication origin " + name);
-  origin_set_up_ = true;
-  origin_epoch_ = epoch;
-  origin_name_ = name;
-  spdlog::info("apply: session uses replication origin {}", name);
-  return Status::Ok();
-}
-
-Status Applier::OpenReader() {
-  auto reader = spool_->ReadFrom(resume_from_);
-  if (!reader.ok()) return reader.status().WithContext("opening the spool for apply");
-  reader_ = std::move(reader).value();
-  partial_.clear();
-  pending_units_.clear();
-  return Status::Ok();
-}
-
-// With synchronous_commit = off, commits reach the replica's disk a little
-// later; asking the origin's progress with flush = true flushes WAL up to it
-// and says what is durable.
-Status Applier::UpdateFlushed(bool force) {
-  if (!origin_set_up_) return Status::Ok();
-  GEOSYNC_RETURN_IF_ERROR(CheckConnected());
-  auto now = std::chrono::steady_clock::now();
-  if (!force && now - last_flush_check_ < std::chrono::seconds(1)) return Status::Ok();
-  Position applied;
-  {
-    std::lock_guard lock(mu_);
-    if (flushed_ == applied_) return Status::Ok();
-    applied = applied_;
-  }
-  last_flush_check_ = now;
-  auto r = conn_.ExecParams("SELECT pg_catalog.pg_replication_origin_progress($1, true)",
-                            {origin_name_});
-  if (!r.ok()) return r.status().WithContext("reading the origin's flushed progress");
-  auto text = r->GetOpt(0, 0);
-  if (!text) return Status::Ok();
-  GEOSYNC_ASSIGN_OR_RETURN(Lsn lsn, Lsn::Parse(*text));
-  std::lock_guard lock(mu_);
-  Position progress{origin_epoch_, lsn};
-  // Heartbeats after the last transaction are flushed once it is.
-  flushed_ = progress >= last_txn_end_ ? applied : progress;
-  return Status::Ok();
-}
-
-// ---- Reading the spool -------------------------------------------------------
-
-void Applier::HoldBefore(Position at, std::chrono::seconds max) {
-  std::lock_guard lock(mu_);
-  hold_ = at;
-  hold_until_ = std::chrono::steady_clock::now() + max;
-  held_ = false;
-  reached_ = false;
-  durable_seq_++;  // an idle loop looks again now
-  cv_.notify_all();
-  spdlog::info("apply: holding before {} (verify or drill)", at.ToString());
-}
-
-void Applier::ReleaseHold() {
-  {
-    std::lock_guard lock(mu_);
-    if (!hold_) return;
-    hold_.reset();
-    held_ = false;
-    reached_ = false;
-    durable_seq_++;  // wake the loop
-  }
-  cv_.notify_all();
-  spdlog::info("apply: hold released");
-}
-
-bool Applier::Held() const {
-  std::lock_guard lock(mu_);
-  return held_;
-}
-
-bool Applier::HeldBack(const Position& pos) {
-  std::lock_guard lock(mu_);
-  if (!hold_ || pos < *hold_) return false;
-  if (std::chrono::steady_clock::now() > hold_until_) {
-    spdlog::warn("apply: the hold before {} expired; applying again", hold_->ToString());
-    hold_.reset();
-    held_ = false;
-    reached_ = false;
-    return false;
-  }
-  reached_ = true;
-  return true;
-}
-
-void Applier::MarkHeldIfReached() {
-  std::lock_guard lock(mu_);
-  if (hold_ && reached_ && !held_) {
-    held_ = true;
-    spdlog::info("apply: holding before {}: everything before it is applied (applied {})",
-                 hold_->ToString(), applied_.ToString());
-  }
-}
-
-Result<bool> Applier::ReadUnit(Unit* unit) {
-  if (pending_units_.empty()) {
-    GEOSYNC_ASSIGN_OR_RETURN(bool got, ReadSpoolUnit(unit));
-    if (!got) return false;
-    pending_units_.push_back(std::move(*unit));
-  }
-  if (HeldBack(pending_units_.front().position)) return false;
-  *unit = std::move(pending_units_.front());
-  pending_units_.pop_front();
-  return true;
-}
-
-// While the server executes a group, the next one is read and decoded.
-Status Applier::ReadAhead() {
-  uint64_t bytes = 0;
-  for (const Unit& u : pending_units_) bytes += u.bytes;
-  while (pending_units_.size() < static_cast<size_t>(options_.batch.batch_max_txns) &&
-         bytes < options_.batch.batch_max_bytes) {
-    Unit unit;
-    GEOSYNC_ASSIGN_OR_RETURN(bool got, ReadSpoolUnit(&unit));
-    if (!got) break;
-    bytes += unit.bytes;
-    pending_units_.push_back(std::move(unit));
-  }
-  return Status::Ok();
-}
-
-Result<bool> Applier::ReadSpoolUnit(Unit* unit) {
-  while (true) {
-    GEOSYNC_ASSIGN_OR_RETURN(std::optional<SpoolRecord> rec, reader_->Next());
-    if (!rec) return false;
-    if (rec->first_in_unit() != partial_.empty()) {
-      return Status::Corruption(
-          fmt::format("spool record at {} breaks the unit structure", rec->position().ToString()));
-    }
-    const bool last = rec->last_in_unit();
-    partial_.push_back(std::move(*rec));
-    if (last) break;
-  }
-  Status st = DecodeUnit(partial_, unit);
-  partial_.clear();
-  if (!st.ok()) return st;
-  return true;
-}
-
-// Gathers consecutive units for one replica transaction: up to batch_max_txns
-// transactions, batch_max_bytes of spool payload and batch_max_ms spent
-// reading, never across an epoch change, with a transaction to skip alone.
-// Whatever is durable is applied at once: no waiting for a fuller group.
-Status Applier::CollectGroup(std::vector<Unit>* group) {
-  const auto start = std::chrono::steady_clock::now();
-  const auto max_time = std::chrono::milliseconds(options_.batch.batch_max_ms);
-  uint64_t bytes = 0;
-  int txns = 0;
-  while (true) {
-    Unit unit;
-    GEOSYNC_ASSIGN_OR_RETURN(bool got, ReadUnit(&unit));
-    if (!got) break;
-    const bool skip = unit.is_txn && SkipRequested(unit.begin.xid);
-    if (!group->empty() && (unit.position.epoch != group->front().position.epoch || skip)) {
-      pending_units_.push_front(std::move(unit));
-      break;
-    }
-    txns += unit.is_txn ? 1 : 0;
-    bytes += unit.bytes;
-    group->push_back(std::move(unit));
-    if (skip || txns >= options_.batch.batch_max_txns || bytes >= options_.batch.batch_max_bytes ||
-        std::chrono::steady_clock::now() - start >= max_time) {
-      break;
-    }
-  }
-  return Status::Ok();
-}
-
-bool Applier::SkipRequested(uint32_t xid) const {
-  std::lock_guard lock(mu_);
-  return skip_xids_.count(xid) > 0;
-}
-
 // ---- Applying ------------------------------------------------------------------
 
 // One replica transaction for the group; if it fails for a reason other than
@@ -617,9 +260,9 @@ Status Applier::ApplyOne(Unit& unit) {
 // replica transaction.
 Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* reordered) {
   GEOSYNC_RETURN_IF_ERROR(CheckConnected());
-  if (check_reorder_ && !in_pipeline_) GEOSYNC_RETURN_IF_ERROR(CheckReorderSafe());
+  if (check_reorder_ && !pipeline_.in_pipeline()) GEOSYNC_RETURN_IF_ERROR(CheckReorderSafe());
   current_ = units;
-  batch_error_ = Status::Ok();
+  pipeline_.error() = Status::Ok();
   const Unit* last_txn = nullptr;
   bool needs_sql = false;
   for (const Unit& u : units) {
@@ -644,29 +287,33 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* r
   runs_.clear();
   group_row_statements_ = 0;
   group_update_runs_ = false;
-  GEOSYNC_RETURN_IF_ERROR(EnterPipeline());
-  Status st = SendSimple("BEGIN", {}, Expected{});
-  for (size_t i = 0; st.ok() && batch_error_.ok() && i < units.size(); ++i) {
+  GEOSYNC_RETURN_IF_ERROR(pipeline_.Enter());
+  Status st = pipeline_.SendSimple("BEGIN", {}, Expected{});
+  for (size_t i = 0; st.ok() && pipeline_.error().ok() && i < units.size(); ++i) {
     st = SendUnit(units[i], static_cast<int>(i), plan ? &*plan : nullptr);
   }
-  if (st.ok() && batch_error_.ok()) st = FlushRuns();
+  if (st.ok() && pipeline_.error().ok()) st = FlushRuns();
   runs_.clear();
-  if (st.ok()) st = Sync();
+  if (st.ok()) st = pipeline_.Sync();
   // The server is busy with the group: read the next one meanwhile.
-  if (st.ok()) st = ReadAhead();
-  if (st.ok()) st = Drain(0);
-  if (st.ok()) st = batch_error_;
   if (st.ok()) {
-    st = last_txn ? SendCommit(*last_txn) : SendSimple("COMMIT", {}, Expected(Expected::kCommit));
-    if (st.ok()) st = Sync();
-    if (st.ok()) st = Drain(0);
-    if (st.ok() && !batch_error_.ok()) {
+    st = units_.ReadAhead(static_cast<size_t>(options_.batch.batch_max_txns),
+                          options_.batch.batch_max_bytes);
+  }
+  if (st.ok()) st = pipeline_.Drain(0);
+  if (st.ok()) st = pipeline_.error();
+  if (st.ok()) {
+    st = last_txn ? SendCommit(*last_txn)
+                  : pipeline_.SendSimple("COMMIT", {}, Expected(Expected::kCommit));
+    if (st.ok()) st = pipeline_.Sync();
+    if (st.ok()) st = pipeline_.Drain(0);
+    if (st.ok() && !pipeline_.error().ok()) {
       // A deferred constraint or the commit itself failed: with one source
       // transaction, it is that transaction's error.
-      st = units.size() == 1 ? UnitError(0, "", batch_error_) : batch_error_;
+      st = units.size() == 1 ? UnitError(0, "", pipeline_.error()) : pipeline_.error();
     }
   }
-  if (st.ok()) st = ExitPipeline();
+  if (st.ok()) st = pipeline_.Exit();
   if (reordered) *reordered = plan.has_value() || group_update_runs_;
   if (!st.ok()) {
     if (!st.retryable()) Rollback();
@@ -706,7 +353,7 @@ Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) 
       if (st.ok()) st = SendMessage(*message, index);
     }
     GEOSYNC_RETURN_IF_ERROR(st);
-    if (!batch_error_.ok()) return Status::Ok();  // the rest would be discarded
+    if (!pipeline_.error().ok()) return Status::Ok();  // the rest would be discarded
   }
   return Status::Ok();
 }
@@ -737,7 +384,7 @@ Status Applier::SendChange(const RowChange& change, int index) {
         fmt::format("{} found no row with {}", change.op == RowOp::kUpdate ? "update" : "delete",
                     DescribeKey(*rel, *shaped));
   }
-  return SendPrepared(entry, created, shaped->params, std::move(expected));
+  return pipeline_.SendPrepared(entry, created, shaped->params, std::move(expected));
 }
 
 // Tables are named from the transaction's Relation events. The source lists
@@ -755,129 +402,7 @@ Status Applier::SendTruncate(const TruncateEvent& truncate, int index) {
   std::string sql = "TRUNCATE TABLE " + names;
   if (truncate.restart_identity) sql += " RESTART IDENTITY";
   if (truncate.cascade) sql += " CASCADE";
-  return SendSimple(sql, {}, Expected(Expected::kCommand, index, " to " + display));
-}
-
-Status Applier::SendMessage(const MessageEvent& message, int index) {
-  if (message.prefix == kDdlPrefix) return RunDdl(message.content, index);
-  if (message.prefix == kSequencesPrefix) return SendSequences(message.content, index);
-  return Status::Ok();  // heartbeats and markers: progress only
-}
-
-// A DDL message: {"sql": ..., "search_path": ..., "role": ...}, written by
-// the trigger of schemas/ddl_capture.sql (only it and superusers may emit
-// messages on an initialised primary). Its text is a client's query string:
-// only the allow-listed DDL in it runs (common/ddl_text.h), as the role that
-// ran it on the source, so it can do no more here than there. A message
-// that fails the check is not run, is logged with its transaction and
-// position, and counted (ddl_refused); apply goes on. The query string may
-// hold several statements, which only the simple query protocol runs, so the
-// pipeline is drained and left for it. Prepared statements may depend on the
-// old table shapes: all are deallocated afterwards.
-Status Applier::RunDdl(const std::string& content, int index) {
-  auto parsed = ParseDdlMessage(content);
-  if (!parsed.ok()) return UnitError(index, "", parsed.status());
-  std::string sql = std::move(parsed->sql);
-  const std::string search_path = std::move(parsed->search_path);
-  const std::string role = std::move(parsed->role);
-  // A caller of _geosync.emit_ddl_message inside DDL can repeat a genuine
-  // message: a text runs once per source transaction.
-  if (std::find(ddl_texts_.begin(), ddl_texts_.end(), sql) != ddl_texts_.end()) {
-    return Status::Ok();
-  }
-  ddl_texts_.push_back(sql);
-  DdlReplay replay = DdlToReplay(sql);
-  if (replay.refusal.empty() && role.empty()) {
-    replay.refusal =
-        "it names no role (written before `geosyncctl init` was rerun on the source, or not by "
-        "geosync)";
-  }
-  if (!replay.refusal.empty()) {
-    RefuseDdl(sql, replay.refusal, index);
-    return Status::Ok();
-  }
-  for (const std::string& left_out : replay.skipped) {
-    spdlog::info(
-        "apply: of DDL [{}], not running [{}]: transaction control, session settings, or data "
-        "that arrives as row changes",
-        sql.substr(0, 120), left_out.substr(0, 120));
-  }
-  sql = std::move(replay.sql);
-  GEOSYNC_RETURN_IF_ERROR(Sync());
-  GEOSYNC_RETURN_IF_ERROR(Drain(0));
-  if (!batch_error_.ok()) return Status::Ok();
-  GEOSYNC_RETURN_IF_ERROR(ExitPipeline());
-  const std::string target = fmt::format(" running DDL [{}] as role {}", sql.substr(0, 120), role);
-  // After the DDL, whatever a function it ran set for the session is
-  // undone: the apply session's own settings are asserted again.
-  // A table it created gets the write guard in the same transaction
-  // (agent/pg/write_guard.h).
-  std::vector<std::string> steps = {
-      fmt::format("SELECT pg_catalog.set_config('search_path', {}, true)",
-                  conn_.EscapeLiteral(search_path)),
-      "SET LOCAL ROLE " + conn_.EscapeIdentifier(role),
-      sql,
-      "RESET ROLE; SET LOCAL search_path TO ''; DEALLOCATE ALL",
-      SessionSettingsSql(),
-  };
-  if (write_guard_) steps.push_back("SELECT _geosync.guard_tables()");
-  for (const std::string& step : steps) {
-    PgResult r(PQexec(conn_.get(), step.c_str()));
-    auto status = PQresultStatus(r.get());
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-      Status err = PgError(conn_.get(), r.get());
-      if (err.retryable()) return err.WithContext("running DDL");
-      if (&step == &steps[1]) {
-        err = Status(err.code(),
-                     fmt::format("{}: role {} ran this DDL on the source; create the role on this "
-                                 "site (roles are not replicated) or skip the transaction",
-                                 err.message(), role),
-                     err.sqlstate());
-      }
-      batch_error_ = UnitError(index, target, err);
-      return EnterPipeline();  // the caller syncs and rolls back
-    }
-  }
-  cache_.Clear();
-  // The DDL may have added a trigger that fires during apply.
-  reorder_ok_ = false;
-  check_reorder_ = true;
-  return EnterPipeline();
-}
-
-void Applier::RefuseDdl(const std::string& sql, const std::string& why, int index) {
-  const Unit* u =
-      index >= 0 && static_cast<size_t>(index) < current_.size() ? &current_[index] : nullptr;
-  // A group applied again (one at a time, or after a reconnect) meets the
-  // same message again: log and count it once.
-  std::pair<Position, size_t> key{u ? u->position : Position{}, ddl_texts_.size()};
-  if (key <= ddl_refused_upto_) return;
-  ddl_refused_upto_ = key;
-  std::string who =
-      !u          ? "a spool unit"
-      : u->is_txn ? fmt::format("xid {} (commit {})", u->begin.xid, u->commit.commit_lsn.ToString())
-                  : fmt::format("spool unit {}", u->position.ToString());
-  spdlog::warn("apply: refused DDL message of {} at {}: {}; not run: [{}]", who,
-               u ? u->position.ToString() : "?", why, sql.substr(0, 200));
-  std::lock_guard lock(mu_);
-  stats_.ddl_refused++;
-}
-
-// A sequence snapshot: [{"schema": ..., "name": ..., "last_value": ...}].
-Status Applier::SendSequences(const std::string& content, int index) {
-  auto seqs = ParseSequencesMessage(content);
-  if (!seqs.ok()) return UnitError(index, "", seqs.status());
-  for (const SequenceValue& s : *seqs) {
-    bool created = false;
-    const auto& entry = cache_.GetFixed("setval", kSetvalSql, 3, &created);
-    Datum schema{DatumKind::kText, s.schema};
-    Datum name{DatumKind::kText, s.name};
-    Datum value{DatumKind::kText, s.last_value};
-    const Datum* params[] = {&schema, &name, &value};
-    Expected expected{Expected::kSequence, index, " to sequence " + s.schema + "." + s.name};
-    GEOSYNC_RETURN_IF_ERROR(SendPrepared(entry, created, params, std::move(expected)));
-  }
-  return Status::Ok();
+  return pipeline_.SendSimple(sql, {}, Expected(Expected::kCommand, index, " to " + display));
 }
 
 // Progress is committed with the data: the origin moves to the group's last
@@ -885,11 +410,11 @@ Status Applier::SendSequences(const std::string& content, int index) {
 // transaction an xid, so that even an empty one (a skipped transaction)
 // writes a commit record that carries the origin's progress.
 Status Applier::SendCommit(const Unit& last_txn) {
-  GEOSYNC_RETURN_IF_ERROR(SendSimple(
+  GEOSYNC_RETURN_IF_ERROR(pipeline_.SendSimple(
       std::string(kXactSetupSql),
       {last_txn.commit.end_lsn.ToString(), TimestampLiteral(last_txn.commit.commit_time)},
       Expected{}));
-  return SendSimple("COMMIT", {}, Expected(Expected::kCommit));
+  return pipeline_.SendSimple("COMMIT", {}, Expected(Expected::kCommit));
 }
 
 void Applier::RecordApplied(std::span<Unit> units, uint64_t groups) {
@@ -937,170 +462,36 @@ Status Applier::CheckConnected() const {
   return Status::Postgres("the connection to the replica is closed", "08003");
 }
 
-Status Applier::EnterPipeline() {
-  if (in_pipeline_) return Status::Ok();
-  if (PQenterPipelineMode(conn_.get()) != 1) {
-    return ConnectionLost(conn_.get(), "entering pipeline mode");
-  }
-  in_pipeline_ = true;
-  return Status::Ok();
-}
-
-Status Applier::ExitPipeline() {
-  if (!in_pipeline_) return Status::Ok();
-  if (PQexitPipelineMode(conn_.get()) != 1) {
-    return ConnectionLost(conn_.get(), "leaving pipeline mode");
-  }
-  in_pipeline_ = false;
-  return Status::Ok();
-}
-
-Status Applier::SendPrepared(const StatementCache::Entry& entry, bool created,
-                             std::span<const Datum* const> params, Expected expected) {
-  if (created) {
-    static_assert(sizeof(Oid) == sizeof(uint32_t));
-    const Oid* types = entry.param_types.empty()
-                           ? nullptr
-                           : reinterpret_cast<const Oid*>(entry.param_types.data());
-    if (PQsendPrepare(conn_.get(), entry.name.c_str(), entry.sql.c_str(), entry.nparams, types) !=
-        1) {
-      return ConnectionLost(conn_.get(), "sending a prepare");
-    }
-    expected_.push_back(Expected(Expected::kPrepare, expected.unit, expected.target));
-    unsynced_++;
-  }
-  values_.clear();
-  lengths_.clear();
-  formats_.clear();
-  for (const Datum* d : params) {
-    const bool null = d->kind == DatumKind::kNull;
-    values_.push_back(null ? nullptr : d->value.c_str());
-    lengths_.push_back(static_cast<int>(d->value.size()));
-    formats_.push_back(d->kind == DatumKind::kBinary ? 1 : 0);
-  }
-  if (PQsendQueryPrepared(conn_.get(), entry.name.c_str(), static_cast<int>(params.size()),
-                          values_.data(), lengths_.data(), formats_.data(), 0) != 1) {
-    return ConnectionLost(conn_.get(), "sending a statement");
-  }
-  expected_.push_back(std::move(expected));
-  if (++unsynced_ >= options_.statements_per_sync) {
-    // Two sync segments in flight: the server works on one while we send
-    // the next, and neither side's buffers grow without bound.
-    GEOSYNC_RETURN_IF_ERROR(Sync());
-    GEOSYNC_RETURN_IF_ERROR(Drain(1));
-  }
-  return Status::Ok();
-}
-
-Status Applier::SendSimple(const std::string& sql, std::vector<std::string> params,
-                           Expected expected) {
-  std::vector<const char*> values;
-  for (const std::string& p : params) values.push_back(p.c_str());
-  if (PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
-                        values.data(), nullptr, nullptr, 0) != 1) {
-    return ConnectionLost(conn_.get(), "sending a statement");
-  }
-  expected_.push_back(std::move(expected));
-  unsynced_++;
-  return Status::Ok();
-}
-
-Status Applier::Sync() {
-  if (PQpipelineSync(conn_.get()) != 1) return ConnectionLost(conn_.get(), "sending a sync");
-  expected_.push_back(Expected(Expected::kSync));
-  syncs_outstanding_++;
-  unsynced_ = 0;
-  return Status::Ok();
-}
-
-Status Applier::Drain(int keep_syncs) {
-  while (syncs_outstanding_ > keep_syncs && !expected_.empty()) {
-    Expected e = std::move(expected_.front());
-    expected_.pop_front();
-    PGresult* raw = PQgetResult(conn_.get());
-    if (raw == nullptr) return ConnectionLost(conn_.get(), "reading results");
-    PgResult r(raw);
-    if (e.kind == Expected::kSync) {
-      if (PQresultStatus(raw) != PGRES_PIPELINE_SYNC) {
-        return ConnectionLost(conn_.get(), "reading a pipeline sync");
-      }
-      syncs_outstanding_--;
-      continue;
-    }
-    NoteResult(e, raw);
-    while (PGresult* extra = PQgetResult(conn_.get())) PQclear(extra);
-    if (PQstatus(conn_.get()) != CONNECTION_OK) {
-      return batch_error_.retryable() ? batch_error_
-                                      : ConnectionLost(conn_.get(), "reading results");
-    }
-  }
-  return Status::Ok();
-}
-
-void Applier::NoteResult(const Expected& e, PGresult* r) {
-  const ExecStatusType status = PQresultStatus(r);
-  if (status == PGRES_PIPELINE_ABORTED) return;  // follows an error already noted
-  if (!batch_error_.ok()) return;                // keep the first
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    Status err = PgError(conn_.get(), r);
-    batch_error_ = err.retryable() ? err : UnitError(e.unit, e.target, err);
-    return;
-  }
-  switch (e.kind) {
-    case Expected::kChange:
-      if (e.expect_rows > 0) {
-        const std::string_view n = PQcmdTuples(r);
-        if (n != std::to_string(e.expect_rows)) {
-          batch_error_ = UnitError(
-              e.unit, e.target,
-              Status::NotFound(fmt::format(
-                  "row not found: an update by key of {} row(s) changed {}", e.expect_rows, n)));
-        }
-      } else if (e.must_match && std::string_view(PQcmdTuples(r)) == "0") {
-        // Logical replication would log and go on; a DR copy must not
-        // silently diverge, so apply stops.
-        batch_error_ = UnitError(e.unit, e.target, Status::NotFound("row not found: " + e.key));
-      }
-      break;
-    case Expected::kSequence:
-      if (PQntuples(r) == 0) {
-        spdlog::warn("apply: sequence snapshot: {} does not exist on the replica",
-                     e.target.substr(4));
-      }
-      break;
-    case Expected::kCommit:
-      if (std::string_view(PQcmdStatus(r)) != "COMMIT") {
-        batch_error_ =
-            Status::Postgres("the replica transaction was rolled back at COMMIT", "40000");
-      }
-      break;
-    default:
-      break;
-  }
-}
-
 // Ends a failed replica transaction. Statements prepared in it may or may not
 // exist (a prepare after an error is skipped), so all are deallocated.
 void Applier::Rollback() {
   cache_.Clear();
   if (!conn_.connected()) return;
-  const Status saved = batch_error_;
-  Status st = EnterPipeline();
-  if (st.ok() && unsynced_ > 0) st = Sync();
-  if (st.ok()) st = Drain(0);
-  if (st.ok()) st = SendSimple("ROLLBACK", {}, Expected{});
-  if (st.ok()) st = SendSimple("DEALLOCATE ALL", {}, Expected{});
-  if (st.ok()) st = Sync();
-  if (st.ok()) st = Drain(0);
-  if (st.ok()) st = ExitPipeline();
+  const Status saved = pipeline_.error();
+  Status st = pipeline_.Enter();
+  if (st.ok() && pipeline_.unsynced() > 0) st = pipeline_.Sync();
+  if (st.ok()) st = pipeline_.Drain(0);
+  if (st.ok()) st = pipeline_.SendSimple("ROLLBACK", {}, Expected{});
+  if (st.ok()) st = pipeline_.SendSimple("DEALLOCATE ALL", {}, Expected{});
+  if (st.ok()) st = pipeline_.Sync();
+  if (st.ok()) st = pipeline_.Drain(0);
+  if (st.ok()) st = pipeline_.Exit();
   if (!st.ok()) {
     // The server rolls back when the session ends; the next statement sees
     // the closed connection and Run() reconnects.
     spdlog::warn("apply: rolling back: {}; closing the session", st.ToString());
     conn_ = PgConn();
-    in_pipeline_ = false;
+    pipeline_.Reset();
   }
-  batch_error_ = saved;
+  pipeline_.error() = saved;
+}
+
+ApplierOptions ApplierOptions::FromConfig(const Config& config) {
+  ApplierOptions o;
+  o.conninfo = config.postgres.dsn;
+  o.origin_name_prefix = OriginPrefix(config.cluster_id);
+  o.batch = config.apply;
+  return o;
 }
 
 }  // namespace geosync

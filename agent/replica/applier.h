@@ -23,6 +23,8 @@
 #include "agent/pg/pg_conn.h"
 #include "agent/replica/change_collapse.h"
 #include "agent/replica/statement_cache.h"
+#include "agent/replica/statement_pipeline.h"
+#include "agent/replica/unit_reader.h"
 #include "agent/spool/spool.h"
 #include "common/change.h"
 #include "common/config.h"
@@ -43,6 +45,8 @@ struct ApplierOptions {
   std::chrono::milliseconds retry_max{5000};
   // Statements sent between two pipeline sync points (bounds buffers).
   int statements_per_sync = 256;
+  // postgres.dsn, apply.*, and the cluster's origin prefix.
+  static ApplierOptions FromConfig(const Config& config);
 };
 
 // Queued inserts, or updates by key, of one table with one column set.
@@ -125,31 +129,11 @@ class Applier {
   bool Held() const;
 
   // A source transaction (or a standalone unit such as a heartbeat) read from
-  // the spool: the records of one unit, decoded.
-  struct Unit {
-    Position position;  // the spool unit's (epoch, commit lsn)
-    bool is_txn = false;
-    BeginEvent begin;
-    CommitEvent commit;
-    std::vector<Event> events;  // between Begin and Commit (all of a standalone unit)
-    uint64_t bytes = 0;
-  };
+  // the spool: the records of one unit, decoded (unit_reader.h).
+  using Unit = ApplyUnit;
 
  private:
-  // One result the pipeline will return, and what it belongs to.
-  struct Expected {
-    enum Kind { kCommand, kPrepare, kChange, kSequence, kCommit, kSync };
-    Expected() = default;
-    explicit Expected(Kind k, int u = -1, std::string t = {})
-        : kind(k), unit(u), target(std::move(t)) {}
-
-    Kind kind = kCommand;
-    int unit = -1;       // index in the units being applied; -1: not a unit's statement
-    std::string target;  // " to public.accounts": completes "applying xid N (commit L)"
-    std::string key;     // kChange of an update/delete: what "row not found" reports
-    bool must_match = false;
-    int expect_rows = 0;  // a multi-row update: it must change this many rows
-  };
+  using Expected = StatementPipeline::Expected;
 
   // Session lifecycle.
   Status ApplyLoop(std::chrono::milliseconds* delay);
@@ -158,16 +142,13 @@ class Applier {
   void Disconnect();
   Status LoadOrigin();
   Status UseOriginFor(uint64_t epoch);
-  Status OpenReader();
   Status UpdateFlushed(bool force);
   bool Backoff(std::chrono::milliseconds* delay);
   void WaitForData(uint64_t seen);
 
   // Reading the spool.
+  // The next unit unless a hold stops apply before it.
   Result<bool> ReadUnit(Unit* unit);
-  Result<bool> ReadSpoolUnit(Unit* unit);
-  // Reads the next group's units into pending_units_ (bounded as a group).
-  Status ReadAhead();
   Status CollectGroup(std::vector<Unit>* group);
   bool SkipRequested(uint32_t xid) const;
 
@@ -207,16 +188,6 @@ class Applier {
 
   // Pipeline plumbing.
   Status CheckConnected() const;
-  Status EnterPipeline();
-  Status ExitPipeline();
-  Status SendPrepared(const StatementCache::Entry& entry, bool created,
-                      std::span<const Datum* const> params, Expected expected);
-  Status SendSimple(const std::string& sql, std::vector<std::string> params, Expected expected);
-  Status Sync();
-  // Reads results until at most `keep_syncs` syncs are outstanding. The first
-  // failure of the replica transaction is kept in batch_error_.
-  Status Drain(int keep_syncs);
-  void NoteResult(const Expected& expected, PGresult* r);
   void Rollback();
 
   ApplierOptions options_;
@@ -224,12 +195,9 @@ class Applier {
 
   // Apply-thread state.
   PgConn conn_;
-  bool in_pipeline_ = false;
   StatementCache cache_;
-  std::deque<Expected> expected_;
-  int unsynced_ = 0;  // statements sent since the last sync
-  int syncs_outstanding_ = 0;
-  Status batch_error_;       // first failure in the current replica transaction
+  // Statements in flight; the first failure of the replica transaction.
+  StatementPipeline pipeline_;
   std::span<Unit> current_;  // the units being applied
   bool skipping_ = false;    // applying a transaction skipped on DBA request
   std::unordered_map<uint32_t, Relation> relations_;
@@ -252,8 +220,9 @@ class Applier {
   // Plain ordered apply (the fallback): no collapsing, no multi-row updates.
   bool plain_ = false;
   std::string reorder_blocker_;  // the trigger or rule that last turned it off
-  std::unique_ptr<SpoolReader> reader_;
-  std::vector<SpoolRecord> partial_;  // records of a unit not yet complete
+  // Units read from the spool but not yet applied: one put back by
+  // CollectGroup, or the next group read ahead while the server works.
+  UnitReader units_;
   // Whether `pos` must wait for ReleaseHold(); records that apply reached it.
   bool HeldBack(const Position& pos);
   void MarkHeldIfReached();
@@ -261,17 +230,11 @@ class Applier {
   std::chrono::steady_clock::time_point hold_until_{};
   bool held_ = false;     // under mu_
   bool reached_ = false;  // under mu_: a unit at or after the hold is next
-  // Units read from the spool but not yet applied: one put back by
-  // CollectGroup, or the next group read ahead while the server works.
-  std::deque<Unit> pending_units_;
   uint64_t origin_epoch_ = 0;
   bool origin_set_up_ = false;
   std::string origin_name_;
   Position resume_from_;
   std::chrono::steady_clock::time_point last_flush_check_{};
-  std::vector<const char*> values_;  // parameter arrays, reused
-  std::vector<int> lengths_;
-  std::vector<int> formats_;
 
   // Shared state.
   mutable std::mutex mu_;

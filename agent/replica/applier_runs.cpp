@@ -102,7 +102,7 @@ Status Applier::FlushRuns(uint32_t rel_oid) {
   }
   for (const PendingRun& run : runs) {
     GEOSYNC_RETURN_IF_ERROR(SendRun(run));
-    if (!batch_error_.ok()) break;
+    if (!pipeline_.error().ok()) break;
   }
   return Status::Ok();
 }
@@ -124,7 +124,7 @@ Status Applier::SendRun(const PendingRun& run) {
       expected.expect_rows = rows;
       group_update_runs_ = true;
     }
-    GEOSYNC_RETURN_IF_ERROR(SendPrepared(
+    GEOSYNC_RETURN_IF_ERROR(pipeline_.SendPrepared(
         entry, created, std::span(run.params).subspan(first, count), std::move(expected)));
     first += count;
     group_row_statements_++;

@@ -10,6 +10,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/net/client_hello.h"
+#include "common/clock.h"
+#include "common/encoding.h"
 #include "common/handshake.h"
 #include "common/record_batch.h"
 
@@ -18,16 +21,7 @@ namespace geosync {
 using asio::use_awaitable;
 using namespace asio::experimental::awaitable_operators;
 
-namespace {
-int64_t NowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-std::span<const uint8_t> AsSpan(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-}  // namespace
+namespace {}  // namespace
 
 Receiver::Receiver(asio::any_io_executor ex, ReceiverOptions options, Spool* spool, uint64_t epoch,
                    std::function<Position()> applied, std::function<PgTimestamp()> applied_time,
@@ -145,42 +139,16 @@ asio::awaitable<Status> Receiver::Session() {
   hello.epoch = epoch_;
   hello.durable = spool_->durable();
   hello.flags = kHelloAcceptsZstd;
-  std::string bytes;
-  EncodeHello(hello, &bytes);
-  GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.WriteFrame(FrameType::kHello, bytes));
-  GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame frame, co_await stream.ReadFrame(options_.peer_timeout));
-  if (frame.type == FrameType::kError) {
-    GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame.payload)));
-    co_return err.ToStatus();
-  }
-  if (frame.type != FrameType::kHelloReply) {
-    co_return Status::Protocol(fmt::format("source {} answered Hello with frame type {}", where,
-                                           static_cast<int>(frame.type)));
-  }
-  GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply, DecodeHelloReply(AsSpan(frame.payload)));
-  if (!reply.accepted) {
-    co_return Status(RefusalCode(reply.code),
-                     fmt::format("source {} ({}) refused this site ({}): {}", reply.source_site,
-                                 where, HelloRefusalName(reply.code), reply.error));
-  }
-  SourcePolicy policy;
-  policy.self = options_.site;
-  policy.epoch = epoch_;
-  policy.expected_site = options_.expected_source;
-  policy.sites = options_.deployment_sites;
-  policy.tls = stream.tls();
-  if (policy.tls) policy.peer_cn = stream.PeerCommonName();
-  HelloVerdict verdict = CheckSourceReply(reply, policy);
-  if (!verdict.ok()) {
-    std::string msg = fmt::format("refusing source at {} ({}): {}", where,
-                                  HelloRefusalName(verdict.code), verdict.message);
-    // A stale primary is final; a source that is not who it should be may
-    // be replaced by the right one at the same address: retry.
-    if (verdict.code == HelloRefusal::kStaleSource) co_return Status::Fenced(msg);
-    if (options_.refusals) options_.refusals->Source(HelloRefusalName(verdict.code));
-    spdlog::error("receiver: {}", msg);
-    co_return Status::Protocol(msg);
-  }
+  HelloExchange exchange;
+  exchange.where = where;
+  exchange.policy.self = options_.site;
+  exchange.policy.epoch = epoch_;
+  exchange.policy.expected_site = options_.expected_source;
+  exchange.policy.sites = options_.deployment_sites;
+  exchange.refusals = options_.refusals;
+  exchange.timeout = options_.peer_timeout;
+  GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply,
+                              co_await ExchangeHello(stream, hello, std::move(exchange)));
   if (reply.source_epoch > epoch_) {
     GEOSYNC_RETURN_IF_ERROR_CO(on_new_epoch_ ? on_new_epoch_(reply.source_epoch) : Status::Ok());
     spdlog::info("receiver: adopted epoch {} from source {}", reply.source_epoch,
@@ -219,7 +187,7 @@ asio::awaitable<Status> Receiver::ReceiveLoop(PeerStream& stream) {
         if (ack_wake_) ack_wake_->cancel();
         break;
       case FrameType::kHeartbeat: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(Heartbeat hb, DecodeHeartbeat(AsSpan(frame.payload)));
+        GEOSYNC_ASSIGN_OR_RETURN_CO(Heartbeat hb, DecodeHeartbeat(AsBytes(frame.payload)));
         std::lock_guard lock(mu_);
         status_.primary_wal_lsn = hb.primary_wal_lsn;
         status_.source_commit = hb.source_commit;
@@ -228,7 +196,7 @@ asio::awaitable<Status> Receiver::ReceiveLoop(PeerStream& stream) {
         break;
       }
       case FrameType::kError: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame.payload)));
+        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsBytes(frame.payload)));
         co_return err.ToStatus();
       }
       default:
@@ -241,7 +209,7 @@ asio::awaitable<Status> Receiver::ReceiveLoop(PeerStream& stream) {
 
 Status Receiver::HandleData(const std::string& payload) {
   GEOSYNC_ASSIGN_OR_RETURN(std::vector<BatchRecord> records,
-                           batch_decoder_->Decode(AsSpan(payload)));
+                           batch_decoder_->Decode(AsBytes(payload)));
   Position received;
   uint64_t units = 0;
   for (const auto& r : records) {
@@ -249,7 +217,7 @@ Status Receiver::HandleData(const std::string& payload) {
       return Status::Fenced(fmt::format("record at {} is from an epoch above the source's {}",
                                         Position{r.epoch, r.lsn}.ToString(), epoch_.load()));
     }
-    GEOSYNC_RETURN_IF_ERROR(spool_->Append(r.epoch, r.lsn, r.flags, AsSpan(r.payload)));
+    GEOSYNC_RETURN_IF_ERROR(spool_->Append(r.epoch, r.lsn, r.flags, AsBytes(r.payload)));
     if (r.flags & kFirstInUnit) unit_open_ = true;
     if (r.flags & kLastInUnit) {
       unit_open_ = false;
@@ -289,6 +257,16 @@ asio::awaitable<Status> Receiver::AckLoop(PeerStream& stream) {
     }
   }
   co_return Status::Cancelled("receiver stopped");
+}
+
+ReceiverOptions ReceiverOptions::FromConfig(const Config& config, Endpoint upstream) {
+  ReceiverOptions o;
+  o.cluster_id = config.cluster_id;
+  o.site = config.site;
+  o.upstream = std::move(upstream);
+  o.heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
+  o.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
+  return o;
 }
 
 }  // namespace geosync

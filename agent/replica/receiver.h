@@ -39,6 +39,9 @@ struct ReceiverOptions {
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::milliseconds peer_timeout{10000};
   std::chrono::milliseconds max_backoff{5000};
+  // The identity and timers of the config; who may answer, the refusal
+  // counters and TLS are the role's to set.
+  static ReceiverOptions FromConfig(const Config& config, Endpoint upstream);
 };
 
 struct ReceiverStatus {

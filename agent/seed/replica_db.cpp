@@ -1,5 +1,6 @@
 // Replica database steps of a seed. Errors name the table and the SQLSTATE.
 #include "agent/seed/replica_db.h"
+#include "common/replication_origin.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -89,11 +90,11 @@ Status SetSequences(PgConn& conn, const SeedManifest& m) {
 }
 
 Status SetOrigin(PgConn& conn, const std::string& prefix, Position consistent) {
-  const std::string name = fmt::format("{}_e{}", prefix, consistent.epoch);
+  const std::string name = OriginName(prefix, consistent.epoch);
   auto dropped = conn.ExecParams(
       "SELECT pg_catalog.pg_replication_origin_drop(roname) FROM pg_catalog.pg_replication_origin "
       "WHERE pg_catalog.starts_with(roname, $1)",
-      {prefix + "_e"});
+      {OriginNameStart(prefix)});
   if (!dropped.ok()) return dropped.status().WithContext("dropping the old replication origins");
   auto created = conn.ExecParams(
       "SELECT pg_catalog.pg_replication_origin_create($1), "

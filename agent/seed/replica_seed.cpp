@@ -1,5 +1,6 @@
 // ReplicaSeed: seed decisions, retries and state.json transitions.
 #include "agent/seed/replica_seed.h"
+#include "common/replication_origin.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -75,7 +76,7 @@ Status ReplicaSeed::Run() {
     o.deployment_sites = deployment_sites_;
     o.refusals = refusals_;
     o.conninfo = config_.postgres.dsn;
-    o.origin_prefix = "geosync_" + config_.cluster_id;
+    o.origin_prefix = OriginPrefix(config_.cluster_id);
     o.workers = config_.seed.workers;
     o.heartbeat = std::chrono::milliseconds(config_.heartbeat_ms);
     o.peer_timeout = std::chrono::milliseconds(config_.peer_timeout_ms);

@@ -16,6 +16,7 @@
 #include "agent/pg/async_pg.h"
 #include "agent/seed/blocking.h"
 #include "agent/seed/pg_dump.h"
+#include "common/encoding.h"
 
 namespace geosync::seed {
 
@@ -25,10 +26,6 @@ namespace {
 
 constexpr size_t kDataFrameBytes = 256 * 1024;
 constexpr std::chrono::milliseconds kConnectTimeout{10000};
-
-std::span<const uint8_t> AsSpan(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
 
 std::string Literal(PGconn* conn, std::string_view s) {
   char* q = PQescapeLiteral(conn, s.data(), s.size());
@@ -87,7 +84,7 @@ asio::awaitable<Status> SeedServer::Serve(const Hello& hello, PeerStream& stream
     co_return Status::Protocol(fmt::format("site {} asked for a seed but sent frame type {}",
                                            hello.site_name, static_cast<int>(frame.type)));
   }
-  GEOSYNC_ASSIGN_OR_RETURN_CO(SeedRequest request, DecodeSeedRequest(AsSpan(frame.payload)));
+  GEOSYNC_ASSIGN_OR_RETURN_CO(SeedRequest request, DecodeSeedRequest(AsBytes(frame.payload)));
   if (request.kind == SeedRequestKind::kManifest) {
     co_return co_await ServeManifest(hello.site_name, stream);
   }
@@ -213,14 +210,14 @@ asio::awaitable<Status> SeedServer::ServeManifest(const std::string& site, PeerS
     }
     if (frame->type == FrameType::kHeartbeat) continue;
     if (frame->type == FrameType::kError) {
-      GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame->payload)));
+      GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsBytes(frame->payload)));
       co_return err.ToStatus();
     }
     if (frame->type != kFrameSeedFinish) {
       co_return Status::Protocol(fmt::format("seed of site {}: unexpected frame type {}", site,
                                              static_cast<int>(frame->type)));
     }
-    GEOSYNC_ASSIGN_OR_RETURN_CO(SeedFinish fin, DecodeSeedFinish(AsSpan(frame->payload)));
+    GEOSYNC_ASSIGN_OR_RETURN_CO(SeedFinish fin, DecodeSeedFinish(AsBytes(frame->payload)));
     if (fin.ok) {
       spdlog::info("seed of site {} finished; it continues the stream after {}", site,
                    floor.ToString());
@@ -294,6 +291,17 @@ asio::awaitable<Status> SeedServer::ServeChunk(const std::string& site, const Se
   spdlog::debug("seed of site {}: {} pages [{}, {}) sent, {} rows, {} bytes", site, table,
                 req.start_page, req.end_page, end.rows, end.bytes);
   co_return Status::Ok();
+}
+
+SeedServerOptions SeedServerOptions::FromConfig(const Config& config, uint64_t epoch) {
+  SeedServerOptions o;
+  o.conninfo = config.postgres.dsn;
+  o.publication = config.postgres.publication;
+  o.epoch = epoch;
+  o.chunk_bytes = config.seed.chunk_bytes;
+  o.bandwidth_bytes_per_sec = config.bandwidth_bytes_per_sec;
+  o.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
+  return o;
 }
 
 }  // namespace geosync::seed

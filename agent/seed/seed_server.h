@@ -19,6 +19,7 @@
 #include "agent/net/peer_stream.h"
 #include "agent/source/site_registry.h"
 #include "agent/spool/spool.h"
+#include "common/config.h"
 #include "common/control.h"
 #include "common/seed_protocol.h"
 
@@ -31,6 +32,7 @@ struct SeedServerOptions {
   uint64_t chunk_bytes = 32ull << 20;  // tables above this are split in page ranges
   uint64_t bandwidth_bytes_per_sec = 0;
   std::chrono::milliseconds peer_timeout{10000};
+  static SeedServerOptions FromConfig(const Config& config, uint64_t epoch);
 };
 
 class SeedServer {

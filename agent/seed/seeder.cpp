@@ -21,9 +21,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/net/client_hello.h"
 #include "agent/net/peer_stream.h"
 #include "agent/seed/replica_db.h"
+#include "common/clock.h"
 #include "common/control.h"
+#include "common/encoding.h"
 #include "common/handshake.h"
 #include "common/seed_protocol.h"
 
@@ -36,16 +39,6 @@ namespace {
 
 // The source prepares the manifest (slot, catalog, pg_dump) before answering.
 constexpr std::chrono::seconds kManifestTimeout{300};
-
-std::span<const uint8_t> AsSpan(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-int64_t NowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Runs `work` on `io` until it completes; this thread drives the loop.
 Status RunIo(asio::io_context& io, asio::awaitable<Status> work) {
@@ -90,40 +83,17 @@ asio::awaitable<Status> OpenSeedStream(const SeederOptions& o, std::unique_ptr<P
   hello.site_name = o.site;
   hello.epoch = o.epoch;
   hello.flags = kHelloAcceptsZstd | kHelloNeedsSeed;
-  std::string bytes;
-  EncodeHello(hello, &bytes);
-  GEOSYNC_RETURN_IF_ERROR_CO(co_await stream->WriteFrame(FrameType::kHello, bytes));
-  GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame frame, co_await stream->ReadFrame(o.peer_timeout));
-  if (frame.type == FrameType::kError) {
-    GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame.payload)));
-    co_return err.ToStatus();
-  }
-  if (frame.type != FrameType::kHelloReply) {
-    co_return Status::Protocol(fmt::format("source {} answered a seed Hello with frame type {}",
-                                           where, static_cast<int>(frame.type)));
-  }
-  GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply, DecodeHelloReply(AsSpan(frame.payload)));
-  if (!reply.accepted) {
-    co_return Status::Fenced(fmt::format("source {} ({}) refused to seed this site ({}): {}",
-                                         reply.source_site, where, HelloRefusalName(reply.code),
-                                         reply.error));
-  }
-  SourcePolicy policy;
-  policy.self = o.site;
-  policy.epoch = o.epoch;
-  policy.expected_site = o.expected_source;
-  policy.sites = o.deployment_sites;
-  policy.tls = stream->tls();
-  if (policy.tls) policy.peer_cn = stream->PeerCommonName();
-  HelloVerdict verdict = CheckSourceReply(reply, policy);
-  if (!verdict.ok()) {
-    std::string msg = fmt::format("seed: refusing source at {} ({}): {}", where,
-                                  HelloRefusalName(verdict.code), verdict.message);
-    if (verdict.code == HelloRefusal::kStaleSource) co_return Status::Fenced(msg);
-    if (o.refusals) o.refusals->Source(HelloRefusalName(verdict.code));
-    spdlog::error("{}", msg);
-    co_return Status::Protocol(msg);
-  }
+  HelloExchange exchange;
+  exchange.where = where;
+  exchange.seed = true;
+  exchange.policy.self = o.site;
+  exchange.policy.epoch = o.epoch;
+  exchange.policy.expected_site = o.expected_source;
+  exchange.policy.sites = o.deployment_sites;
+  exchange.refusals = o.refusals;
+  exchange.timeout = o.peer_timeout;
+  GEOSYNC_RETURN_IF_ERROR_CO(
+      (co_await ExchangeHello(*stream, hello, std::move(exchange))).status());
   *out = std::move(stream);
   co_return Status::Ok();
 }
@@ -133,7 +103,7 @@ asio::awaitable<Status> ReadSeedFrame(PeerStream& stream, std::chrono::milliseco
                                       DecodedFrame* out) {
   GEOSYNC_ASSIGN_OR_RETURN_CO(*out, co_await stream.ReadFrame(timeout));
   if (out->type == FrameType::kError) {
-    GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(out->payload)));
+    GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsBytes(out->payload)));
     co_return err.ToStatus();
   }
   co_return Status::Ok();
@@ -170,14 +140,14 @@ asio::awaitable<Status> CopyChunk(const SeederOptions& o, PgConn& conn, const Se
     GEOSYNC_RETURN_IF_ERROR_CO(co_await ReadSeedFrame(*stream, o.peer_timeout, &frame));
     if (frame.type == kFrameSeedData) {
       GEOSYNC_ASSIGN_OR_RETURN_CO(std::span<const uint8_t> data,
-                                  DecodeSeedData(AsSpan(frame.payload)));
+                                  DecodeSeedData(AsBytes(frame.payload)));
       GEOSYNC_RETURN_IF_ERROR_CO(copy.Put(data));
       const uint64_t n = static_cast<uint64_t>(std::count(data.begin(), data.end(), '\n'));
       rows += n;
       copied += data.size();
       progress->Add(job.table, n, data.size());
     } else if (frame.type == kFrameSeedChunkEnd) {
-      GEOSYNC_ASSIGN_OR_RETURN_CO(SeedChunkEnd end, DecodeSeedChunkEnd(AsSpan(frame.payload)));
+      GEOSYNC_ASSIGN_OR_RETURN_CO(SeedChunkEnd end, DecodeSeedChunkEnd(AsBytes(frame.payload)));
       if (end.rows != rows || end.bytes != copied) {
         co_return Status::Protocol(fmt::format(
             "seed of {}.{} pages [{}, {}): the source sent {} rows in {} bytes, {} rows in {} "
@@ -221,7 +191,7 @@ Result<SeedOutcome> Seeder::Run() {
       co_return Status::Protocol(fmt::format("seed: expected a manifest, got frame type {}",
                                              static_cast<int>(frame.type)));
     }
-    GEOSYNC_ASSIGN_OR_RETURN_CO(manifest, DecodeSeedManifest(AsSpan(frame.payload)));
+    GEOSYNC_ASSIGN_OR_RETURN_CO(manifest, DecodeSeedManifest(AsBytes(frame.payload)));
     // The seed's epoch becomes this site's (state.json): only a plausible one.
     if (ClassifyEpoch(manifest.consistent.epoch, options_.epoch) == EpochClaim::kImpossible) {
       co_return Status::Protocol(

@@ -346,4 +346,18 @@ asio::awaitable<Status> Capture::SendFeedback(bool reply_requested) {
   co_return Status::Ok();
 }
 
+CaptureOptions CaptureOptions::FromConfig(const Config& config) {
+  CaptureOptions o;
+  o.conninfo = config.postgres.dsn;
+  o.slot = config.postgres.slot;
+  o.publication = config.postgres.publication;
+  o.tables = config.postgres.tables;
+  o.binary = config.postgres.binary;
+  o.streaming = config.postgres.streaming;
+  o.spill_dir = config.spool.dir + "/stream-spill";
+  if (config.commit.policy == CommitPolicy::kSync)
+    o.status_interval = std::chrono::milliseconds(10);
+  return o;
+}
+
 }  // namespace geosync

@@ -20,6 +20,7 @@
 #include "agent/pg/async_pg.h"
 #include "agent/source/stream_spill.h"
 #include "common/change.h"
+#include "common/config.h"
 #include "common/pgoutput.h"
 #include "common/status.h"
 
@@ -48,6 +49,9 @@ struct CaptureOptions {
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds max_backoff{5000};
   int max_attempts = 0;  // 0: retry forever
+  // The site's postgres.* settings; under commit.policy sync, status every
+  // 10 ms so that the primary's waiting commits are released promptly.
+  static CaptureOptions FromConfig(const Config& config);
 };
 
 // Receives the decoded stream. Every transaction arrives as Begin, then for

@@ -88,4 +88,13 @@ void ControlEmitter::Loop() {
   }
 }
 
+ControlEmitterOptions ControlEmitterOptions::FromConfig(const Config& config, uint64_t epoch) {
+  ControlEmitterOptions o;
+  o.conninfo = config.postgres.dsn;
+  o.site = config.site;
+  o.epoch = epoch;
+  o.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_ms);
+  return o;
+}
+
 }  // namespace geosync

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "common/config.h"
 #include "common/status.h"
 
 namespace geosync {
@@ -24,6 +25,7 @@ struct ControlEmitterOptions {
   uint64_t epoch = 1;
   std::chrono::milliseconds heartbeat_interval{1000};
   int sequence_every = 5;  // heartbeats between sequence snapshots
+  static ControlEmitterOptions FromConfig(const Config& config, uint64_t epoch);
 };
 
 class ControlEmitter {

@@ -1,17 +1,12 @@
 // SiteRegistry: per-site progress for retention and the sync policy.
 #include "agent/source/site_registry.h"
+#include "common/clock.h"
 
 #include <algorithm>
 #include <chrono>
 
 namespace geosync {
-namespace {
-int64_t NowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
+namespace {}  // namespace
 
 SiteRegistry::SiteRegistry(std::vector<std::string> sites) {
   for (auto& s : sites) sites_[s].site = s;

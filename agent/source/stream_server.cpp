@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/clock.h"
 #include "common/control.h"
 #include "common/encoding.h"
 #include "common/handshake.h"
@@ -36,14 +37,6 @@ struct StreamServer::Session {
 
 namespace {
 constexpr std::chrono::milliseconds kProgressInterval{100};
-int64_t NowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-std::span<const uint8_t> AsSpan(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
 }  // namespace
 
 StreamServer::StreamServer(asio::io_context& io, StreamServerOptions options, Spool* spool,
@@ -306,7 +299,7 @@ asio::awaitable<Status> StreamServer::Receive(std::shared_ptr<Session> session) 
                                 co_await session->stream.ReadFrame(options_.peer_timeout));
     switch (frame.type) {
       case FrameType::kAck: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(Ack ack, DecodeAck(AsSpan(frame.payload)));
+        GEOSYNC_ASSIGN_OR_RETURN_CO(Ack ack, DecodeAck(AsBytes(frame.payload)));
         AckBound bound{session->sent, options_.epoch, primary_wal_ ? primary_wal_() : Lsn()};
         if (Status bad = CheckAck(ack, bound); !bad.ok()) {
           // Nothing of it reaches the registry: a false ack could satisfy
@@ -322,7 +315,7 @@ asio::awaitable<Status> StreamServer::Receive(std::shared_ptr<Session> session) 
       case FrameType::kHeartbeat:
         break;
       case FrameType::kError: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsSpan(frame.payload)));
+        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsBytes(frame.payload)));
         co_return err.ToStatus();
       }
       default:
@@ -331,6 +324,20 @@ asio::awaitable<Status> StreamServer::Receive(std::shared_ptr<Session> session) 
     }
   }
   co_return Status::Cancelled("stream server stopping");
+}
+
+StreamServerOptions StreamServerOptions::FromConfig(const Config& config, uint64_t epoch) {
+  StreamServerOptions o;
+  o.cluster_id = config.cluster_id;
+  o.site = config.site;
+  o.epoch = epoch;
+  if (config.listen) o.listen = *config.listen;
+  o.compression_level = config.compression_level;
+  o.heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
+  o.peer_timeout = std::chrono::milliseconds(config.peer_timeout_ms);
+  o.bandwidth_bytes_per_sec = config.bandwidth_bytes_per_sec;
+  o.allow_plaintext = config.allow_plaintext_links;
+  return o;
 }
 
 }  // namespace geosync

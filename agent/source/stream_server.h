@@ -44,6 +44,10 @@ struct StreamServerOptions {
   std::vector<Position> epoch_ends;
   // Refused Hellos and acks are counted here when set.
   LinkRefusals* refusals = nullptr;
+  // The identity, listener (config.listen, which the caller has checked) and
+  // link settings of the config; TLS, the lineage and the refusal counters
+  // are the role's to set.
+  static StreamServerOptions FromConfig(const Config& config, uint64_t epoch);
 };
 
 class StreamServer {

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "common/byte_order.h"
 #include "common/checksum.h"
 
 namespace geosync {
@@ -25,13 +26,9 @@ Status ErrnoStatus(std::string_view what, const std::string& path) {
   return Status::Io(fmt::format("{} {}: {}", what, path, std::strerror(errno)));
 }
 
-void PutU32(std::vector<uint8_t>* out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));
-}
-
-uint32_t GetU32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
+// Spill records are big-endian.
+void PutU32(std::vector<uint8_t>* out, uint32_t v) { AppendBe(out, v); }
+uint32_t GetU32(const uint8_t* p) { return LoadBe<uint32_t>(p); }
 
 Status WriteAll(int fd, const uint8_t* data, size_t n, uint64_t offset, const std::string& path) {
   while (n > 0) {

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/byte_order.h"
 #include "common/checksum.h"
 
 namespace geosync {
@@ -18,22 +19,11 @@ namespace {
 constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr std::string_view kSegmentSuffix = ".seg";
 
-void PutU32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void PutU64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t GetU32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-uint64_t GetU64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
+// The record header is little-endian (segment.h).
+void PutU32(uint8_t* p, uint32_t v) { StoreLe(p, v); }
+void PutU64(uint8_t* p, uint64_t v) { StoreLe(p, v); }
+uint32_t GetU32(const uint8_t* p) { return LoadLe<uint32_t>(p); }
+uint64_t GetU64(const uint8_t* p) { return LoadLe<uint64_t>(p); }
 
 uint32_t RecordCrc(std::span<const uint8_t> header, std::span<const uint8_t> payload) {
   Crc32cBuilder crc;

@@ -700,4 +700,12 @@ Result<std::unique_ptr<SpoolReader>> Spool::ReadFrom(Position after) {
   return std::unique_ptr<SpoolReader>(new SpoolReader(shared_, after, id, offset));
 }
 
+SpoolOptions SpoolOptions::FromConfig(const Config& config) {
+  SpoolOptions o;
+  o.dir = config.spool.dir;
+  o.segment_bytes = config.spool.segment_bytes;
+  o.max_bytes = config.spool.max_bytes;
+  return o;
+}
+
 }  // namespace geosync

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "agent/spool/segment.h"
+#include "common/config.h"
 #include "common/lsn.h"
 #include "common/status.h"
 
@@ -34,6 +35,8 @@ struct SpoolOptions {
   // A unit already started is always finished, so the cap may be overshot by
   // one unit.
   uint64_t max_bytes = 0;
+  // spool.dir, spool.segment_mb and spool.max_mb.
+  static SpoolOptions FromConfig(const Config& config);
 };
 
 namespace spool_internal {

@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
-#include "agent/exit_codes.h"
+#include "common/exit_codes.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"

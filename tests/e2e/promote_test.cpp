@@ -20,8 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
-#include "agent/ctl/etcd_claim.h"
 #include "agent/pg/pg_conn.h"
+#include "agent/promote/etcd_claim.h"
 #include "tests/support/etcd.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
@@ -501,11 +501,11 @@ TEST_F(PromoteE2E, AnEpochClaimedInEtcdByAnotherOperatorRefusesTheSwitchover) {
   std::ofstream(topology_) << topology.dump(2);
   StartAll();
   // Another operator already claimed epoch 2 for virginia.
-  ctl::EtcdClaim other;
+  promote::EtcdClaim other;
   other.epoch = 2;
   other.primary = "virginia";
   other.kind = "switchover";
-  ASSERT_TRUE(ctl::ClaimEtcd({etcd.url()}, "test", other).ok());
+  ASSERT_TRUE(promote::ClaimEtcd({etcd.url()}, "test", other).ok());
   ProcessOutput out = Switchover("dublin");
   EXPECT_EQ(out.exit_status, 8) << out.output;
   EXPECT_NE(out.output.find("epoch 2 was already claimed for virginia"), std::string::npos)

@@ -9,8 +9,8 @@
 
 #include <fmt/format.h>
 
-#include "agent/exit_codes.h"
 #include "agent/pg/pg_conn.h"
+#include "common/exit_codes.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"

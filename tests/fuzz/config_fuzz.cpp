@@ -5,8 +5,8 @@
 // Input: the file's text.
 #include <string_view>
 
-#include "agent/admin/status_model.h"
 #include "common/config.h"
+#include "common/topology.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace geosync;
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!config.ok()) {
     GEOSYNC_FUZZ_CHECK(config.status().message().find("fuzz-site.json") != std::string::npos);
   }
-  auto topology = admin::ParseTopology(text, "fuzz-topology.json");
+  auto topology = ParseTopology(text, "fuzz-topology.json");
   if (!topology.ok()) {
     GEOSYNC_FUZZ_CHECK(topology.status().message().find("fuzz-topology.json") != std::string::npos);
   }

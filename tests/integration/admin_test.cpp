@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
-#include "agent/exit_codes.h"
+#include "common/exit_codes.h"
 #include "tests/support/certs.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"

@@ -1,6 +1,6 @@
 // The promotion lock against a real etcd: compare-and-swap claims, a resumed
 // claim, a refused lower or equal epoch, and one winner out of a race.
-#include "agent/ctl/etcd_claim.h"
+#include "agent/promote/etcd_claim.h"
 
 #include <gtest/gtest.h>
 
@@ -12,9 +12,9 @@
 namespace geosync::testing {
 namespace {
 
-using ctl::ClaimEtcd;
-using ctl::EtcdClaim;
-using ctl::ReadEtcdClaim;
+using promote::ClaimEtcd;
+using promote::EtcdClaim;
+using promote::ReadEtcdClaim;
 
 EtcdClaim Claim(uint64_t epoch, std::string primary) {
   EtcdClaim c;

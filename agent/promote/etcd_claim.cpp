@@ -1,5 +1,5 @@
 // The etcd promotion lock; see etcd_claim.h.
-#include "agent/ctl/etcd_claim.h"
+#include "agent/promote/etcd_claim.h"
 
 #include <openssl/evp.h>
 
@@ -8,7 +8,7 @@
 
 #include "agent/admin/admin_client.h"
 
-namespace geosync::ctl {
+namespace geosync::promote {
 namespace {
 
 using json = nlohmann::json;
@@ -137,4 +137,4 @@ Status ClaimEtcd(const std::vector<std::string>& endpoints, const std::string& c
   return Status::Ok();
 }
 
-}  // namespace geosync::ctl
+}  // namespace geosync::promote

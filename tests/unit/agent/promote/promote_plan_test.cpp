@@ -1,9 +1,9 @@
 // The planning rules of switchover and failover, from site reports alone.
-#include "agent/ctl/promote_plan.h"
+#include "agent/promote/promote_plan.h"
 
 #include <gtest/gtest.h>
 
-namespace geosync::ctl {
+namespace geosync::promote {
 namespace {
 
 SiteReport Source(const std::string& name, uint64_t epoch, Lsn durable) {
@@ -259,4 +259,4 @@ TEST(ReportFromStatus, ReadsPromotionAndHistory) {
 }
 
 }  // namespace
-}  // namespace geosync::ctl
+}  // namespace geosync::promote

@@ -14,7 +14,7 @@
 #include "agent/admin/status_model.h"
 #include "common/lsn.h"
 
-namespace geosync::ctl {
+namespace geosync::promote {
 
 // What one site says about itself.
 struct SiteReport {
@@ -47,7 +47,7 @@ struct SiteReport {
 SiteReport ReportFromStatus(const std::string& name, const nlohmann::json& status);
 // GET /status on every site of the topology, in parallel, 2 s deadline each;
 // with `token`, as the operator (a site that refuses it is unauthorized).
-std::vector<SiteReport> Survey(const admin::Topology& topology, const std::string& token = "");
+std::vector<SiteReport> Survey(const Topology& topology, const std::string& token = "");
 // A table for the DBA: site, role, epoch, state, follows, durable, applied.
 std::string FormatSurvey(const std::vector<SiteReport>& sites);
 
@@ -95,4 +95,4 @@ struct FailoverChecks {
 Plan PlanFailover(const std::vector<SiteReport>& sites, const std::string& target,
                   const FailoverChecks& checks);
 
-}  // namespace geosync::ctl
+}  // namespace geosync::promote

@@ -12,7 +12,7 @@
 
 #include "common/status.h"
 
-namespace geosync::ctl {
+namespace geosync::promote {
 
 struct EtcdClaim {
   uint64_t epoch = 0;
@@ -32,4 +32,4 @@ Result<std::optional<EtcdClaim>> ReadEtcdClaim(const std::vector<std::string>& e
 Status ClaimEtcd(const std::vector<std::string>& endpoints, const std::string& cluster_id,
                  const EtcdClaim& next);
 
-}  // namespace geosync::ctl
+}  // namespace geosync::promote

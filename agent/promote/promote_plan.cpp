@@ -1,5 +1,5 @@
 // Survey and planning for switchover / failover; see promote_plan.h.
-#include "agent/ctl/promote_plan.h"
+#include "agent/promote/promote_plan.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,7 +11,7 @@
 
 #include "agent/admin/admin_client.h"
 
-namespace geosync::ctl {
+namespace geosync::promote {
 namespace {
 
 namespace asio = boost::asio;
@@ -156,42 +156,39 @@ SiteReport ReportFromStatus(const std::string& name, const json& status) {
   return r;
 }
 
-std::vector<SiteReport> Survey(const admin::Topology& topology, const std::string& token) {
-  asio::io_context io;
-  std::vector<SiteReport> out(topology.sites.size());
-  for (size_t i = 0; i < topology.sites.size(); ++i) {
-    asio::co_spawn(
-        io,
-        [&, i]() -> asio::awaitable<void> {
-          admin::HttpCall call;
-          call.base_url = topology.sites[i].admin;
-          call.target = "/status";
-          call.bearer = token;
-          call.timeout = std::chrono::milliseconds(2000);
-          auto answer = co_await admin::AsyncHttp(std::move(call));
-          SiteReport r;
-          r.name = topology.sites[i].name;
-          if (!answer.ok()) {
-            r.error = answer.status().message();
-          } else if (answer->status != 200) {
-            r.error = fmt::format("GET /status answered HTTP {}", answer->status);
-            r.unauthorized = answer->status == 401;
-          } else {
-            json doc = json::parse(answer->body, nullptr, false);
-            if (doc.is_discarded() || !doc.is_object()) {
-              r.error = "GET /status did not return a JSON object";
-            } else if (doc.value("cluster_id", "") != topology.cluster_id) {
-              r.error = fmt::format("belongs to cluster {}, not {}", doc.value("cluster_id", ""),
-                                    topology.cluster_id);
-            } else {
-              r = ReportFromStatus(topology.sites[i].name, doc);
-            }
-          }
-          out[i] = std::move(r);
-        },
-        asio::detached);
+// What one site's GET /status answer says about it.
+SiteReport ReportFromAnswer(const Topology& topology, const TopologySite& site,
+                            const Result<admin::HttpAnswer>& answer) {
+  SiteReport r;
+  r.name = site.name;
+  if (!answer.ok()) {
+    r.error = answer.status().message();
+    return r;
   }
-  io.run();
+  if (answer->status != 200) {
+    r.error = fmt::format("GET /status answered HTTP {}", answer->status);
+    r.unauthorized = answer->status == 401;
+    return r;
+  }
+  json doc = json::parse(answer->body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    r.error = "GET /status did not return a JSON object";
+  } else if (doc.value("cluster_id", "") != topology.cluster_id) {
+    r.error = fmt::format("belongs to cluster {}, not {}", doc.value("cluster_id", ""),
+                          topology.cluster_id);
+  } else {
+    r = ReportFromStatus(site.name, doc);
+  }
+  return r;
+}
+
+std::vector<SiteReport> Survey(const Topology& topology, const std::string& token) {
+  std::vector<Result<admin::HttpAnswer>> answers =
+      admin::FetchStatusOfAll(topology, std::chrono::milliseconds(2000), token);
+  std::vector<SiteReport> out;
+  for (size_t i = 0; i < topology.sites.size(); ++i) {
+    out.push_back(ReportFromAnswer(topology, topology.sites[i], answers[i]));
+  }
   return out;
 }
 
@@ -414,4 +411,4 @@ Plan PlanFailover(const std::vector<SiteReport>& sites, const std::string& targe
   return plan;
 }
 
-}  // namespace geosync::ctl
+}  // namespace geosync::promote
