@@ -100,8 +100,12 @@ inline void WaitFact(const std::function<bool()>& fact, std::chrono::seconds dea
 // replicas that ask from the start (they would need a seed).
 inline void WaitSourceSpooling(testing::PgCluster& primary, const std::string& slot,
                                const std::string& what) {
+  // While the slot is being created it is active with no confirmed_flush_lsn
+  // yet (the snapshot is still being built): wait for both.
   const std::string active = fmt::format(
-      "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND active", slot);
+      "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND active AND "
+      "confirmed_flush_lsn IS NOT NULL",
+      slot);
   WaitFact([&] { return primary.QueryValue(active) == "1"; }, std::chrono::seconds(60),
            what + " created and streams its slot");
   const std::string confirmed = fmt::format(

@@ -144,6 +144,24 @@ HelloVerdict CheckSourceReply(const HelloReply& reply, const SourcePolicy& polic
   return HelloVerdict{};
 }
 
+HelloVerdict AdmitHello(const Hello& hello, const HelloPolicy& policy, const SourceOffer& offer) {
+  HelloVerdict verdict = CheckHello(hello, policy);
+  if (!verdict.ok()) return verdict;
+  if ((hello.flags & kHelloNeedsSeed) != 0) {
+    if (!offer.serves_seeds) return {HelloRefusal::kNoSeeds, "this source serves no seeds", false};
+    return verdict;
+  }
+  if (offer.dropped) {
+    return {HelloRefusal::kDropped,
+            fmt::format(
+                "site {} was dropped from spool retention (the spool reached spool.max_mb while "
+                "it lagged) and needs a re-seed: run `geosyncctl seed --site {}`",
+                hello.site_name, hello.site_name),
+            false};
+  }
+  return verdict;
+}
+
 Code RefusalCode(HelloRefusal refusal) {
   switch (refusal) {
     case HelloRefusal::kOtherCluster:

@@ -64,6 +64,19 @@ struct HelloVerdict {
 // version, divergence. Without TLS, a site's name is only what it says.
 HelloVerdict CheckHello(const Hello& hello, const HelloPolicy& policy);
 
+// What a source can serve, beyond the trust rules.
+struct SourceOffer {
+  bool serves_seeds = false;  // a seed server is attached
+  bool dropped = false;       // the Hello's site was dropped from spool retention
+};
+
+// CheckHello, then what this source can serve: a seed Hello is refused
+// (kNoSeeds) without a seed server; a streaming Hello of a dropped site is
+// refused (kDropped, not a fence: the site stays reachable for a seed).
+// Whether the spool still holds the Hello's position is the caller's to ask
+// last (kNeedsSeed), since it opens files.
+HelloVerdict AdmitHello(const Hello& hello, const HelloPolicy& policy, const SourceOffer& offer);
+
 // What a replica (or a seeding replica) knows when a HelloReply arrives.
 struct SourcePolicy {
   std::string self;  // the replica's own site name

@@ -131,6 +131,95 @@ void BatchEncoder::Append(uint64_t epoch, Lsn lsn, uint8_t flags, std::span<cons
   out->append(body);
 }
 
+Result<uint8_t> BatchDecoder::ReadTag(WireReader& r, size_t at, uint8_t* tag_out) {
+  GEOSYNC_ASSIGN_OR_RETURN(uint8_t tag, r.U8("entry tag"));
+  const uint8_t kind = (tag >> kTagKindShift) & 0x07;
+  if (tag & kTagReserved) return r.Error(fmt::format("reserved bit in tag 0x{:02x}", tag), at);
+  if (kind > kEntryRow) return r.Error(fmt::format("unknown entry kind {}", kind), at);
+  if ((tag & kTagEpoch) && !(tag & kTagPosition)) {
+    return r.Error(fmt::format("epoch without position in tag 0x{:02x}", tag), at);
+  }
+  if (tag & kTagEpoch) {
+    GEOSYNC_ASSIGN_OR_RETURN(state_.epoch, r.Varint("epoch"));
+  }
+  if (tag & kTagPosition) {
+    GEOSYNC_ASSIGN_OR_RETURN(int64_t delta, r.Zigzag("lsn delta"));
+    state_.lsn += static_cast<uint64_t>(delta);
+  }
+  *tag_out = tag;
+  return kind;
+}
+
+Status BatchDecoder::DecodeBegin(WireReader& r, BatchRecord* rec) {
+  const size_t xid_at = r.offset();
+  GEOSYNC_ASSIGN_OR_RETURN(int64_t xid_delta, r.Zigzag("xid delta"));
+  constexpr int64_t kMaxXid = std::numeric_limits<uint32_t>::max();
+  if (xid_delta < -kMaxXid || xid_delta > kMaxXid || int64_t{state_.xid} + xid_delta < 0 ||
+      int64_t{state_.xid} + xid_delta > kMaxXid) {
+    return r.Error(fmt::format("xid delta {} leaves 32 bits", xid_delta), xid_at);
+  }
+  GEOSYNC_ASSIGN_OR_RETURN(int64_t time_delta, r.Zigzag("commit_time delta"));
+  state_.xid = static_cast<uint32_t>(int64_t{state_.xid} + xid_delta);
+  state_.commit_time = static_cast<int64_t>(static_cast<uint64_t>(state_.commit_time) +
+                                            static_cast<uint64_t>(time_delta));
+  state_.have_txn = true;
+  rec->payload = BeginPayload(state_.xid, state_.lsn, state_.commit_time);
+  return Status::Ok();
+}
+
+Status BatchDecoder::DecodeEntry(WireReader& r, uint8_t kind, size_t at, BatchRecord* rec) {
+  switch (kind) {
+    case kEntryRecord: {
+      GEOSYNC_ASSIGN_OR_RETURN(rec->payload, r.LengthPrefixed("payload"));
+      return Status::Ok();
+    }
+    case kEntryRelation: {
+      GEOSYNC_ASSIGN_OR_RETURN(rec->payload, r.LengthPrefixed("payload"));
+      auto ev = DecodeEvent(AsBytes(rec->payload));
+      if (!ev.ok() || !std::holds_alternative<Relation>(*ev)) {
+        return r.Error("relation entry does not hold a Relation record", at);
+      }
+      state_.rel_oid = std::get<Relation>(*ev).oid;
+      state_.have_rel = true;
+      cache_[state_.rel_oid] = rec->payload;
+      return Status::Ok();
+    }
+    case kEntryRelationRef: {
+      GEOSYNC_ASSIGN_OR_RETURN(uint32_t oid, r.Varint32("relation oid"));
+      auto it = cache_.find(oid);
+      if (it == cache_.end()) {
+        return r.Error(
+            fmt::format("reference to relation OID {} never sent on this connection", oid), at);
+      }
+      rec->payload = it->second;
+      state_.rel_oid = oid;
+      state_.have_rel = true;
+      return Status::Ok();
+    }
+    case kEntryBegin:
+      return DecodeBegin(r, rec);
+    case kEntryCommit: {
+      if (!state_.have_txn) return r.Error("commit entry before any begin entry", at);
+      GEOSYNC_ASSIGN_OR_RETURN(uint64_t end_delta, r.Varint("end_lsn delta"));
+      rec->payload = CommitPayload(state_, state_.lsn, end_delta);
+      return Status::Ok();
+    }
+    case kEntryRow: {
+      if (!state_.have_rel) return r.Error("row change entry before any relation", at);
+      const size_t type_at = r.offset();
+      GEOSYNC_ASSIGN_OR_RETURN(uint8_t type, r.U8("row change type"));
+      if (!IsRowType(type)) {
+        return r.Error(fmt::format("unknown row change type 0x{:02x}", type), type_at);
+      }
+      GEOSYNC_ASSIGN_OR_RETURN(std::string body, r.LengthPrefixed("row change body"));
+      PutRowPrefix(type, state_.rel_oid, &rec->payload);
+      rec->payload.append(body);
+      return Status::Ok();
+    }
+  }
+  return r.Error(fmt::format("unknown entry kind {}", kind), at);
+}
+
 Result<std::vector<BatchRecord>> BatchDecoder::Decode(std::span<const uint8_t> batch) {
   std::vector<BatchRecord> records;
   WireReader r(batch, "record batch");
@@ -142,87 +231,13 @@ Result<std::vector<BatchRecord>> BatchDecoder::Decode(std::span<const uint8_t> b
   size_t decoded = 0;
   while (r.remaining() > 0) {
     const size_t at = r.offset();
-    GEOSYNC_ASSIGN_OR_RETURN(uint8_t tag, r.U8("entry tag"));
-    const uint8_t kind = (tag >> kTagKindShift) & 0x07;
-    if (tag & kTagReserved) return r.Error(fmt::format("reserved bit in tag 0x{:02x}", tag), at);
-    if (kind > kEntryRow) return r.Error(fmt::format("unknown entry kind {}", kind), at);
-    if ((tag & kTagEpoch) && !(tag & kTagPosition)) {
-      return r.Error(fmt::format("epoch without position in tag 0x{:02x}", tag), at);
-    }
-    if (tag & kTagEpoch) {
-      GEOSYNC_ASSIGN_OR_RETURN(state_.epoch, r.Varint("epoch"));
-    }
-    if (tag & kTagPosition) {
-      GEOSYNC_ASSIGN_OR_RETURN(int64_t delta, r.Zigzag("lsn delta"));
-      state_.lsn += static_cast<uint64_t>(delta);
-    }
+    uint8_t tag = 0;
+    GEOSYNC_ASSIGN_OR_RETURN(uint8_t kind, ReadTag(r, at, &tag));
     BatchRecord rec;
     rec.epoch = state_.epoch;
     rec.lsn = Lsn(state_.lsn);
     rec.flags = tag & kTagRecordFlags;
-    switch (kind) {
-      case kEntryRecord: {
-        GEOSYNC_ASSIGN_OR_RETURN(rec.payload, r.LengthPrefixed("payload"));
-        break;
-      }
-      case kEntryRelation: {
-        GEOSYNC_ASSIGN_OR_RETURN(rec.payload, r.LengthPrefixed("payload"));
-        auto ev = DecodeEvent(AsBytes(rec.payload));
-        if (!ev.ok() || !std::holds_alternative<Relation>(*ev)) {
-          return r.Error("relation entry does not hold a Relation record", at);
-        }
-        state_.rel_oid = std::get<Relation>(*ev).oid;
-        state_.have_rel = true;
-        cache_[state_.rel_oid] = rec.payload;
-        break;
-      }
-      case kEntryRelationRef: {
-        GEOSYNC_ASSIGN_OR_RETURN(uint32_t oid, r.Varint32("relation oid"));
-        auto it = cache_.find(oid);
-        if (it == cache_.end()) {
-          return r.Error(
-              fmt::format("reference to relation OID {} never sent on this connection", oid), at);
-        }
-        rec.payload = it->second;
-        state_.rel_oid = oid;
-        state_.have_rel = true;
-        break;
-      }
-      case kEntryBegin: {
-        const size_t xid_at = r.offset();
-        GEOSYNC_ASSIGN_OR_RETURN(int64_t xid_delta, r.Zigzag("xid delta"));
-        constexpr int64_t kMaxXid = std::numeric_limits<uint32_t>::max();
-        if (xid_delta < -kMaxXid || xid_delta > kMaxXid || int64_t{state_.xid} + xid_delta < 0 ||
-            int64_t{state_.xid} + xid_delta > kMaxXid) {
-          return r.Error(fmt::format("xid delta {} leaves 32 bits", xid_delta), xid_at);
-        }
-        GEOSYNC_ASSIGN_OR_RETURN(int64_t time_delta, r.Zigzag("commit_time delta"));
-        state_.xid = static_cast<uint32_t>(int64_t{state_.xid} + xid_delta);
-        state_.commit_time = static_cast<int64_t>(static_cast<uint64_t>(state_.commit_time) +
-                                                  static_cast<uint64_t>(time_delta));
-        state_.have_txn = true;
-        rec.payload = BeginPayload(state_.xid, state_.lsn, state_.commit_time);
-        break;
-      }
-      case kEntryCommit: {
-        if (!state_.have_txn) return r.Error("commit entry before any begin entry", at);
-        GEOSYNC_ASSIGN_OR_RETURN(uint64_t end_delta, r.Varint("end_lsn delta"));
-        rec.payload = CommitPayload(state_, state_.lsn, end_delta);
-        break;
-      }
-      case kEntryRow: {
-        if (!state_.have_rel) return r.Error("row change entry before any relation", at);
-        const size_t type_at = r.offset();
-        GEOSYNC_ASSIGN_OR_RETURN(uint8_t type, r.U8("row change type"));
-        if (!IsRowType(type)) {
-          return r.Error(fmt::format("unknown row change type 0x{:02x}", type), type_at);
-        }
-        GEOSYNC_ASSIGN_OR_RETURN(std::string body, r.LengthPrefixed("row change body"));
-        PutRowPrefix(type, state_.rel_oid, &rec.payload);
-        rec.payload.append(body);
-        break;
-      }
-    }
+    GEOSYNC_RETURN_IF_ERROR(DecodeEntry(r, kind, at, &rec));
     decoded += rec.payload.size();
     if (decoded > max_decoded_bytes_) {
       return r.Error(fmt::format("batch of {} bytes decodes to more than {} bytes after {} records "

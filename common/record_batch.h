@@ -45,6 +45,8 @@
 
 namespace geosync {
 
+class WireReader;
+
 inline constexpr uint8_t kBatchFormat = 2;
 
 struct BatchRecord {
@@ -100,6 +102,13 @@ class BatchDecoder {
   Result<std::vector<BatchRecord>> Decode(std::span<const uint8_t> batch);
 
  private:
+  // The entry's tag at `at`: checks it and applies its epoch and position
+  // to the state. Returns the entry kind.
+  Result<uint8_t> ReadTag(WireReader& r, size_t at, uint8_t* tag);
+  // The entry's body into rec->payload, by kind.
+  Status DecodeEntry(WireReader& r, uint8_t kind, size_t at, BatchRecord* rec);
+  Status DecodeBegin(WireReader& r, BatchRecord* rec);
+
   std::unordered_map<uint32_t, std::string> cache_;
   BatchState state_;
   size_t max_decoded_bytes_;

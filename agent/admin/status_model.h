@@ -228,6 +228,8 @@ SlotHealth CheckSlotWal(const std::string& slot, std::optional<uint64_t> retaine
 // "connecting", "fenced" (source).
 std::string ReplicaState(const ReplicaSnapshot& s);
 std::string SourceState(const SourceSnapshot& s);
+// The slot's WAL is gone ("lost") or about to go ("unreserved").
+bool SlotInvalidated(const SourceSnapshot& s);
 
 struct Readiness {
   bool ready = false;

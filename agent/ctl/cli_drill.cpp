@@ -115,148 +115,175 @@ int RunHistory(const DrillArgs& args) {
   return kExitOk;
 }
 
-int RunDrill(const DrillArgs& args) {
-  if (args.history) return RunHistory(args);
-  if (args.switchover) {
-    SwitchoverDrillArgs s;
-    s.topology = args.topology;
-    s.token_file = args.token_file;
-    s.site = args.site;
-    s.client_dsn = args.client_dsn;
-    s.client_table = args.client_table;
-    s.report_dir = args.report_dir;
-    s.timeout_s = args.timeout_s;
-    return RunSwitchoverDrill(s);
-  }
-  auto topology = LoadTopology(args.topology);
-  if (!topology.ok()) return Fail(topology.status());
-  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
-  if (!token.ok()) return Fail(token.status());
-  std::vector<SiteReport> sites = Survey(*topology, *token);
-  Site target, source;
-  uint64_t epoch = 0;
-  for (size_t i = 0; i < sites.size(); ++i) {
-    if (sites[i].name == args.site) target = {sites[i].name, topology->sites[i].admin};
-    if (sites[i].reachable && sites[i].role == "source" && sites[i].epoch >= epoch) {
-      source = {sites[i].name, topology->sites[i].admin};
-      epoch = sites[i].epoch;
-    }
-  }
-  const SiteReport* t = nullptr;
-  for (const auto& s : sites) {
-    if (s.name == args.site) t = &s;
-  }
-  if (!t || !t->reachable || t->role != "replica" || !t->connected) {
-    std::cerr << fmt::format("geosyncctl: drill refused: {} is not a streaming replica{}\n",
-                             args.site, t && !t->error.empty() ? ": " + t->error : "");
-    return kExitRefused;
-  }
-  if (source.name.empty()) return Fail(Status::NotFound("no reachable source site"));
+// A frozen-replica or throwaway-copy drill on one replica, run by the site
+// (POST /admin/drill/run) and watched from here.
+class SiteDrill {
+ public:
+  explicit SiteDrill(const DrillArgs& args) : args_(args) {}
+  int Run();
 
-  const auto t0 = Clock::now();
-  json timeline = json::array(), events = json::array();
-  auto since = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
-  SiteReport last;
-  auto sample = [&] {
-    auto a = Call(target, "GET", "/status", "");
-    if (!a.ok()) return;
-    json doc = json::parse(a->body, nullptr, false);
-    if (doc.is_discarded() || !doc.contains("replica")) return;
-    last = ReportFromStatus(target.name, doc);
-    const json& lag = doc["replica"]["lag"];
-    timeline.push_back({{"t", since()},
-                        {"applied_lag_seconds", lag["applied"]["seconds"]},
-                        {"applied_lag_bytes", lag["applied"]["bytes"]},
-                        {"durable_lag_bytes", lag["durable"]["bytes"]}});
-  };
-  auto event = [&](const char* name) { events.push_back({{"t", since()}, {"name", name}}); };
-  json report = {{"version", 2},      {"cluster_id", topology->cluster_id},
-                 {"site", args.site}, {"source", source.name},
-                 {"epoch", epoch},    {"started", IsoNow()}};
-  for (int i = 0; i < 10; ++i) {  // a second of lag before the drill
-    sample();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  std::string probes;
-  for (const auto& p : args.probes) probes += (probes.empty() ? "" : ";;") + p;
-  event("drill start");
-  const std::string kind = args.copy ? "throwaway-copy" : "frozen-replica";
-  std::cout << fmt::format(
-      fmt::runtime(
-          args.copy ? "drill on {}: copying it at a consistent position into a scratch database, "
-                      "promoting the copy, {} probe(s)\n"
-                    : "drill on {}: freezing apply, making it writable, {} probe(s)\n"),
-      args.site, args.probes.size());
-  if (auto a = Call(
-          target, "POST",
-          "/admin/drill/run?probes=" + admin::QueryEncode(probes) + (args.copy ? "&mode=copy" : ""),
-          *token);
-      !a.ok()) {
-    return Fail(a.status());
-  }
-  json result;
-  const auto until = Clock::now() + std::chrono::seconds(args.timeout_s);
-  bool writable_seen = false;
+ private:
+  int Load();
+  double Since() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
+  void Sample();
+  void SampleFor(int times);
+  void Event(const char* name) { events_.push_back({{"t", Since()}, {"name", name}}); }
+  int Start();
+  int WatchUntilRolledBack();
+  void WaitBackInSync();
+  json Report(bool probes_ok) const;
+  void PrintSummary(const json& report, const std::string& path) const;
+
+  const DrillArgs& args_;
+  Topology topology_;
+  std::string token_;
+  Site target_, source_;
+  uint64_t epoch_ = 0;
+  std::string kind_;
+  Clock::time_point t0_ = Clock::now();
+  Clock::time_point until_{};
+  std::string started_;
+  json timeline_ = json::array(), events_ = json::array();
+  SiteReport last_;  // the target's last /status
+  json result_;      // the site's last POST /admin/drill/result
   // RPO at the instant the site was writable: what the source holds beyond
   // what the site had durably received, asked at once so that the count,
   // the bytes and the seconds all describe that instant (issue #25: counted
   // after the drill, 1549 transactions came with a lag of 0.000 s).
-  json rpo = {{"transactions", nullptr}, {"bytes", nullptr}, {"seconds", nullptr}};
+  json rpo_ = {{"transactions", nullptr}, {"bytes", nullptr}, {"seconds", nullptr}};
+  double restored_ = -1;
+};
+
+// The target must be a streaming replica and a source must answer; -1 to
+// go on, else the exit code.
+int SiteDrill::Load() {
+  auto deployment = LoadDeployment(args_.topology, args_.token_file);
+  if (!deployment.ok()) return Fail(deployment.status());
+  topology_ = deployment->topology;
+  token_ = deployment->token;
+  std::vector<SiteReport> sites = Survey(topology_, token_);
+  const SiteReport* t = nullptr;
+  for (size_t i = 0; i < sites.size(); ++i) {
+    if (sites[i].name == args_.site) {
+      target_ = {sites[i].name, topology_.sites[i].admin};
+      t = &sites[i];
+    }
+    if (sites[i].reachable && sites[i].role == "source" && sites[i].epoch >= epoch_) {
+      source_ = {sites[i].name, topology_.sites[i].admin};
+      epoch_ = sites[i].epoch;
+    }
+  }
+  if (!t || !t->reachable || t->role != "replica" || !t->connected) {
+    std::cerr << fmt::format("geosyncctl: drill refused: {} is not a streaming replica{}\n",
+                             args_.site, t && !t->error.empty() ? ": " + t->error : "");
+    return kExitRefused;
+  }
+  if (source_.name.empty()) return Fail(Status::NotFound("no reachable source site"));
+  return -1;
+}
+
+void SiteDrill::Sample() {
+  auto a = Call(target_, "GET", "/status", "");
+  if (!a.ok()) return;
+  json doc = json::parse(a->body, nullptr, false);
+  if (doc.is_discarded() || !doc.contains("replica")) return;
+  last_ = ReportFromStatus(target_.name, doc);
+  const json& lag = doc["replica"]["lag"];
+  timeline_.push_back({{"t", Since()},
+                       {"applied_lag_seconds", lag["applied"]["seconds"]},
+                       {"applied_lag_bytes", lag["applied"]["bytes"]},
+                       {"durable_lag_bytes", lag["durable"]["bytes"]}});
+}
+
+void SiteDrill::SampleFor(int times) {
+  for (int i = 0; i < times; ++i) {
+    Sample();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+// Asks the site to run the drill; -1 when it started, else the exit code.
+int SiteDrill::Start() {
+  std::string probes;
+  for (const auto& p : args_.probes) probes += (probes.empty() ? "" : ";;") + p;
+  Event("drill start");
+  std::cout << fmt::format(
+      fmt::runtime(
+          args_.copy ? "drill on {}: copying it at a consistent position into a scratch database, "
+                       "promoting the copy, {} probe(s)\n"
+                     : "drill on {}: freezing apply, making it writable, {} probe(s)\n"),
+      args_.site, args_.probes.size());
+  auto a = Call(
+      target_, "POST",
+      "/admin/drill/run?probes=" + admin::QueryEncode(probes) + (args_.copy ? "&mode=copy" : ""),
+      token_);
+  return a.ok() ? -1 : Fail(a.status());
+}
+
+// Polls the drill's result until it is no longer running; -1 then, else
+// the exit code.
+int SiteDrill::WatchUntilRolledBack() {
+  bool writable_seen = false;
   while (true) {
-    sample();
-    auto a = Call(target, "POST", "/admin/drill/result", *token);
+    Sample();
+    auto a = Call(target_, "POST", "/admin/drill/result", token_);
     if (!a.ok()) return Fail(a.status());
-    result = json::parse(a->body, nullptr, false);
-    if (!writable_seen && result.contains("rto_seconds")) {
+    result_ = json::parse(a->body, nullptr, false);
+    if (!writable_seen && result_.contains("rto_seconds")) {
       writable_seen = true;
-      event("writable");
-      if (last.durable.lsn.valid()) rpo = Rpo(source, last.durable, *token);
+      Event("writable");
+      if (last_.durable.lsn.valid()) rpo_ = Rpo(source_, last_.durable, token_);
     }
-    if (result.value("state", "") != "running") break;
-    if (Clock::now() > until) return Fail(Status::Timeout("the drill did not finish in time"));
+    if (result_.value("state", "") != "running") break;
+    if (Clock::now() > until_) return Fail(Status::Timeout("the drill did not finish in time"));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  event("rolled back");
-  // Back in sync: everything received since the freeze applied.
-  const Position received = last.durable;
-  double restored = -1;
-  while (Clock::now() < until) {
-    sample();
-    if (last.applied >= received && last.connected) {
-      restored = since();
-      event("back in sync");
-      break;
+  Event("rolled back");
+  return -1;
+}
+
+// Back in sync: everything received since the freeze applied.
+void SiteDrill::WaitBackInSync() {
+  const Position received = last_.durable;
+  while (Clock::now() < until_) {
+    Sample();
+    if (last_.applied >= received && last_.connected) {
+      restored_ = Since();
+      Event("back in sync");
+      return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  for (int i = 0; i < 5; ++i) {
-    sample();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  const bool passed = result.value("state", "") == "done" && restored >= 0;
-  bool probes_ok = true;
-  for (const auto& p : result.value("probes", json::array())) probes_ok &= p.value("ok", false);
+}
+
+json SiteDrill::Report(bool probes_ok) const {
+  const bool passed = result_.value("state", "") == "done" && restored_ >= 0;
+  json report = {{"version", 2},       {"cluster_id", topology_.cluster_id},
+                 {"site", args_.site}, {"source", source_.name},
+                 {"epoch", epoch_},    {"started", started_}};
   report["finished"] = IsoNow();
-  report["position"] = result.value("position", "");
-  report["kind"] = kind;
-  if (args.copy) {
-    report["copy"] = {{"apply_held_ms", result.value("apply_held_ms", json())},
-                      {"copy_seconds", result.value("copy_seconds", json())},
-                      {"scratch_database", result.value("scratch_database", "")},
-                      {"origin_progress", result.value("origin_progress", "")}};
+  report["position"] = result_.value("position", "");
+  report["kind"] = kind_;
+  if (args_.copy) {
+    report["copy"] = {{"apply_held_ms", result_.value("apply_held_ms", json())},
+                      {"copy_seconds", result_.value("copy_seconds", json())},
+                      {"scratch_database", result_.value("scratch_database", "")},
+                      {"origin_progress", result_.value("origin_progress", "")}};
   }
   report["writable_seconds"] =
-      result.contains("rto_seconds") ? result["rto_seconds"] : json(nullptr);
-  report["rpo"] = rpo;
-  report["probes"] = result.value("probes", json::array());
-  report["restored_seconds"] = restored >= 0 ? json(restored) : json(nullptr);
+      result_.contains("rto_seconds") ? result_["rto_seconds"] : json(nullptr);
+  report["rpo"] = rpo_;
+  report["probes"] = result_.value("probes", json::array());
+  report["restored_seconds"] = restored_ >= 0 ? json(restored_) : json(nullptr);
   report["figures"] = DrillFigures(report);
-  report["timeline"] = timeline;
-  report["events"] = events;
+  report["timeline"] = timeline_;
+  report["events"] = events_;
   report["result"] = passed && probes_ok ? "passed" : "failed";
-  report["error"] = result.value("error", "");
-  auto path = WriteDrillReport(args.report_dir, report);
-  if (!path.ok()) return Fail(path.status());
+  report["error"] = result_.value("error", "");
+  return report;
+}
+
+void SiteDrill::PrintSummary(const json& report, const std::string& path) const {
   auto secs = [](const json& v) {
     return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("unknown");
   };
@@ -264,23 +291,56 @@ int RunDrill(const DrillArgs& args) {
       "drill {}: time until writable on the {} {} s{}; data at risk (RPO) {} "
       "transaction(s), {} byte(s), {} s; back in sync after {} s\n"
       "report: {} (and .html)\n",
-      report["result"].get<std::string>(), args.copy ? "throwaway copy" : "frozen replica",
+      report["result"].get<std::string>(), args_.copy ? "throwaway copy" : "frozen replica",
       secs(report["writable_seconds"]),
-      args.copy ? fmt::format(" (apply held {} ms)", secs(report["copy"]["apply_held_ms"])) : "",
-      rpo["transactions"].dump(), rpo["bytes"].dump(), secs(rpo["seconds"]),
-      secs(report["restored_seconds"]), *path);
+      args_.copy ? fmt::format(" (apply held {} ms)", secs(report["copy"]["apply_held_ms"])) : "",
+      rpo_["transactions"].dump(), rpo_["bytes"].dump(), secs(rpo_["seconds"]),
+      secs(report["restored_seconds"]), path);
   for (const auto& p : report["probes"]) {
     std::cout << fmt::format(
         "  probe {}: {}\n", p.value("sql", ""),
         p.value("ok", false) ? "ok, " + p.value("result", "") : "FAILED: " + p.value("error", ""));
   }
+}
+
+int SiteDrill::Run() {
+  if (int rc = Load(); rc >= 0) return rc;
+  t0_ = Clock::now();
+  started_ = IsoNow();
+  kind_ = args_.copy ? "throwaway-copy" : "frozen-replica";
+  SampleFor(10);  // a second of lag before the drill
+  if (int rc = Start(); rc >= 0) return rc;
+  until_ = Clock::now() + std::chrono::seconds(args_.timeout_s);
+  if (int rc = WatchUntilRolledBack(); rc >= 0) return rc;
+  WaitBackInSync();
+  SampleFor(5);
+  bool probes_ok = true;
+  for (const auto& p : result_.value("probes", json::array())) probes_ok &= p.value("ok", false);
+  const json report = Report(probes_ok);
+  auto path = WriteDrillReport(args_.report_dir, report);
+  if (!path.ok()) return Fail(path.status());
+  PrintSummary(report, *path);
   if (report["result"] == "passed") {
-    RecordDrillPassed(*topology, {args.site}, kind, *token);
+    RecordDrillPassed(topology_, {args_.site}, kind_, token_);
     return kExitOk;
   }
   std::cerr << fmt::format("geosyncctl: drill on {} failed: {}; the site was rolled back\n",
-                           args.site, DrillFailure(result, probes_ok, restored >= 0));
+                           args_.site, DrillFailure(result_, probes_ok, restored_ >= 0));
   return kExitDrillFailed;
+}
+
+int RunDrill(const DrillArgs& args) {
+  if (args.history) return RunHistory(args);
+  if (!args.switchover) return SiteDrill(args).Run();
+  SwitchoverDrillArgs s;
+  s.topology = args.topology;
+  s.token_file = args.token_file;
+  s.site = args.site;
+  s.client_dsn = args.client_dsn;
+  s.client_table = args.client_table;
+  s.report_dir = args.report_dir;
+  s.timeout_s = args.timeout_s;
+  return RunSwitchoverDrill(s);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "agent/admin/admin_server.h"
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
+#include "agent/ctl/promote_run.h"
 #include "agent/promote/etcd_claim.h"
 #include "agent/promote/promote_plan.h"
 #include "common/exit_codes.h"
@@ -25,118 +26,6 @@ namespace geosync::ctl {
 // The promotion plan and the etcd claim are the promote layer's.
 using namespace ::geosync::promote;  // NOLINT(google-build-using-namespace)
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct PromoteArgs {
-  std::string topology;
-  std::string to;
-  std::string token_file;
-  bool yes = false;
-  bool dry_run = false;
-  bool force = false;         // failover: even though the primary answers
-  bool allow_behind = false;  // failover: target is not the most advanced
-  double max_lag_s = -1;      // failover: refuse above this potential loss
-  bool accept_loss = false;   // failover: even above --max-lag
-  int64_t sequence_gap = -1;  // -1: 0 for switchover, 1000 for failover
-  int timeout_s = 120;
-  bool abort = false;   // switchover: call off an interrupted one
-  bool reseed = false;  // rejoin: seed a diverged old primary again
-};
-
-// Everything a run needs, shared by its steps.
-struct Run {
-  explicit Run(const PromoteArgs& a) : args(a) {}
-  const PromoteArgs& args;
-  Topology topology;
-  std::string token;
-  bool failover = false;
-  std::vector<SiteReport> sites;
-  std::string old_source;  // "" when unknown
-  uint64_t epoch = 0;      // the current (highest) epoch
-  uint64_t new_epoch = 0;
-  Position final_pos;  // switchover: the fenced primary's last position
-  Clock::time_point fenced_at{};
-  double unavailable_s = 0;
-  std::vector<std::string> absent;  // unreachable when the run began
-  const SiteReport* Find(const std::string& name) const {
-    for (const auto& s : sites) {
-      if (s.name == name) return &s;
-    }
-    return nullptr;
-  }
-  const TopologySite* Topo(const std::string& name) const {
-    for (const auto& s : topology.sites) {
-      if (s.name == name) return &s;
-    }
-    return nullptr;
-  }
-};
-
-// A step's failure: exit code and what to tell the DBA.
-struct StepError {
-  int code = kExitFailure;
-  std::string message;
-};
-using StepResult = std::optional<StepError>;
-
-StepResult FromStatus(const Status& st) {
-  if (st.ok()) return std::nullopt;
-  return StepError{ExitCodeFor(st), st.ToString()};
-}
-
-// POST /admin/<action>?<query> on `site`; 200 and 202 are success.
-StepResult Post(const Run& run, const std::string& site, const std::string& action,
-                const std::string& query) {
-  const TopologySite* t = run.Topo(site);
-  if (!t) return StepError{kExitConfig, fmt::format("site {} is not in the topology", site)};
-  admin::HttpCall call;
-  call.method = "POST";
-  call.base_url = t->admin;
-  call.target = "/admin/" + action + (query.empty() ? "" : "?" + query);
-  call.bearer = run.token;
-  call.timeout = std::chrono::seconds(10);
-  auto answer = admin::Http(call);
-  if (!answer.ok()) return FromStatus(answer.status().WithContext("site " + site));
-  std::string body = answer->body;
-  while (!body.empty() && body.back() == '\n') body.pop_back();
-  if (answer->status == 200 || answer->status == 202) {
-    std::cout << fmt::format("    {}: {}\n", site, body);
-    return std::nullopt;
-  }
-  int code = answer->status == 401 || answer->status == 409 ? kExitRefused : kExitPeer;
-  return StepError{code, fmt::format("site {}: POST {} answered HTTP {}: {}", site, call.target,
-                                     answer->status, body)};
-}
-
-// Polls every site until `done` holds, or the deadline.
-StepResult WaitUntil(Run& run, const std::string& what,
-                     const std::function<bool(const Run&)>& done) {
-  const auto until = Clock::now() + std::chrono::seconds(run.args.timeout_s);
-  while (true) {
-    run.sites = Survey(run.topology, run.token);
-    if (done(run)) return std::nullopt;
-    if (Clock::now() > until) {
-      return StepError{
-          kExitPeer, fmt::format("timed out after {} s waiting for {}", run.args.timeout_s, what)};
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-}
-
-std::string StreamQuery(const Run& run, const std::string& site, StepResult* error) {
-  const TopologySite* t = run.Topo(site);
-  if (!t || t->stream.empty()) {
-    *error = StepError{kExitConfig,
-                       fmt::format("topology {}: site {} has no \"stream\" (host:port where its "
-                                   "stream server listens); add it",
-                                   run.args.topology, site)};
-    return "";
-  }
-  auto colon = t->stream.rfind(':');
-  return fmt::format("site={}&host={}&port={}", site, t->stream.substr(0, colon),
-                     t->stream.substr(colon + 1));
-}
 
 // --- the steps ------------------------------------------------------------
 
@@ -308,14 +197,6 @@ int Execute(Run& run, std::span<const Step> steps, size_t first) {
   return kExitOk;
 }
 
-bool Confirm(const PromoteArgs& args, const std::string& question) {
-  if (args.yes) return true;
-  std::cout << question << " [y/N] " << std::flush;
-  std::string answer;
-  std::getline(std::cin, answer);
-  return answer == "y" || answer == "Y" || answer == "yes";
-}
-
 // After the plan: --dry-run, confirmation, the etcd claim, then the steps.
 // -1 when every step succeeded, else the exit code.
 int Proceed(Run& run, const char* kind, std::span<const Step> steps, size_t first) {
@@ -330,32 +211,6 @@ int Proceed(Run& run, const char* kind, std::span<const Step> steps, size_t firs
   if (int rc = ClaimPromotion(run, kind); rc >= 0) return rc;
   int rc = Execute(run, steps, first);
   return rc == kExitOk ? -1 : rc;
-}
-
-int Prepare(Run& run, const PromoteArgs& args) {
-  auto topology = LoadTopology(args.topology);
-  if (!topology.ok()) return Fail(topology.status());
-  run.topology = *topology;
-  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
-  if (!token.ok()) return Fail(token.status());
-  run.token = *token;
-  if (!run.Topo(args.to)) {
-    return Fail(
-        Status::Config(fmt::format("topology {}: no site named \"{}\"", args.topology, args.to)));
-  }
-  // An authenticated survey: a wrong token is refused here, dry run or not.
-  run.sites = Survey(run.topology, run.token);
-  for (const SiteReport& s : run.sites) {
-    if (s.unauthorized) {
-      std::cerr << fmt::format(
-          "geosyncctl: refused: site {} does not accept the token in {} (GET /status answered "
-          "HTTP 401); nothing changed\n",
-          s.name, args.token_file);
-      return kExitRefused;
-    }
-    if (!s.reachable) run.absent.push_back(s.name);
-  }
-  return -1;
 }
 
 int RunSwitchover(const PromoteArgs& args, SwitchoverOutcome* outcome = nullptr) {
@@ -441,97 +296,6 @@ int RunFailover(const PromoteArgs& args) {
 
 // geosyncctl rejoin: a returning old primary (fenced) becomes a replica of
 // the new source, after its divergent transactions are exported.
-int RunRejoin(const PromoteArgs& args) {
-  Run run(args);
-  if (int rc = Prepare(run, args); rc >= 0) return rc;
-  std::cout << FormatSurvey(run.sites);
-  const SiteReport* old = run.Find(args.to);
-  if (!old || !old->reachable) {
-    std::cerr << fmt::format("geosyncctl: rejoin refused: {} does not answer\n", args.to);
-    return kExitRefused;
-  }
-  uint64_t max_epoch = 0;
-  const SiteReport* source = nullptr;
-  for (const SiteReport& s : run.sites) {
-    if (s.reachable && s.role == "source" && s.epoch > max_epoch) {
-      max_epoch = s.epoch;
-      source = &s;
-    }
-  }
-  if (!source || source->name == old->name || source->epoch <= old->epoch) {
-    std::cerr << fmt::format(
-        "geosyncctl: rejoin refused: no reachable source with an epoch above {}'s {}\n", args.to,
-        old->epoch);
-    return kExitRefused;
-  }
-  if (old->role != "fenced") {
-    std::cerr << fmt::format(
-        "geosyncctl: rejoin refused: {} is a {} at epoch {}, not fenced; a returning old "
-        "primary fences itself when its config names the topology\n",
-        args.to, old->role, old->epoch);
-    return kExitRefused;
-  }
-  std::optional<Position> end;
-  for (const Position& h : source->history) {
-    if (h.epoch == old->epoch) end = h;
-  }
-  if (!end) {
-    std::cerr << fmt::format(
-        "geosyncctl: rejoin refused: {} has no record of where epoch {} ended; re-seed {}\n",
-        source->name, old->epoch, args.to);
-    return kExitRefused;
-  }
-  std::cout << fmt::format(
-      "\nplan: rejoin {} as a replica of {} (epoch {})\n"
-      "  1. export what {} committed after {} (where epoch {} ended on {})\n"
-      "  2. if nothing diverged, follow {} from there; otherwise stop, or with --reseed copy "
-      "the new source's data again\n",
-      args.to, source->name, source->epoch, args.to, end->ToString(), old->epoch, source->name,
-      source->name);
-  if (args.dry_run) {
-    // The export only reads (the spool, and the slot by peeking): it shows
-    // what diverged, and the database, the slot and the roles stay as they are.
-    std::cout << fmt::format("preview: what {} committed after {} that {} never received\n",
-                             args.to, end->ToString(), source->name);
-    if (auto e = Post(run, args.to, "rejoin/export", "after=" + end->ToString())) {
-      std::cerr << "geosyncctl: " << e->message << "\n";
-      return e->code;
-    }
-    std::cout << "dry run: nothing changed (the preview is in the files named above)\n";
-    return kExitOk;
-  }
-  if (!Confirm(args, "proceed?")) return kExitRefused;
-  std::cout << "[1/2] export divergent transactions\n";
-  if (auto e = Post(run, args.to, "rejoin/export", "after=" + end->ToString())) {
-    std::cerr << "geosyncctl: " << e->message << "\n";
-    return e->code;
-  }
-  std::cout << "[2/2] follow the new source\n";
-  StepResult error;
-  std::string query = StreamQuery(run, source->name, &error);
-  if (error) {
-    std::cerr << "geosyncctl: " << error->message << "\n";
-    return error->code;
-  }
-  const std::string new_source = source->name;
-  if (auto e = Post(run, args.to, "rejoin/follow",
-                    query + "&after=" + end->ToString() + (args.reseed ? "&reseed=1" : ""))) {
-    std::cerr << "geosyncctl: " << e->message << "\n";
-    return e->code;
-  }
-  if (auto e = WaitUntil(run, args.to + " to stream from " + new_source, [&](const Run& r) {
-        const SiteReport* s = r.Find(args.to);
-        return s && s->role == "replica" && s->connected && s->source_site == new_source &&
-               s->state != "seeding";
-      })) {
-    std::cerr << "geosyncctl: " << e->message << "\n";
-    return e->code;
-  }
-  std::cout << "\n" << FormatSurvey(run.sites);
-  std::cout << fmt::format("rejoin complete: {} is a replica of {}\n", args.to, new_source);
-  return kExitOk;
-}
-
 void AddCommon(CLI::App* cmd, PromoteArgs& a) {
   cmd->add_option("--topology", a.topology, "topology file (schemas/topology.schema.json)")
       ->required();

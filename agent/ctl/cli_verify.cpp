@@ -154,97 +154,92 @@ Result<uint64_t> CompareTable(const Caller& caller, const VerifyArgs& args,
   return std::max<uint64_t>(diffs, 1);
 }
 
-int RunVerify(const VerifyArgs& args) {
-  auto topology = LoadTopology(args.topology);
-  if (!topology.ok()) return Fail(topology.status());
-  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
-  if (!token.ok()) return Fail(token.status());
-  std::vector<SiteReport> sites = Survey(*topology);
+// Which sites a verify compares: the source at the highest epoch and the
+// replicas asked for (every reachable one by default).
+struct VerifySites {
   std::string source;
+  std::vector<std::string> replicas;
+};
+
+Result<VerifySites> ChooseSites(const VerifyArgs& args, const Topology& topology) {
+  std::vector<SiteReport> sites = Survey(topology);
+  VerifySites v;
   uint64_t epoch = 0;
   for (const auto& s : sites) {
     if (s.reachable && s.role == "source" && s.epoch >= epoch) {
-      source = s.name;
+      v.source = s.name;
       epoch = s.epoch;
     }
   }
-  if (source.empty()) return Fail(Status::NotFound("no reachable source site in the topology"));
-  std::vector<std::string> replicas = args.sites;
-  if (replicas.empty()) {
+  if (v.source.empty()) return Status::NotFound("no reachable source site in the topology");
+  v.replicas = args.sites;
+  if (v.replicas.empty()) {
     for (const auto& s : sites) {
-      if (s.reachable && s.role == "replica") replicas.push_back(s.name);
+      if (s.reachable && s.role == "replica") v.replicas.push_back(s.name);
     }
   }
-  if (replicas.empty()) return Fail(Status::NotFound("no replica site to verify"));
-  Caller caller(*topology, *token);
-  auto cleanup = [&] {
-    caller.End(source);
-    for (const auto& r : replicas) caller.End(r);
-  };
-  auto fail = [&](const Status& st) {
-    cleanup();
-    return Fail(st);
-  };
-  const auto t0 = std::chrono::steady_clock::now();
-  // Replicas stop applying first: they must not pass the position the
-  // source's snapshot is about to take, and then apply exactly up to it.
-  for (const std::string& replica : replicas) {
-    if (auto a = caller.Post(replica, "/admin/verify/freeze"); !a.ok()) return fail(a.status());
+  if (v.replicas.empty()) return Status::NotFound("no replica site to verify");
+  return v;
+}
+
+// The source's checksums at its snapshot, and the position it was taken at.
+struct SourceSums {
+  std::vector<TableChecksum> tables;
+  std::string names;  // "a,b,c" for the replicas' request
+  std::string position;
+};
+
+Result<SourceSums> SumSource(Caller& caller, const VerifyArgs& args, const std::string& source) {
+  GEOSYNC_RETURN_IF_ERROR(
+      caller.Post(source, fmt::format("/admin/verify/begin?buckets={}", args.buckets)).status());
+  GEOSYNC_ASSIGN_OR_RETURN(json src, caller.Wait(source, args.timeout_s));
+  SourceSums sums;
+  for (const auto& t : src["tables"]) {
+    GEOSYNC_ASSIGN_OR_RETURN(TableChecksum sum, TableChecksumFromJson(t));
+    sums.names += (sums.names.empty() ? "" : ",") + sum.table;
+    sums.tables.push_back(sum);
   }
-  if (auto a = caller.Post(source, fmt::format("/admin/verify/begin?buckets={}", args.buckets));
-      !a.ok()) {
-    return fail(a.status());
+  sums.position = src["position"].get<std::string>();
+  return sums;
+}
+
+// One replica against the source's sums: the rows that differ, or nullopt
+// when it did not reach the position (behind: not compared).
+Result<std::optional<uint64_t>> CompareReplica(Caller& caller, const VerifyArgs& args,
+                                               const std::string& source, const SourceSums& want,
+                                               const std::string& replica) {
+  GEOSYNC_RETURN_IF_ERROR(
+      caller
+          .Post(replica, fmt::format("/admin/verify/begin?buckets={}&position={}&tables={}&"
+                                     "reach_timeout_s={}",
+                                     args.buckets, admin::QueryEncode(want.position),
+                                     admin::QueryEncode(want.names), args.timeout_s))
+          .status());
+  GEOSYNC_ASSIGN_OR_RETURN(json rep, caller.Wait(replica, args.timeout_s + 30));
+  if (rep.value("behind", false)) {
+    // Not compared: a site that is only behind is not different.
+    std::cout << fmt::format("{} vs {}: BEHIND: reached {} of {} within {} s, not compared\n",
+                             replica, source, rep.value("reached", "?"), want.position,
+                             args.timeout_s);
+    return std::optional<uint64_t>();
   }
-  auto src = caller.Wait(source, args.timeout_s);
-  if (!src.ok()) return fail(src.status());
-  std::vector<TableChecksum> want;
-  std::string tables;
-  for (const auto& t : (*src)["tables"]) {
-    auto sum = TableChecksumFromJson(t);
-    if (!sum.ok()) return fail(sum.status());
-    tables += (tables.empty() ? "" : ",") + sum->table;
-    want.push_back(*sum);
+  std::map<std::string, TableChecksum> got;
+  for (const auto& t : rep["tables"]) {
+    GEOSYNC_ASSIGN_OR_RETURN(TableChecksum sum, TableChecksumFromJson(t));
+    got[sum.table] = sum;
   }
-  const std::string position = (*src)["position"].get<std::string>();
-  std::cout << fmt::format("verify at {} (snapshot of {}): {} table(s), {} buckets each\n",
-                           position, source, want.size(), args.buckets);
-  uint64_t total_diffs = 0;
-  std::vector<std::string> behind;
-  for (const std::string& replica : replicas) {
-    auto begin =
-        caller.Post(replica, fmt::format("/admin/verify/begin?buckets={}&position={}&tables={}&"
-                                         "reach_timeout_s={}",
-                                         args.buckets, admin::QueryEncode(position),
-                                         admin::QueryEncode(tables), args.timeout_s));
-    if (!begin.ok()) return fail(begin.status());
-    auto rep = caller.Wait(replica, args.timeout_s + 30);
-    if (!rep.ok()) return fail(rep.status());
-    if (rep->value("behind", false)) {
-      // Not compared: a site that is only behind is not different.
-      std::cout << fmt::format("{} vs {}: BEHIND: reached {} of {} within {} s, not compared\n",
-                               replica, source, rep->value("reached", "?"), position,
-                               args.timeout_s);
-      behind.push_back(replica);
-      caller.End(replica);
-      continue;
-    }
-    std::map<std::string, TableChecksum> got;
-    for (const auto& t : (*rep)["tables"]) {
-      auto sum = TableChecksumFromJson(t);
-      if (!sum.ok()) return fail(sum.status());
-      got[sum->table] = *sum;
-    }
-    std::cout << fmt::format("{} vs {}:\n", replica, source);
-    for (const TableChecksum& w : want) {
-      auto diffs = CompareTable(caller, args, source, w, replica, got[w.table]);
-      if (!diffs.ok()) return fail(diffs.status());
-      total_diffs += *diffs;
-    }
-    caller.End(replica);  // apply resumes
+  std::cout << fmt::format("{} vs {}:\n", replica, source);
+  uint64_t diffs = 0;
+  for (const TableChecksum& w : want.tables) {
+    GEOSYNC_ASSIGN_OR_RETURN(uint64_t d,
+                             CompareTable(caller, args, source, w, replica, got[w.table]));
+    diffs += d;
   }
-  cleanup();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return std::optional<uint64_t>(diffs);
+}
+
+int Verdict(uint64_t total_diffs, const std::vector<std::string>& behind, size_t compared,
+            const std::string& position, double seconds) {
   if (total_diffs > 0) {
     std::cout << fmt::format(
         "verify: DIFFERENT ({} row(s)) in {:.1f} s{}\n", total_diffs, seconds,
@@ -258,9 +253,49 @@ int RunVerify(const VerifyArgs& args) {
         behind.size(), position, fmt::join(behind, ", "), seconds);
     return kExitBehind;
   }
-  std::cout << fmt::format("verify: every table equal on {} site(s) in {:.1f} s\n", replicas.size(),
+  std::cout << fmt::format("verify: every table equal on {} site(s) in {:.1f} s\n", compared,
                            seconds);
   return kExitOk;
+}
+
+int RunVerify(const VerifyArgs& args) {
+  auto deployment = LoadDeployment(args.topology, args.token_file);
+  if (!deployment.ok()) return Fail(deployment.status());
+  auto chosen = ChooseSites(args, deployment->topology);
+  if (!chosen.ok()) return Fail(chosen.status());
+  const VerifySites& v = *chosen;
+  Caller caller(deployment->topology, deployment->token);
+  auto cleanup = [&] {
+    caller.End(v.source);
+    for (const auto& r : v.replicas) caller.End(r);
+  };
+  auto fail = [&](const Status& st) {
+    cleanup();
+    return Fail(st);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  // Replicas stop applying first: they must not pass the position the
+  // source's snapshot is about to take, and then apply exactly up to it.
+  for (const std::string& replica : v.replicas) {
+    if (auto a = caller.Post(replica, "/admin/verify/freeze"); !a.ok()) return fail(a.status());
+  }
+  auto want = SumSource(caller, args, v.source);
+  if (!want.ok()) return fail(want.status());
+  std::cout << fmt::format("verify at {} (snapshot of {}): {} table(s), {} buckets each\n",
+                           want->position, v.source, want->tables.size(), args.buckets);
+  uint64_t total_diffs = 0;
+  std::vector<std::string> behind;
+  for (const std::string& replica : v.replicas) {
+    auto diffs = CompareReplica(caller, args, v.source, *want, replica);
+    if (!diffs.ok()) return fail(diffs.status());
+    if (!diffs->has_value()) behind.push_back(replica);
+    total_diffs += diffs->value_or(0);
+    caller.End(replica);  // apply resumes
+  }
+  cleanup();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return Verdict(total_diffs, behind, v.replicas.size(), want->position, seconds);
 }
 
 }  // namespace

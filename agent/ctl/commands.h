@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/status.h"
+#include "common/topology.h"
 
 namespace geosync::ctl {
 
@@ -20,6 +21,14 @@ void RegisterSeedCommands(CLI::App& app, int* exit_code);     // seed
 
 // Prints a failed Status on stderr as "geosyncctl: ..." and returns its exit code.
 int Fail(const Status& status);
+
+// The topology file and the sites' admin token every multi-site command
+// starts with. Errors name the file (and --token-file).
+struct Deployment {
+  Topology topology;
+  std::string token;
+};
+Result<Deployment> LoadDeployment(const std::string& topology_file, const std::string& token_file);
 
 // `geosyncctl switchover --to TO --yes` as `drill --switchover` runs it,
 // printing what the command prints; with what it measured.

@@ -148,93 +148,130 @@ std::string WhatWasTested(const json& r) {
 
 }  // namespace
 
-json DrillFigures(const json& r) {
-  const json& rpo = r.value("rpo", json::object());
-  auto figure = [](const std::string& name, const json& value, const char* unit,
-                   const std::string& method) {
-    return json{{"name", name}, {"value", value}, {"unit", unit}, {"method", method}};
+namespace {
+
+json Figure(const std::string& name, const json& value, const char* unit,
+            const std::string& method) {
+  return json{{"name", name}, {"value", value}, {"unit", unit}, {"method", method}};
+}
+
+json SwitchoverFigures(const json& r, const json& rpo) {
+  const json& sw = r.value("switchover", json::object());
+  auto leg = [&](const char* which, const char* key) {
+    const json& l = sw.value(which, json());
+    return l.is_object() && l.contains(key) ? l[key] : json();
   };
-  if (r.value("kind", "") == "switchover") {
-    const json& sw = r.value("switchover", json::object());
-    auto leg = [&](const char* which, const char* key) {
-      const json& l = sw.value(which, json());
-      return l.is_object() && l.contains(key) ? l[key] : json();
-    };
-    const std::string site = r.value("site", ""), back = sw.value("back_to", "");
-    const std::string unavailable =
-        "The longest gap between two acknowledged writes of a client that writes one row "
-        "every 20 ms through a libpq multi-host DSN with target_session_attrs=read-write "
-        "(--client-dsn) and reconnects after every failure, among the gaps that overlap the "
-        "window from the switchover's start to the client's first write after it ended. It is "
-        "what an application that follows the primary with libpq alone sees.";
-    return json::array({
-        figure("write unavailability during switchover to " + site,
-               leg("there", "write_unavailable_seconds"), "s", unavailable),
-        figure("write unavailability during switchover back to " + back,
-               leg("back", "write_unavailable_seconds"), "s", unavailable),
-        figure("data at risk (RPO), transactions", rpo.value("transactions", json()),
-               "transactions",
-               "Writes the client saw acknowledged that the new source lacked, counted by key "
-               "on the new source right after each switchover (the larger of the two). verify "
-               "also compared every replicated table of every site before, between and after: "
-               "see the switchover section."),
-        figure("time back in sync", r.value("restored_seconds", json()), "s",
-               "From the drill's start until, after the move back, every replica had applied "
-               "what the source held when the move back ended."),
-        figure("fence to writable, as geosyncctl measured it, to " + site,
-               leg("there", "geosyncctl_unavailable_seconds"), "s",
-               "Timed by the switchover command itself, from sending the fence to the old source "
-               "until the target's promotion returned. It counts the tool's own round trips and "
-               "waits, so it can be longer or shorter than what a client saw; the client's gap "
-               "above is the figure to quote."),
-    });
-  }
-  if (r.value("kind", "") == "throwaway-copy") {
-    const json& copy = r.value("copy", json::object());
-    return json::array({
-        figure("time until writable on a throwaway copy", WritableSeconds(r), "s",
-               "From the drill's start until a READ WRITE transaction on a copy of the site's "
-               "database (pg_dump of a snapshot at a known position, pg_restore into a scratch "
-               "database, write guard opened as a promotion opens it) had written a row. It "
-               "includes copying the database, so it grows with its size; it is not a "
-               "failover's recovery time."),
-        figure("apply held on the site", copy.value("apply_held_ms", json()), "ms",
-               "How long the site's apply was held so that the snapshot's position is known: "
-               "only while the snapshot was exported, never while copying or probing."),
-        figure("data at risk (RPO), transactions", rpo.value("transactions", json()),
-               "transactions",
-               "Asked of the source the moment the copy became writable: its transactions with "
-               "row changes after the site's durable position, i.e. what a failover to this "
-               "site at that instant would have lost."),
-        figure("data at risk (RPO), bytes", rpo.value("bytes", json()), "bytes",
-               "The source's spool bytes after the site's durable position, at the same "
-               "instant."),
-        figure("data at risk (RPO), seconds", rpo.value("seconds", json()), "s",
-               "How long before that instant the oldest of those transactions committed, on "
-               "the source's clock; 0 exactly when there were none."),
-    });
-  }
+  const std::string site = r.value("site", ""), back = sw.value("back_to", "");
+  const std::string unavailable =
+      "The longest gap between two acknowledged writes of a client that writes one row "
+      "every 20 ms through a libpq multi-host DSN with target_session_attrs=read-write "
+      "(--client-dsn) and reconnects after every failure, among the gaps that overlap the "
+      "window from the switchover's start to the client's first write after it ended. It is "
+      "what an application that follows the primary with libpq alone sees.";
   return json::array({
-      figure("time until writable on the frozen replica", WritableSeconds(r), "s",
+      Figure("write unavailability during switchover to " + site,
+             leg("there", "write_unavailable_seconds"), "s", unavailable),
+      Figure("write unavailability during switchover back to " + back,
+             leg("back", "write_unavailable_seconds"), "s", unavailable),
+      Figure("data at risk (RPO), transactions", rpo.value("transactions", json()), "transactions",
+             "Writes the client saw acknowledged that the new source lacked, counted by key "
+             "on the new source right after each switchover (the larger of the two). verify "
+             "also compared every replicated table of every site before, between and after: "
+             "see the switchover section."),
+      Figure("time back in sync", r.value("restored_seconds", json()), "s",
+             "From the drill's start until, after the move back, every replica had applied "
+             "what the source held when the move back ended."),
+      Figure("fence to writable, as geosyncctl measured it, to " + site,
+             leg("there", "geosyncctl_unavailable_seconds"), "s",
+             "Timed by the switchover command itself, from sending the fence to the old source "
+             "until the target's promotion returned. It counts the tool's own round trips and "
+             "waits, so it can be longer or shorter than what a client saw; the client's gap "
+             "above is the figure to quote."),
+  });
+}
+
+json CopyFigures(const json& r, const json& rpo) {
+  const json& copy = r.value("copy", json::object());
+  return json::array({
+      Figure("time until writable on a throwaway copy", WritableSeconds(r), "s",
+             "From the drill's start until a READ WRITE transaction on a copy of the site's "
+             "database (pg_dump of a snapshot at a known position, pg_restore into a scratch "
+             "database, write guard opened as a promotion opens it) had written a row. It "
+             "includes copying the database, so it grows with its size; it is not a "
+             "failover's recovery time."),
+      Figure("apply held on the site", copy.value("apply_held_ms", json()), "ms",
+             "How long the site's apply was held so that the snapshot's position is known: "
+             "only while the snapshot was exported, never while copying or probing."),
+      Figure("data at risk (RPO), transactions", rpo.value("transactions", json()), "transactions",
+             "Asked of the source the moment the copy became writable: its transactions with "
+             "row changes after the site's durable position, i.e. what a failover to this "
+             "site at that instant would have lost."),
+      Figure("data at risk (RPO), bytes", rpo.value("bytes", json()), "bytes",
+             "The source's spool bytes after the site's durable position, at the same "
+             "instant."),
+      Figure("data at risk (RPO), seconds", rpo.value("seconds", json()), "s",
+             "How long before that instant the oldest of those transactions committed, on "
+             "the source's clock; 0 exactly when there were none."),
+  });
+}
+
+json FrozenReplicaFigures(const json& r, const json& rpo) {
+  return json::array({
+      Figure("time until writable on the frozen replica", WritableSeconds(r), "s",
              "From the drill's start (the CLI's request to the site) until a READ WRITE "
              "transaction on the site, with apply frozen at a consistent position, had written a "
              "row. It is how fast the database itself becomes writable; it is not a failover's "
              "recovery time, which adds detecting the loss, deciding, promoting and re-pointing "
              "clients."),
-      figure("data at risk (RPO), transactions", rpo.value("transactions", json()), "transactions",
+      Figure("data at risk (RPO), transactions", rpo.value("transactions", json()), "transactions",
              "Asked of the source the moment the site became writable: its transactions with "
              "row changes after the site's durable position, i.e. what a failover to this site "
              "at that instant would have lost."),
-      figure("data at risk (RPO), bytes", rpo.value("bytes", json()), "bytes",
+      Figure("data at risk (RPO), bytes", rpo.value("bytes", json()), "bytes",
              "The source's spool bytes after the site's durable position, at the same instant."),
-      figure("data at risk (RPO), seconds", rpo.value("seconds", json()), "s",
+      Figure("data at risk (RPO), seconds", rpo.value("seconds", json()), "s",
              "How long before that instant the oldest of those transactions committed, on the "
              "source's clock; 0 exactly when there were none."),
-      figure("time back in sync", r.value("restored_seconds", json()), "s",
+      Figure("time back in sync", r.value("restored_seconds", json()), "s",
              "From the drill's start until the site had applied everything it received during "
              "the drill, with apply resumed."),
   });
 }
+
+}  // namespace
+
+json DrillFigures(const json& r) {
+  const json& rpo = r.value("rpo", json::object());
+  if (r.value("kind", "") == "switchover") return SwitchoverFigures(r, rpo);
+  if (r.value("kind", "") == "throwaway-copy") return CopyFigures(r, rpo);
+  return FrozenReplicaFigures(r, rpo);
+}
+
+namespace {
+
+// The rows of the earlier drills of the same site, with the change of the
+// time until writable from one to the next.
+std::string PastDrillRows(const json& r, const std::vector<json>& history) {
+  std::string past;
+  std::string previous;  // the time until writable of the previous drill of this site
+  for (const auto& h : history) {
+    if (h.value("site", "") != r.value("site", "")) continue;
+    const json& w = WritableSeconds(h);
+    std::string trend = "-";
+    if (w.is_number() && !previous.empty()) {
+      trend = fmt::format("{:+.3f} s", w.get<double>() - std::stod(previous));
+    }
+    if (w.is_number()) previous = fmt::format("{:.6f}", w.get<double>());
+    const json& rpo = h.value("rpo", json::object());
+    past += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} s</td><td>{}</td><td>{}</td></tr>\n",
+        Escape(h.value("started", "")), Escape(h.value("kind", "frozen-replica")),
+        Escape(h.value("result", "")), Num(w), Num(rpo.value("transactions", json())), trend);
+  }
+  return past;
+}
+
+}  // namespace
 
 std::string DrillReportHtml(const json& r, const std::vector<json>& history) {
   std::string probes;
@@ -254,22 +291,7 @@ std::string DrillReportHtml(const json& r, const std::vector<json>& history) {
         Escape(f.value("name", "")), Num(v), f.value("unit", "") == "s" ? " s" : "",
         Escape(f.value("method", "")));
   }
-  std::string past;
-  std::string previous;  // the time until writable of the previous drill of this site
-  for (const auto& h : history) {
-    if (h.value("site", "") != r.value("site", "")) continue;
-    const json& w = WritableSeconds(h);
-    std::string trend = "-";
-    if (w.is_number() && !previous.empty()) {
-      trend = fmt::format("{:+.3f} s", w.get<double>() - std::stod(previous));
-    }
-    if (w.is_number()) previous = fmt::format("{:.6f}", w.get<double>());
-    const json& rpo = h.value("rpo", json::object());
-    past += fmt::format(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} s</td><td>{}</td><td>{}</td></tr>\n",
-        Escape(h.value("started", "")), Escape(h.value("kind", "frozen-replica")),
-        Escape(h.value("result", "")), Num(w), Num(rpo.value("transactions", json())), trend);
-  }
+  std::string past = PastDrillRows(r, history);
   if (past.empty()) past = "<tr><td colspan=\"6\">no earlier drill of this site</td></tr>\n";
   return fmt::format(
       R"(<!DOCTYPE html>

@@ -25,6 +25,7 @@
 #include "agent/admin/admin_client.h"
 #include "agent/admin/status_model.h"
 #include "agent/ctl/commands.h"
+#include "agent/ctl/drill_client.h"
 #include "agent/ctl/drill_report.h"
 #include "agent/pg/pg_conn.h"
 #include "agent/promote/promote_plan.h"
@@ -37,183 +38,9 @@ using namespace ::geosync::promote;  // NOLINT(google-build-using-namespace)
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-constexpr auto kWriteInterval = std::chrono::milliseconds(20);
 
 std::string IsoNow() {
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
-}
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// The DSN must make libpq find the writable site by itself.
-Status CheckClientDsn(const std::string& dsn) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
-  if (!opts) {
-    Status st =
-        Status::Config(fmt::format("--client-dsn does not parse: {}", err ? err : "out of memory"));
-    PQfreemem(err);
-    return st;
-  }
-  std::string attrs, host;
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (!o->val) continue;
-    if (std::string_view(o->keyword) == "target_session_attrs") attrs = o->val;
-    if (std::string_view(o->keyword) == "host" || std::string_view(o->keyword) == "hostaddr") {
-      host = o->val;
-    }
-  }
-  PQconninfoFree(opts);
-  if (attrs != "read-write" && attrs != "primary") {
-    return Status::Config(
-        "--client-dsn must set target_session_attrs=read-write (or primary) and list every "
-        "site's PostgreSQL, as an application that survives a switchover does: "
-        "\"host=a,b port=5432,5432 dbname=app target_session_attrs=read-write\"");
-  }
-  if (host.find(',') == std::string::npos) {
-    return Status::Config("--client-dsn names one host: list every site's PostgreSQL");
-  }
-  return Status::Ok();
-}
-
-// The application stand-in: one write every 20 ms, through the multi-host
-// DSN, recording when each was acknowledged and by which server.
-class WriteClient {
- public:
-  struct Write {
-    double t;  // seconds since the drill started, when the commit returned
-    int64_t id;
-    std::string server;  // host:port that acknowledged it
-  };
-
-  WriteClient(std::string dsn, std::string table, Clock::time_point t0)
-      : dsn_(std::move(dsn)), table_(std::move(table)), t0_(t0) {
-    // Unique across drills: seconds since the Unix epoch, then a counter.
-    next_id_ = static_cast<int64_t>(std::time(nullptr)) * 1'000'000;
-  }
-  ~WriteClient() { Stop(); }
-
-  Status CreateTable() {
-    auto conn = PgConn::Connect(dsn_);
-    if (!conn.ok()) return conn.status().WithContext("--client-dsn");
-    return conn
-        ->Exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (id bigint PRIMARY KEY, written_at "
-                           "timestamptz NOT NULL DEFAULT now(), server text NOT NULL)",
-                           conn->EscapeIdentifier(table_)))
-        .status()
-        .WithContext("creating the drill's client table " + table_);
-  }
-
-  void Start() {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-
-  std::vector<Write> writes() const {
-    std::lock_guard lock(mu_);
-    return writes_;
-  }
-  uint64_t failures() const {
-    std::lock_guard lock(mu_);
-    return failures_;
-  }
-  std::string last_error() const {
-    std::lock_guard lock(mu_);
-    return last_error_;
-  }
-  // Waits until a write is acknowledged after `t` (drill seconds).
-  bool WaitWriteAfter(double t, Clock::time_point deadline) const {
-    while (Clock::now() < deadline) {
-      {
-        std::lock_guard lock(mu_);
-        if (!writes_.empty() && writes_.back().t > t) return true;
-      }
-      std::this_thread::sleep_for(kWriteInterval);
-    }
-    return false;
-  }
-
- private:
-  void Loop() {
-    std::optional<PgConn> conn;
-    std::string insert;
-    while (!stop_) {
-      const auto next = Clock::now() + kWriteInterval;
-      if (!conn) {
-        auto c = PgConn::Connect(dsn_);
-        if (c.ok()) {
-          conn = std::move(c).value();
-          insert = fmt::format("INSERT INTO {} (id, server) VALUES ($1, $2)",
-                               conn->EscapeIdentifier(table_));
-        } else {
-          Failed(c.status());
-        }
-      }
-      if (conn) {
-        const int64_t id = next_id_;
-        const std::string server =
-            fmt::format("{}:{}", PQhost(conn->get()) ? PQhost(conn->get()) : "?",
-                        PQport(conn->get()) ? PQport(conn->get()) : "?");
-        auto r = conn->ExecParams(insert, {std::to_string(id), server});
-        if (r.ok()) {
-          ++next_id_;
-          std::lock_guard lock(mu_);
-          writes_.push_back({Seconds(Clock::now() - t0_), id, server});
-        } else {
-          Failed(r.status());
-          conn.reset();  // reconnect: libpq picks the writable host again
-        }
-      }
-      std::this_thread::sleep_until(next);
-    }
-  }
-  void Failed(const Status& st) {
-    std::lock_guard lock(mu_);
-    failures_++;
-    last_error_ = st.ToString();
-  }
-
-  const std::string dsn_, table_;
-  const Clock::time_point t0_;
-  int64_t next_id_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  mutable std::mutex mu_;
-  std::vector<Write> writes_;
-  uint64_t failures_ = 0;
-  std::string last_error_;
-};
-
-// The longest gap between consecutive acknowledged writes that overlaps
-// [from, to] (drill seconds): how long a writing client saw no write
-// succeed around a switchover.
-double LongestGap(const std::vector<WriteClient::Write>& writes, double from, double to) {
-  double longest = 0;
-  for (size_t i = 1; i < writes.size(); ++i) {
-    const double a = writes[i - 1].t, b = writes[i].t;
-    if (b < from || a > to) continue;
-    longest = std::max(longest, b - a);
-  }
-  return longest;
-}
-
-// How many of `ids` the table on the writable site lacks.
-Result<int64_t> Missing(const std::string& dsn, const std::string& table,
-                        const std::vector<int64_t>& ids) {
-  auto conn = PgConn::Connect(dsn);
-  if (!conn.ok()) return conn.status().WithContext("--client-dsn");
-  std::string array = "{";
-  for (size_t i = 0; i < ids.size(); ++i) array += (i ? "," : "") + std::to_string(ids[i]);
-  array += "}";
-  auto found = conn->ExecParams(fmt::format("SELECT count(*) FROM {} WHERE id = ANY($1::bigint[])",
-                                            conn->EscapeIdentifier(table)),
-                                {array});
-  if (!found.ok()) return found.status();
-  return static_cast<int64_t>(ids.size()) - std::stoll(found->Get(0, 0));
 }
 
 const char* VerifyName(int rc) {
@@ -310,176 +137,194 @@ void RecordDrillPassed(const Topology& topology, const std::vector<std::string>&
   }
 }
 
-int RunSwitchoverDrill(const SwitchoverDrillArgs& args) {
-  if (Status st = CheckClientDsn(args.client_dsn); !st.ok()) return Fail(st);
-  auto topology = LoadTopology(args.topology);
-  if (!topology.ok()) return Fail(topology.status());
-  auto token = admin::ReadTokenFile(args.token_file, "--token-file");
-  if (!token.ok()) return Fail(token.status());
-  std::vector<SiteReport> sites = Survey(*topology, *token);
-  std::string from;
-  uint64_t epoch = 0;
+namespace {
+
+// One switchover drill: to args.site and back, under a writing client.
+class SwitchoverDrill {
+ public:
+  explicit SwitchoverDrill(const SwitchoverDrillArgs& args) : args_(args) {}
+  int Run();
+
+ private:
+  int Load();
+  double Since() const { return Seconds(Clock::now() - t0_); }
+  Clock::time_point Deadline() const {
+    return Clock::now() + std::chrono::seconds(args_.timeout_s);
+  }
+  void Event(const std::string& name);
+  void FailWith(const std::string& why) {
+    if (failure_.empty()) failure_ = why;
+  }
+  // verify across the sites; `when` names the event, `label` the failure.
+  int Verify(const char* when, const std::string& label);
+  bool Move(const char* leg, const std::string& to);
+  void CheckAcknowledged(const std::string& to, json& out);
+  void WaitBackInSync();
+  json Report() const;
+  void PrintSummary(const json& report, const std::string& path) const;
+
+  const SwitchoverDrillArgs& args_;
+  Topology topology_;
+  std::string token_;
+  std::string from_;  // the source the drill starts from and returns to
+  uint64_t epoch_ = 0;
+  Clock::time_point t0_ = Clock::now();
+  json events_ = json::array();
+  std::unique_ptr<WriteClient> client_;
+  std::unique_ptr<LagSampler> sampler_;
+  std::string failure_;
+  json legs_ = json::object();
+  int64_t missing_max_ = 0;
+  int verify_before_ = -1, verify_between_ = -1, verify_after_ = -1;
+  double restored_ = -1;
+  Position final_pos_;
+  std::string started_;
+};
+
+// The topology, the token, the source to start from and the target, which
+// must be a streaming replica; -1 to go on, else the exit code.
+int SwitchoverDrill::Load() {
+  if (Status st = CheckClientDsn(args_.client_dsn); !st.ok()) return Fail(st);
+  auto deployment = LoadDeployment(args_.topology, args_.token_file);
+  if (!deployment.ok()) return Fail(deployment.status());
+  topology_ = deployment->topology;
+  token_ = deployment->token;
+  std::vector<SiteReport> sites = Survey(topology_, token_);
   const SiteReport* target = nullptr;
   for (const auto& s : sites) {
-    if (s.reachable && s.role == "source" && s.epoch >= epoch) {
-      from = s.name;
-      epoch = s.epoch;
+    if (s.reachable && s.role == "source" && s.epoch >= epoch_) {
+      from_ = s.name;
+      epoch_ = s.epoch;
     }
-    if (s.name == args.site) target = &s;
+    if (s.name == args_.site) target = &s;
   }
-  if (from.empty()) return Fail(Status::NotFound("no reachable source site in the topology"));
+  if (from_.empty()) return Fail(Status::NotFound("no reachable source site in the topology"));
   if (!target || !target->reachable || target->role != "replica" || !target->connected) {
     std::cerr << fmt::format("geosyncctl: drill refused: {} is not a streaming replica{}\n",
-                             args.site,
+                             args_.site,
                              target && !target->error.empty() ? ": " + target->error : "");
     return kExitRefused;
   }
+  return -1;
+}
 
-  const auto t0 = Clock::now();
-  auto since = [&] { return Seconds(Clock::now() - t0); };
-  json events = json::array();
-  auto event = [&](const std::string& name) {
-    events.push_back({{"t", since()}, {"name", name}});
-    std::cout << fmt::format("[{:7.2f} s] {}\n", since(), name);
-  };
-  json report = {{"version", 2},       {"kind", "switchover"}, {"cluster_id", topology->cluster_id},
-                 {"site", args.site},  {"source", from},       {"epoch", epoch},
-                 {"started", IsoNow()}};
-  WriteClient client(args.client_dsn, args.client_table, t0);
-  if (Status st = client.CreateTable(); !st.ok()) return Fail(st);
-  LagSampler sampler(*topology, t0);
-  sampler.Start();
-  client.Start();
-  const auto deadline = [&] { return Clock::now() + std::chrono::seconds(args.timeout_s); };
-  std::string failure;
-  auto fail_with = [&](const std::string& why) {
-    if (failure.empty()) failure = why;
-  };
+void SwitchoverDrill::Event(const std::string& name) {
+  events_.push_back({{"t", Since()}, {"name", name}});
+  std::cout << fmt::format("[{:7.2f} s] {}\n", Since(), name);
+}
 
-  event("verify before");
-  const int verify_before = VerifyForDrill(args.topology, args.token_file, args.timeout_s);
-  if (verify_before != kExitOk)
-    fail_with(fmt::format("verify before: {}", VerifyName(verify_before)));
-  if (!client.WaitWriteAfter(since(), deadline())) {
-    fail_with("the client wrote nothing through --client-dsn: " + client.last_error());
+int SwitchoverDrill::Verify(const char* when, const std::string& label) {
+  Event(fmt::format("verify {}", when));
+  const int rc = VerifyForDrill(args_.topology, args_.token_file, args_.timeout_s);
+  if (rc != kExitOk) FailWith(fmt::format("{}: {}", label, VerifyName(rc)));
+  return rc;
+}
+
+// Every acknowledged write of the client looked up on `to`.
+void SwitchoverDrill::CheckAcknowledged(const std::string& to, json& out) {
+  std::vector<int64_t> acked;
+  for (const auto& w : client_->writes()) acked.push_back(w.id);
+  auto missing = Missing(args_.client_dsn, args_.client_table, acked);
+  if (!missing.ok()) {
+    FailWith("counting the client's writes on " + to + ": " + missing.status().ToString());
+    out["acknowledged_writes_missing"] = nullptr;
+    return;
   }
+  out["acknowledged_writes"] = acked.size();
+  out["acknowledged_writes_missing"] = *missing;
+  missing_max_ = std::max(missing_max_, *missing);
+  if (*missing > 0) FailWith(fmt::format("{} acknowledged write(s) missing on {}", *missing, to));
+}
 
-  // One move: switchover to `to`, then the first write the client gets
-  // through afterwards, and every acknowledged write checked on `to`.
-  json legs = json::object();
-  int64_t missing_max = 0;
-  auto move = [&](const char* leg, const std::string& to) {
-    json out = {{"to", to}};
-    const double start = since();
-    event(fmt::format("switchover to {}", to));
-    SwitchoverOutcome o = SwitchoverForDrill(args.topology, args.token_file, to, args.timeout_s);
-    const double done = since();
-    out["exit_code"] = o.exit_code;
-    out["epoch"] = o.epoch;
-    out["geosyncctl_unavailable_seconds"] = o.unavailable_s;
-    if (o.exit_code != kExitOk) {
-      fail_with(fmt::format("switchover to {} exited {}", to, o.exit_code));
-      out["write_unavailable_seconds"] = nullptr;
-      out["acknowledged_writes_missing"] = nullptr;
-      legs[leg] = out;
-      return false;
-    }
-    if (!client.WaitWriteAfter(done, deadline())) {
-      fail_with(fmt::format("no client write succeeded after the switchover to {}: {}", to,
-                            client.last_error()));
-      out["write_unavailable_seconds"] = nullptr;
-    } else {
-      const auto writes = client.writes();
-      const double first_after =
-          std::find_if(writes.begin(), writes.end(), [&](const auto& w) { return w.t > done; })->t;
-      event(fmt::format("client writes on {}", to));
-      out["write_unavailable_seconds"] = LongestGap(writes, start, first_after);
-    }
-    std::vector<int64_t> acked;
-    for (const auto& w : client.writes()) acked.push_back(w.id);
-    auto missing = Missing(args.client_dsn, args.client_table, acked);
-    if (!missing.ok()) {
-      fail_with("counting the client's writes on " + to + ": " + missing.status().ToString());
-      out["acknowledged_writes_missing"] = nullptr;
-    } else {
-      out["acknowledged_writes"] = acked.size();
-      out["acknowledged_writes_missing"] = *missing;
-      missing_max = std::max(missing_max, *missing);
-      if (*missing > 0) {
-        fail_with(fmt::format("{} acknowledged write(s) missing on {}", *missing, to));
-      }
-    }
-    legs[leg] = out;
-    return true;
-  };
-
-  int verify_between = -1, verify_after = -1;
-  double restored = -1;
-  Position final_pos;
-  if (move("there", args.site)) {
-    event("verify between");
-    verify_between = VerifyForDrill(args.topology, args.token_file, args.timeout_s);
-    if (verify_between != kExitOk) {
-      fail_with(fmt::format("verify on {}: {}", args.site, VerifyName(verify_between)));
-    }
-    if (move("back", from)) {
-      // Back in sync: every replica applied what the source held once the
-      // move back was over.
-      std::vector<SiteReport> now = Survey(*topology, *token);
-      for (const auto& s : now) {
-        if (s.name == from) final_pos = s.durable;
-      }
-      const auto until = deadline();
-      while (Clock::now() < until) {
-        now = Survey(*topology, *token);
-        bool all = true;
-        for (const auto& s : now) {
-          if (s.role == "replica") all &= s.connected && s.applied >= final_pos;
-        }
-        if (all) {
-          restored = since();
-          event("back in sync");
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      if (restored < 0) fail_with("the replicas did not get back in sync within --timeout");
-      event("verify after");
-      verify_after = VerifyForDrill(args.topology, args.token_file, args.timeout_s);
-      if (verify_after != kExitOk)
-        fail_with(fmt::format("verify after: {}", VerifyName(verify_after)));
-    }
+// One move: switchover to `to`, then the first write the client gets
+// through afterwards, and every acknowledged write checked on `to`.
+bool SwitchoverDrill::Move(const char* leg, const std::string& to) {
+  json out = {{"to", to}};
+  const double start = Since();
+  Event(fmt::format("switchover to {}", to));
+  SwitchoverOutcome o = SwitchoverForDrill(args_.topology, args_.token_file, to, args_.timeout_s);
+  const double done = Since();
+  out["exit_code"] = o.exit_code;
+  out["epoch"] = o.epoch;
+  out["geosyncctl_unavailable_seconds"] = o.unavailable_s;
+  if (o.exit_code != kExitOk) {
+    FailWith(fmt::format("switchover to {} exited {}", to, o.exit_code));
+    out["write_unavailable_seconds"] = nullptr;
+    out["acknowledged_writes_missing"] = nullptr;
+    legs_[leg] = out;
+    return false;
   }
-  client.Stop();
-  sampler.Stop();
-  const auto writes = client.writes();
+  if (!client_->WaitWriteAfter(done, Deadline())) {
+    FailWith(fmt::format("no client write succeeded after the switchover to {}: {}", to,
+                         client_->last_error()));
+    out["write_unavailable_seconds"] = nullptr;
+  } else {
+    const auto writes = client_->writes();
+    const double first_after =
+        std::find_if(writes.begin(), writes.end(), [&](const auto& w) { return w.t > done; })->t;
+    Event(fmt::format("client writes on {}", to));
+    out["write_unavailable_seconds"] = LongestGap(writes, start, first_after);
+  }
+  CheckAcknowledged(to, out);
+  legs_[leg] = out;
+  return true;
+}
+
+// Back in sync: every replica applied what the source held once the move
+// back was over.
+void SwitchoverDrill::WaitBackInSync() {
+  for (const auto& s : Survey(topology_, token_)) {
+    if (s.name == from_) final_pos_ = s.durable;
+  }
+  const auto until = Deadline();
+  while (Clock::now() < until) {
+    bool all = true;
+    for (const auto& s : Survey(topology_, token_)) {
+      if (s.role == "replica") all &= s.connected && s.applied >= final_pos_;
+    }
+    if (all) {
+      restored_ = Since();
+      Event("back in sync");
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  FailWith("the replicas did not get back in sync within --timeout");
+}
+
+json SwitchoverDrill::Report() const {
+  auto verify = [](int rc) { return rc < 0 ? json(nullptr) : json(VerifyName(rc)); };
+  json report = {{"version", 2},       {"kind", "switchover"}, {"cluster_id", topology_.cluster_id},
+                 {"site", args_.site}, {"source", from_},      {"epoch", epoch_},
+                 {"started", started_}};
   report["finished"] = IsoNow();
-  report["position"] = final_pos.ToString();
+  report["position"] = final_pos_.ToString();
   report["writable_seconds"] = nullptr;
-  report["rpo"] = {{"transactions", missing_max},
+  report["rpo"] = {{"transactions", missing_max_},
                    {"bytes", nullptr},
-                   {"seconds", missing_max == 0 ? json(0.0) : json(nullptr)}};
+                   {"seconds", missing_max_ == 0 ? json(0.0) : json(nullptr)}};
   report["probes"] = json::array();
-  report["restored_seconds"] = restored >= 0 ? json(restored) : json(nullptr);
-  report["switchover"] = {
-      {"back_to", from},
-      {"client_table", args.client_table},
-      {"write_interval_ms", kWriteInterval.count()},
-      {"client_writes", writes.size()},
-      {"client_failed_attempts", client.failures()},
-      {"there", legs.value("there", json(nullptr))},
-      {"back", legs.value("back", json(nullptr))},
-      {"verify",
-       {{"before", VerifyName(verify_before)},
-        {"between", verify_between < 0 ? json(nullptr) : json(VerifyName(verify_between))},
-        {"after", verify_after < 0 ? json(nullptr) : json(VerifyName(verify_after))}}}};
+  report["restored_seconds"] = restored_ >= 0 ? json(restored_) : json(nullptr);
+  report["switchover"] = {{"back_to", from_},
+                          {"client_table", args_.client_table},
+                          {"write_interval_ms", kWriteInterval.count()},
+                          {"client_writes", client_->writes().size()},
+                          {"client_failed_attempts", client_->failures()},
+                          {"there", legs_.value("there", json(nullptr))},
+                          {"back", legs_.value("back", json(nullptr))},
+                          {"verify",
+                           {{"before", verify(verify_before_)},
+                            {"between", verify(verify_between_)},
+                            {"after", verify(verify_after_)}}}};
   report["figures"] = DrillFigures(report);
-  report["timeline"] = sampler.timeline();
-  report["events"] = events;
-  report["result"] = failure.empty() ? "passed" : "failed";
-  report["error"] = failure;
-  auto path = WriteDrillReport(args.report_dir, report);
-  if (!path.ok()) return Fail(path.status());
+  report["timeline"] = sampler_->timeline();
+  report["events"] = events_;
+  report["result"] = failure_.empty() ? "passed" : "failed";
+  report["error"] = failure_;
+  return report;
+}
+
+void SwitchoverDrill::PrintSummary(const json& report, const std::string& path) const {
   auto secs = [](const json& leg, const char* key) {
     return leg.is_object() && leg[key].is_number() ? fmt::format("{:.3f}", leg[key].get<double>())
                                                    : std::string("unknown");
@@ -490,18 +335,50 @@ int RunSwitchoverDrill(const SwitchoverDrillArgs& args) {
       "(a client writing every {} ms through --client-dsn; {} writes, {} failed attempts); "
       "data at risk (RPO) {} acknowledged write(s) missing; verify before {}, between {}, "
       "after {}; back in sync after {} s\nreport: {} (and .html)\n",
-      report["result"].get<std::string>(), args.site,
-      secs(sw["there"], "write_unavailable_seconds"), from,
-      secs(sw["back"], "write_unavailable_seconds"), kWriteInterval.count(), writes.size(),
-      client.failures(), missing_max, sw["verify"]["before"].dump(), sw["verify"]["between"].dump(),
-      sw["verify"]["after"].dump(),
-      restored >= 0 ? fmt::format("{:.3f}", restored) : std::string("unknown"), *path);
-  if (failure.empty()) {
-    RecordDrillPassed(*topology, {args.site, from}, "switchover", *token);
+      report["result"].get<std::string>(), args_.site,
+      secs(sw["there"], "write_unavailable_seconds"), from_,
+      secs(sw["back"], "write_unavailable_seconds"), kWriteInterval.count(),
+      sw["client_writes"].get<size_t>(), client_->failures(), missing_max_,
+      sw["verify"]["before"].dump(), sw["verify"]["between"].dump(), sw["verify"]["after"].dump(),
+      restored_ >= 0 ? fmt::format("{:.3f}", restored_) : std::string("unknown"), path);
+}
+
+int SwitchoverDrill::Run() {
+  if (int rc = Load(); rc >= 0) return rc;
+  t0_ = Clock::now();
+  started_ = IsoNow();
+  client_ = std::make_unique<WriteClient>(args_.client_dsn, args_.client_table, t0_);
+  if (Status st = client_->CreateTable(); !st.ok()) return Fail(st);
+  sampler_ = std::make_unique<LagSampler>(topology_, t0_);
+  sampler_->Start();
+  client_->Start();
+  verify_before_ = Verify("before", "verify before");
+  if (!client_->WaitWriteAfter(Since(), Deadline())) {
+    FailWith("the client wrote nothing through --client-dsn: " + client_->last_error());
+  }
+  if (Move("there", args_.site)) {
+    verify_between_ = Verify("between", "verify on " + args_.site);
+    if (Move("back", from_)) {
+      WaitBackInSync();
+      verify_after_ = Verify("after", "verify after");
+    }
+  }
+  client_->Stop();
+  sampler_->Stop();
+  const json report = Report();
+  auto path = WriteDrillReport(args_.report_dir, report);
+  if (!path.ok()) return Fail(path.status());
+  PrintSummary(report, *path);
+  if (failure_.empty()) {
+    RecordDrillPassed(topology_, {args_.site, from_}, "switchover", token_);
     return kExitOk;
   }
-  std::cerr << fmt::format("geosyncctl: switchover drill to {} failed: {}\n", args.site, failure);
+  std::cerr << fmt::format("geosyncctl: switchover drill to {} failed: {}\n", args_.site, failure_);
   return kExitDrillFailed;
 }
+
+}  // namespace
+
+int RunSwitchoverDrill(const SwitchoverDrillArgs& args) { return SwitchoverDrill(args).Run(); }
 
 }  // namespace geosync::ctl

@@ -7,7 +7,6 @@
 #include "common/encoding.h"
 
 namespace geosync {
-namespace {
 
 Status RefusedBySource(const HelloReply& reply, const HelloExchange& x) {
   if (x.seed) {
@@ -20,8 +19,6 @@ Status RefusedBySource(const HelloReply& reply, const HelloExchange& x) {
                             HelloRefusalName(reply.code), reply.error));
 }
 
-// A stale primary is final; a source that is not who it should be may be
-// replaced by the right one at the same address: retry.
 Status RefusedHere(const HelloVerdict& verdict, const HelloExchange& x) {
   const std::string msg = fmt::format("{}refusing source at {} ({}): {}", x.seed ? "seed: " : "",
                                       x.where, HelloRefusalName(verdict.code), verdict.message);
@@ -30,8 +27,6 @@ Status RefusedHere(const HelloVerdict& verdict, const HelloExchange& x) {
   spdlog::error("{}{}", x.seed ? "" : "receiver: ", msg);
   return Status::Protocol(msg);
 }
-
-}  // namespace
 
 asio::awaitable<Result<HelloReply>> ExchangeHello(PeerStream& stream, const Hello& hello,
                                                   HelloExchange x) {

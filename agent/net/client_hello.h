@@ -25,6 +25,16 @@ struct HelloExchange {
   std::chrono::milliseconds timeout{10000};
 };
 
+// The Status for a source that refused this site's Hello: its code's
+// (common/handshake.h RefusalCode), or always kFenced for a seed, which
+// must not retry against a source that will not serve it.
+Status RefusedBySource(const HelloReply& reply, const HelloExchange& x);
+
+// The Status for a reply this site refuses (CheckSourceReply's verdict): a
+// stale source is final (kFenced, not counted); any other is kProtocol,
+// retried (the right source may come back at the address) and counted.
+Status RefusedHere(const HelloVerdict& verdict, const HelloExchange& x);
+
 // The accepted reply. Errors: the source's Error frame as its Status; a
 // refusal by the source (its code's Status; always kFenced for a seed); a
 // reply this site refuses (kFenced for a stale source, else kProtocol, and

@@ -32,12 +32,7 @@ CheckItem Ok(std::string subject, std::string found) {
 }
 
 CheckItem Problem(std::string subject, Code code, std::string found, std::string fix) {
-  CheckItem item;
-  item.subject = std::move(subject);
-  item.code = code;
-  item.found = std::move(found);
-  item.fix = std::move(fix);
-  return item;
+  return CheckItem::Failed(std::move(subject), code, std::move(found), std::move(fix));
 }
 
 CheckItem QueryFailed(std::string subject, const Status& st) {

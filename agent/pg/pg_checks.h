@@ -21,6 +21,15 @@ struct CheckItem {
   std::string fix;       // what to change; empty when ok, unless a warning
   bool warning = false;  // passed, but `fix` is advised (e.g. TLS off)
   bool ok() const { return code == Code::kOk; }
+
+  static CheckItem Failed(std::string subject, Code code, std::string found, std::string fix) {
+    CheckItem item;
+    item.subject = std::move(subject);
+    item.code = code;
+    item.found = std::move(found);
+    item.fix = std::move(fix);
+    return item;
+  }
 };
 
 // Replication slots and WAL senders geosync itself may hold at once on a

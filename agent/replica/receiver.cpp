@@ -85,19 +85,24 @@ asio::awaitable<Status> Receiver::Run() {
   co_return Status::Cancelled("receiver stopped");
 }
 
-asio::awaitable<Status> Receiver::Session() {
-  // A write that failed (a full disk) left the spool refusing writes: cut it
-  // back to its durable end and go on from there, or, while the disk still
-  // refuses, retry with the reconnect backoff (no restart, nothing lost).
+// A write that failed (a full disk) left the spool refusing writes: cut it
+// back to its durable end and go on from there, or, while the disk still
+// refuses, retry with the reconnect backoff (no restart, nothing lost). A
+// unit cut short by the last connection is sent again from its start.
+Status Receiver::ResetSpoolTail() {
   if (spool_->failed()) {
-    GEOSYNC_RETURN_IF_ERROR_CO(spool_->ReopenWriter());
+    GEOSYNC_RETURN_IF_ERROR(spool_->ReopenWriter());
     unit_open_ = false;
   }
-  // A unit cut short by the last connection is sent again from its start.
   if (unit_open_) {
-    GEOSYNC_RETURN_IF_ERROR_CO(spool_->AbandonIncompleteUnit());
+    GEOSYNC_RETURN_IF_ERROR(spool_->AbandonIncompleteUnit());
     unit_open_ = false;
   }
+  return Status::Ok();
+}
+
+// A TCP connection to the upstream within peer_timeout; Stop() cuts it short.
+asio::awaitable<Result<tcp::socket>> Receiver::Connect(const std::string& where) {
   tcp::resolver resolver(ex_);
   auto [rec, endpoints] = co_await resolver.async_resolve(options_.upstream.host,
                                                           std::to_string(options_.upstream.port),
@@ -114,30 +119,22 @@ asio::awaitable<Status> Receiver::Session() {
                 timer.async_wait(asio::as_tuple(use_awaitable)));
   connecting_ = nullptr;
   if (stopping_) co_return Status::Cancelled("receiver stopped");
-  std::string where = fmt::format("{}:{}", options_.upstream.host, options_.upstream.port);
   if (connected.index() == 1) co_return Status::Timeout("connecting to source " + where);
   if (auto [ec, ep] = std::get<0>(connected); ec) {
     co_return Status::Io(fmt::format("connecting to source {}: {}", where, ec.message()));
   }
-  PeerStream stream(std::move(socket), options_.tls, /*compression_level=*/0);
-  current_ = &stream;
-  {
-    // Whatever the last connection left incomplete was abandoned: acks start
-    // from what the spool holds, which the source counts as held.
-    std::lock_guard lock(mu_);
-    status_.durable = status_.received = spool_->durable();
-  }
-  struct Reset {
-    Receiver* r;
-    ~Reset() { r->current_ = nullptr; }
-  } reset{this};
-  GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.Handshake(false, options_.peer_timeout));
+  co_return std::move(socket);
+}
 
+// Hello with what the spool holds; the source's accepted reply. A higher
+// epoch in it is adopted (and persisted) before anything is received.
+asio::awaitable<Result<HelloReply>> Receiver::SayHello(PeerStream& stream, const std::string& where,
+                                                       Position durable) {
   Hello hello;
   hello.cluster_id = options_.cluster_id;
   hello.site_name = options_.site;
   hello.epoch = epoch_;
-  hello.durable = spool_->durable();
+  hello.durable = durable;
   hello.flags = kHelloAcceptsZstd;
   HelloExchange exchange;
   exchange.where = where;
@@ -155,6 +152,28 @@ asio::awaitable<Status> Receiver::Session() {
                  reply.source_site);
     epoch_ = reply.source_epoch;
   }
+  co_return reply;
+}
+
+asio::awaitable<Status> Receiver::Session() {
+  GEOSYNC_RETURN_IF_ERROR_CO(ResetSpoolTail());
+  const std::string where = fmt::format("{}:{}", options_.upstream.host, options_.upstream.port);
+  GEOSYNC_ASSIGN_OR_RETURN_CO(tcp::socket socket, co_await Connect(where));
+  PeerStream stream(std::move(socket), options_.tls, /*compression_level=*/0);
+  current_ = &stream;
+  {
+    // Whatever the last connection left incomplete was abandoned: acks start
+    // from what the spool holds, which the source counts as held.
+    std::lock_guard lock(mu_);
+    status_.durable = status_.received = spool_->durable();
+  }
+  struct Reset {
+    Receiver* r;
+    ~Reset() { r->current_ = nullptr; }
+  } reset{this};
+  GEOSYNC_RETURN_IF_ERROR_CO(co_await stream.Handshake(false, options_.peer_timeout));
+  const Position durable = spool_->durable();
+  GEOSYNC_ASSIGN_OR_RETURN_CO(HelloReply reply, co_await SayHello(stream, where, durable));
   {
     std::lock_guard lock(mu_);
     status_.connected = true;
@@ -162,7 +181,7 @@ asio::awaitable<Status> Receiver::Session() {
     status_.last_error.clear();
   }
   spdlog::info("receiver: streaming from {} ({}) after {}", reply.source_site, where,
-               hello.durable.ToString());
+               durable.ToString());
   ack_wake_ = std::make_unique<asio::steady_timer>(ex_);
   batch_decoder_ = std::make_unique<BatchDecoder>();
   auto result = co_await (ReceiveLoop(stream) || AckLoop(stream));

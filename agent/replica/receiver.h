@@ -74,6 +74,10 @@ class Receiver {
 
  private:
   asio::awaitable<Status> Session();
+  Status ResetSpoolTail();
+  asio::awaitable<Result<asio::ip::tcp::socket>> Connect(const std::string& where);
+  asio::awaitable<Result<HelloReply>> SayHello(PeerStream& stream, const std::string& where,
+                                               Position durable);
   asio::awaitable<Status> ReceiveLoop(PeerStream& stream);
   asio::awaitable<Status> AckLoop(PeerStream& stream);
   Status HandleData(const std::string& payload);

@@ -55,38 +55,41 @@ Status ReplicaSeed::Persist(const std::function<void(SiteState&)>& change) {
   return Status::Ok();
 }
 
+// The seeder's options for one attempt: the source to copy from is the one
+// a promotion pointed this site at, else the config's.
+Result<SeederOptions> ReplicaSeed::AttemptOptions() {
+  SeederOptions o;
+  o.cluster_id = config_.cluster_id;
+  o.site = config_.site;
+  if (state_->upstream) {
+    o.upstream = *state_->upstream;
+  } else if (config_.upstream) {
+    o.upstream = *config_.upstream;
+  } else {
+    return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config_.path));
+  }
+  o.tls = tls_;
+  o.expected_source = expected_source_;
+  o.deployment_sites = deployment_sites_;
+  o.refusals = refusals_;
+  o.conninfo = config_.postgres.dsn;
+  o.origin_prefix = OriginPrefix(config_.cluster_id);
+  o.workers = config_.seed.workers;
+  o.heartbeat = std::chrono::milliseconds(config_.heartbeat_ms);
+  o.peer_timeout = std::chrono::milliseconds(config_.peer_timeout_ms);
+  std::lock_guard lock(mu_);
+  o.epoch = state_->epoch;
+  const bool committed = state_->seed_state == SeedState::kInProgress;
+  o.only_if_empty = auto_ && !committed;
+  o.drop_partial = committed && state_->seed_created_schema;
+  return o;
+}
+
 Status ReplicaSeed::Run() {
   progress_.SetState("in_progress");
   auto backoff = std::chrono::seconds(1);
   for (int attempt = 1;; ++attempt) {
-    SeederOptions o;
-    o.cluster_id = config_.cluster_id;
-    o.site = config_.site;
-    // The source to copy from: the one a promotion pointed this site at,
-    // else the config's.
-    if (state_->upstream) {
-      o.upstream = *state_->upstream;
-    } else if (config_.upstream) {
-      o.upstream = *config_.upstream;
-    } else {
-      return Status::Config(fmt::format("config {}: a replica needs 'upstream'", config_.path));
-    }
-    o.tls = tls_;
-    o.expected_source = expected_source_;
-    o.deployment_sites = deployment_sites_;
-    o.refusals = refusals_;
-    o.conninfo = config_.postgres.dsn;
-    o.origin_prefix = OriginPrefix(config_.cluster_id);
-    o.workers = config_.seed.workers;
-    o.heartbeat = std::chrono::milliseconds(config_.heartbeat_ms);
-    o.peer_timeout = std::chrono::milliseconds(config_.peer_timeout_ms);
-    {
-      std::lock_guard lock(mu_);
-      o.epoch = state_->epoch;
-      const bool committed = state_->seed_state == SeedState::kInProgress;
-      o.only_if_empty = auto_ && !committed;
-      o.drop_partial = committed && state_->seed_created_schema;
-    }
+    GEOSYNC_ASSIGN_OR_RETURN(SeederOptions o, AttemptOptions());
     Seeder seeder(o, spool_, &progress_, [&](bool created) {
       return Persist([&](SiteState& s) {
         s.seed_state = SeedState::kInProgress;

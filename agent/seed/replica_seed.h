@@ -50,6 +50,7 @@ class ReplicaSeed {
 
  private:
   Status Persist(const std::function<void(SiteState&)>& change);
+  Result<SeederOptions> AttemptOptions();
 
   const Config& config_;
   SiteState* state_;

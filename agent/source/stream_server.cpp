@@ -129,61 +129,54 @@ asio::awaitable<void> StreamServer::RunSession(tcp::socket socket) {
   session->stream.Close();
 }
 
-asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
-  Status shaken = co_await session->stream.Handshake(true, options_.peer_timeout);
+// TLS, then the first frame, which must be a Hello; refusals are counted.
+asio::awaitable<Result<Hello>> StreamServer::ReadHello(Session& session) {
+  Status shaken = co_await session.stream.Handshake(true, options_.peer_timeout);
   if (!shaken.ok()) {
     CountHello("tls_handshake");
     co_return shaken;
   }
   GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame first,
-                              co_await session->stream.ReadFrame(options_.peer_timeout));
+                              co_await session.stream.ReadFrame(options_.peer_timeout));
   if (first.type != FrameType::kHello) {
     CountHello("malformed");
     co_return Status::Protocol(
         fmt::format("expected Hello, got frame type {}", static_cast<int>(first.type)));
   }
   auto decoded = DecodeHello(AsBytes(first.payload));
-  if (!decoded.ok()) {
-    CountHello("malformed");
-    co_return decoded.status();
+  if (!decoded.ok()) CountHello("malformed");
+  co_return decoded;
+}
+
+// The trust rules and what this source serves (common/handshake.h
+// AdmitHello), then whether the spool still holds the Hello's position (the
+// session's reader is opened there).
+HelloVerdict StreamServer::Judge(const Hello& hello, Session& session, HelloPolicy* policy) {
+  policy->cluster_id = options_.cluster_id;
+  policy->self = options_.site;
+  policy->epoch = options_.epoch;
+  policy->sites = registry_->Sites();
+  policy->tls = session.stream.tls();
+  if (policy->tls) policy->peer_cn = session.stream.PeerCommonName();
+  policy->epoch_ends = options_.epoch_ends;
+  SourceOffer offer;
+  offer.serves_seeds = static_cast<bool>(seed_handler_);
+  offer.dropped = registry_->Dropped(hello.site_name);
+  HelloVerdict verdict = AdmitHello(hello, *policy, offer);
+  if (!verdict.ok() || (hello.flags & kHelloNeedsSeed) != 0) return verdict;
+  auto reader = spool_->ReadFrom(hello.durable);
+  if (!reader.ok()) {
+    return {HelloRefusal::kNeedsSeed,
+            fmt::format("site {} needs a re-seed (`geosyncctl seed --site {}`): {}",
+                        hello.site_name, hello.site_name, reader.status().message()),
+            false};
   }
-  const Hello& hello = *decoded;
-  HelloPolicy policy;
-  policy.cluster_id = options_.cluster_id;
-  policy.self = options_.site;
-  policy.epoch = options_.epoch;
-  policy.sites = registry_->Sites();
-  policy.tls = session->stream.tls();
-  if (policy.tls) policy.peer_cn = session->stream.PeerCommonName();
-  policy.epoch_ends = options_.epoch_ends;
-  HelloVerdict verdict = CheckHello(hello, policy);
-  const bool seed = (hello.flags & kHelloNeedsSeed) != 0;
-  if (verdict.ok() && seed && !seed_handler_) {
-    verdict = HelloVerdict{HelloRefusal::kNoSeeds, "this source serves no seeds", false};
-  }
-  if (verdict.ok() && !seed && registry_->Dropped(hello.site_name)) {
-    // Not a fenced refusal: the site keeps retrying and stays reachable for
-    // `geosyncctl seed`, whose seed connection readmits it.
-    verdict = HelloVerdict{
-        HelloRefusal::kDropped,
-        fmt::format(
-            "site {} was dropped from spool retention (the spool reached spool.max_mb while it "
-            "lagged) and needs a re-seed: run `geosyncctl seed --site {}`",
-            hello.site_name, hello.site_name),
-        false};
-  }
-  if (verdict.ok() && !seed) {
-    auto reader = spool_->ReadFrom(hello.durable);
-    if (!reader.ok()) {
-      verdict =
-          HelloVerdict{HelloRefusal::kNeedsSeed,
-                       fmt::format("site {} needs a re-seed (`geosyncctl seed --site {}`): {}",
-                                   hello.site_name, hello.site_name, reader.status().message()),
-                       false};
-    } else {
-      session->reader = std::move(reader).value();
-    }
-  }
+  session.reader = std::move(reader).value();
+  return verdict;
+}
+
+asio::awaitable<Status> StreamServer::Reply(Session& session, const Hello& hello,
+                                            const HelloVerdict& verdict) {
   HelloReply reply;
   reply.accepted = verdict.ok();
   reply.error = verdict.message;
@@ -194,7 +187,14 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
   reply.start = hello.durable;
   std::string bytes;
   EncodeHelloReply(reply, &bytes);
-  GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kHelloReply, bytes));
+  co_return co_await session.stream.WriteFrame(FrameType::kHelloReply, bytes);
+}
+
+asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
+  GEOSYNC_ASSIGN_OR_RETURN_CO(Hello hello, co_await ReadHello(*session));
+  HelloPolicy policy;
+  HelloVerdict verdict = Judge(hello, *session, &policy);
+  GEOSYNC_RETURN_IF_ERROR_CO(co_await Reply(*session, hello, verdict));
   if (!verdict.ok()) {
     CountHello(HelloRefusalName(verdict.code));
     spdlog::warn("refused site {} from {}{} ({}): {}", hello.site_name, session->stream.remote(),
@@ -209,7 +209,7 @@ asio::awaitable<Status> StreamServer::Serve(std::shared_ptr<Session> session) {
   }
   session->site = hello.site_name;
   session->start = session->sent = hello.durable;
-  if (seed) {
+  if ((hello.flags & kHelloNeedsSeed) != 0) {
     session->site.clear();  // a seed connection is not the site's stream
     co_return co_await seed_handler_(hello, session->stream);
   }

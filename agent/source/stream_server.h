@@ -23,6 +23,7 @@
 #include "agent/spool/spool.h"
 #include "common/config.h"
 #include "common/control.h"
+#include "common/handshake.h"
 #include "common/link_refusals.h"
 
 namespace geosync {
@@ -78,6 +79,9 @@ class StreamServer {
  private:
   asio::awaitable<void> RunSession(tcp::socket socket);
   asio::awaitable<Status> Serve(std::shared_ptr<Session> session);
+  asio::awaitable<Result<Hello>> ReadHello(Session& session);
+  HelloVerdict Judge(const Hello& hello, Session& session, HelloPolicy* policy);
+  asio::awaitable<Status> Reply(Session& session, const Hello& hello, const HelloVerdict& verdict);
   asio::awaitable<Status> Send(std::shared_ptr<Session> session);
   // The heartbeat: source clock, the primary's WAL position, the last sent unit.
   asio::awaitable<Status> SendHeartbeat(Session& session);

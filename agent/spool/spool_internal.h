@@ -48,6 +48,13 @@ struct Shared {
 // Io status "<what> <path>: <strerror(errno)>".
 Status Errno(std::string_view what, const std::string& path);
 
+// fsync of a directory: a rename or unlink in it is durable after this.
+Status FsyncDir(const std::string& dir);
+
+// Scans every segment of shared.dir into shared.segments, cutting the last
+// one's torn tail (spool_recovery.cpp). Corruption anywhere else is an error.
+Status Recover(Shared& shared);
+
 }  // namespace spool_internal
 
 }  // namespace geosync

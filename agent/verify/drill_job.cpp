@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <optional>
+#include <thread>
 
 #include "agent/pg/pg_conn.h"
 #include "agent/replica/applier.h"
@@ -123,16 +125,110 @@ Status DrillJob::WriteAndProbe(PgConn& conn, std::chrono::steady_clock::time_poi
   return Status::Ok();
 }
 
+namespace {
+
 // The origins' progress as one string: equal before and after the snapshot
 // export means no apply transaction committed in between (every one moves
 // its origin), so the snapshot holds exactly that progress.
-namespace {
 Result<std::string> OriginProgress(PgConn& conn) {
   return conn.QueryValue(
       "SELECT coalesce(string_agg(external_id || '=' || remote_lsn::text, ',' ORDER BY "
       "external_id), '') FROM pg_catalog.pg_replication_origin_status");
 }
+
+struct ExportedSnapshot {
+  std::string name;      // for pg_dump --snapshot
+  std::string progress;  // the origins' progress it holds
+  double held_ms = 0;    // how long apply was held
+};
+
+// One attempt: the snapshot when no apply transaction committed around it.
+Result<std::optional<ExportedSnapshot>> TryExport(PgConn& conn) {
+  GEOSYNC_ASSIGN_OR_RETURN(std::string before, OriginProgress(conn));
+  auto begin = conn.Exec(
+      "SET application_name = 'geosync_drill_copy'; BEGIN ISOLATION LEVEL REPEATABLE READ "
+      "READ ONLY");
+  auto exported = begin.ok() ? conn.QueryValue("SELECT pg_catalog.pg_export_snapshot()")
+                             : geosync::Result<std::string>(begin.status());
+  auto after =
+      exported.ok() ? OriginProgress(conn) : geosync::Result<std::string>(exported.status());
+  if (!after.ok()) return after.status().WithContext("exporting the drill's snapshot");
+  if (*after == before)
+    return std::optional<ExportedSnapshot>(ExportedSnapshot{*exported, *after, 0});
+  (void)conn.Exec("ROLLBACK");
+  return std::optional<ExportedSnapshot>();
+}
+
+// Holds apply only while the snapshot is taken; a group in flight still
+// commits, so it retries until the progress is the same on both sides. The
+// exporting transaction stays open on `conn`.
+Result<ExportedSnapshot> ExportAtStillPosition(PgConn& conn, Applier& applier) {
+  const Position at = applier.applied();
+  applier.HoldBefore(Position{at.epoch, Lsn(at.lsn.value() + 1)}, std::chrono::minutes(1));
+  const auto hold0 = std::chrono::steady_clock::now();
+  geosync::Result<ExportedSnapshot> taken =
+      Status::Timeout("apply kept committing while the drill's snapshot was taken");
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    auto tried = TryExport(conn);
+    if (!tried.ok()) {
+      taken = tried.status();
+      break;
+    }
+    if (tried->has_value()) {
+      taken = std::move(**tried);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  applier.ReleaseHold();
+  if (taken.ok()) {
+    taken->held_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - hold0).count();
+  }
+  return taken;
+}
+
+// pg_dump of `snapshot` (directory format) from the site into `dump_dir`.
+Status DumpSnapshot(const std::string& conninfo, const std::string& snapshot,
+                    const std::string& dump_dir) {
+  GEOSYNC_ASSIGN_OR_RETURN(seed::ChildCommand source, seed::SplitConninfoForChild(conninfo));
+  std::vector<std::string> dump = {seed::PgBinDir() + "/pg_dump", "--format=directory",
+                                   "--file=" + dump_dir,          "--snapshot=" + snapshot,
+                                   "--no-publications",           "--no-subscriptions"};
+  dump.insert(dump.end(), source.argv.begin(), source.argv.end());
+  return seed::RunAndCapture(dump, source.env)
+      .status()
+      .WithContext("pg_dump of the drill's snapshot");
+}
+
+// pg_restore of `dump_dir` into the scratch database.
+Status RestoreDump(const std::string& scratch_conninfo, const std::string& dump_dir) {
+  GEOSYNC_ASSIGN_OR_RETURN(seed::ChildCommand target,
+                           seed::SplitConninfoForChild(scratch_conninfo));
+  std::vector<std::string> restore = {seed::PgBinDir() + "/pg_restore", "--exit-on-error",
+                                      "--no-owner"};
+  restore.insert(restore.end(), target.argv.begin(), target.argv.end());
+  restore.push_back(dump_dir);
+  return seed::RunAndCapture(restore, target.env)
+      .status()
+      .WithContext("pg_restore into the drill's scratch database");
+}
+
 }  // namespace
+
+// Promoted there: the copy's write guard opens as a promotion opens it,
+// then a write and the probes. Nothing of it reaches the site.
+Status DrillJob::ProbeCopy(const std::string& scratch_conninfo,
+                           std::chrono::steady_clock::time_point t0) {
+  GEOSYNC_ASSIGN_OR_RETURN(PgConn copy, PgConn::Connect(scratch_conninfo));
+  auto begin = copy.Exec(
+      "SET application_name = 'geosync_drill_copy'; BEGIN ISOLATION LEVEL REPEATABLE READ "
+      "READ WRITE");
+  if (!begin.ok()) return begin.status().WithContext("opening the copy's drill transaction");
+  Status st = WriteAndProbe(copy, t0);
+  (void)copy.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
+  return st;
+}
 
 Status DrillJob::RunCopy() {
   const auto t0 = std::chrono::steady_clock::now();
@@ -142,80 +238,37 @@ Status DrillJob::RunCopy() {
   }
   GEOSYNC_ASSIGN_OR_RETURN(PgConn snap_conn, PgConn::Connect(conninfo_));
   GEOSYNC_ASSIGN_OR_RETURN(std::string dbname, snap_conn.QueryValue("SELECT current_database()"));
-  // Hold apply only while the snapshot is taken; a group in flight still
-  // commits, so retry until the progress is the same on both sides.
-  const Position at = applier_->applied();
-  applier_->HoldBefore(Position{at.epoch, Lsn(at.lsn.value() + 1)}, std::chrono::minutes(1));
-  const auto hold0 = std::chrono::steady_clock::now();
-  std::string snapshot, progress;
-  Status taken = Status::Timeout("apply kept committing while the drill's snapshot was taken");
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    auto before = OriginProgress(snap_conn);
-    if (!before.ok()) {
-      taken = before.status();
-      break;
-    }
-    auto begin = snap_conn.Exec(
-        "SET application_name = 'geosync_drill_copy'; BEGIN ISOLATION LEVEL REPEATABLE READ "
-        "READ ONLY");
-    auto exported = begin.ok() ? snap_conn.QueryValue("SELECT pg_catalog.pg_export_snapshot()")
-                               : geosync::Result<std::string>(begin.status());
-    auto after =
-        exported.ok() ? OriginProgress(snap_conn) : geosync::Result<std::string>(exported.status());
-    if (!after.ok()) {
-      taken = after.status().WithContext("exporting the drill's snapshot");
-      break;
-    }
-    if (*after == *before) {
-      snapshot = *exported;
-      progress = *after;
-      taken = Status::Ok();
-      break;
-    }
-    (void)snap_conn.Exec("ROLLBACK");
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  applier_->ReleaseHold();
-  const double held_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - hold0).count();
-  GEOSYNC_RETURN_IF_ERROR(taken);
+  GEOSYNC_ASSIGN_OR_RETURN(ExportedSnapshot snapshot, ExportAtStillPosition(snap_conn, *applier_));
   const Position position = applier_->applied();
   const std::string scratch = fmt::format("geosync_drill_copy_{}", UnixMs());
   {
     std::lock_guard lock(mu_);
-    result_["apply_held_ms"] = held_ms;
+    result_["apply_held_ms"] = snapshot.held_ms;
     result_["position"] = position.ToString();
-    result_["origin_progress"] = progress;
+    result_["origin_progress"] = snapshot.progress;
     result_["scratch_database"] = scratch;
   }
   spdlog::info("drill: throwaway copy of {} at {} (apply held {:.1f} ms) into database {}", dbname,
-               position.ToString(), held_ms, scratch);
+               position.ToString(), snapshot.held_ms, scratch);
   // The copy: pg_dump in the snapshot (the exporting transaction stays open
   // until it is done), then pg_restore into the scratch database.
   const std::string dump_dir = scratch_dir_ + "/" + scratch + ".dump";
   auto cleanup = [&](PgConn* admin_conn) {
     std::error_code ec;
     std::filesystem::remove_all(dump_dir, ec);
-    if (admin_conn) {
-      auto dropped = admin_conn->Exec("DROP DATABASE IF EXISTS " +
-                                      admin_conn->EscapeIdentifier(scratch) + " WITH (FORCE)");
-      if (!dropped.ok()) {
-        spdlog::error("drill: could not drop the scratch database {}: {}", scratch,
-                      dropped.status().ToString());
-      }
+    if (!admin_conn) return;
+    auto dropped = admin_conn->Exec("DROP DATABASE IF EXISTS " +
+                                    admin_conn->EscapeIdentifier(scratch) + " WITH (FORCE)");
+    if (!dropped.ok()) {
+      spdlog::error("drill: could not drop the scratch database {}: {}", scratch,
+                    dropped.status().ToString());
     }
   };
-  const std::string bindir = seed::PgBinDir();
-  GEOSYNC_ASSIGN_OR_RETURN(seed::ChildCommand source, seed::SplitConninfoForChild(conninfo_));
-  std::vector<std::string> dump = {bindir + "/pg_dump",  "--format=directory",
-                                   "--file=" + dump_dir, "--snapshot=" + snapshot,
-                                   "--no-publications",  "--no-subscriptions"};
-  dump.insert(dump.end(), source.argv.begin(), source.argv.end());
-  auto dumped = seed::RunAndCapture(dump, source.env);
+  Status dumped = DumpSnapshot(conninfo_, snapshot.name, dump_dir);
   (void)snap_conn.Exec("COMMIT");
   if (!dumped.ok()) {
     cleanup(nullptr);
-    return dumped.status().WithContext("pg_dump of the drill's snapshot");
+    return dumped;
   }
   GEOSYNC_ASSIGN_OR_RETURN(PgConn admin_conn, PgConn::Connect(conninfo_));
   auto created = admin_conn.Exec("CREATE DATABASE " + admin_conn.EscapeIdentifier(scratch) +
@@ -226,33 +279,16 @@ Status DrillJob::RunCopy() {
   }
   GEOSYNC_ASSIGN_OR_RETURN(std::string scratch_conninfo,
                            seed::ConninfoWithDbname(conninfo_, scratch));
-  GEOSYNC_ASSIGN_OR_RETURN(seed::ChildCommand target,
-                           seed::SplitConninfoForChild(scratch_conninfo));
-  std::vector<std::string> restore = {bindir + "/pg_restore", "--exit-on-error", "--no-owner"};
-  restore.insert(restore.end(), target.argv.begin(), target.argv.end());
-  restore.push_back(dump_dir);
-  auto restored = seed::RunAndCapture(restore, target.env);
-  if (!restored.ok()) {
+  if (Status restored = RestoreDump(scratch_conninfo, dump_dir); !restored.ok()) {
     cleanup(&admin_conn);
-    return restored.status().WithContext("pg_restore into the drill's scratch database");
+    return restored;
   }
   {
     std::lock_guard lock(mu_);
     result_["copy_seconds"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  // Promoted there: the copy's write guard opens as a promotion opens it,
-  // then a write and the probes. Nothing of it reaches the site.
-  Status probed = [&]() -> Status {
-    GEOSYNC_ASSIGN_OR_RETURN(PgConn copy, PgConn::Connect(scratch_conninfo));
-    auto begin = copy.Exec(
-        "SET application_name = 'geosync_drill_copy'; BEGIN ISOLATION LEVEL REPEATABLE READ "
-        "READ WRITE");
-    if (!begin.ok()) return begin.status().WithContext("opening the copy's drill transaction");
-    Status st = WriteAndProbe(copy, t0);
-    (void)copy.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
-    return st;
-  }();
+  Status probed = ProbeCopy(scratch_conninfo, t0);
   cleanup(&admin_conn);
   return probed;
 }

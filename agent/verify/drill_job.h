@@ -47,6 +47,7 @@ class DrillJob {
  private:
   Status Run();
   Status RunCopy();
+  Status ProbeCopy(const std::string& scratch_conninfo, std::chrono::steady_clock::time_point t0);
   // Opens the write guard as a promotion would, writes a row (the writable
   // instant), runs the probes; in an open transaction on `conn`.
   Status WriteAndProbe(PgConn& conn, std::chrono::steady_clock::time_point t0);

@@ -312,5 +312,45 @@ TEST(HandshakeTest, OnlyLoopbackMayListenWithoutTls) {
   }
 }
 
+// The stream server's admission (AdmitHello): the trust rules first, then
+// what this source serves.
+TEST(AdmitHelloTest, ASeedHelloWithoutASeedServerIsRefusedAndCannotFence) {
+  Hello h = FromDublin();
+  h.flags = kHelloNeedsSeed;
+  HelloVerdict v = AdmitHello(h, TlsSource(), SourceOffer{false, false});
+  EXPECT_EQ(v.code, HelloRefusal::kNoSeeds);
+  EXPECT_FALSE(v.may_report_epoch);
+  EXPECT_TRUE(AdmitHello(h, TlsSource(), SourceOffer{true, false}).ok());
+}
+
+TEST(AdmitHelloTest, ADroppedSiteMayStillAskForASeedButNotStream) {
+  Hello stream = FromDublin();
+  HelloVerdict v = AdmitHello(stream, TlsSource(), SourceOffer{true, true});
+  EXPECT_EQ(v.code, HelloRefusal::kDropped);
+  EXPECT_FALSE(v.may_report_epoch);
+  EXPECT_EQ(v.message,
+            "site dublin was dropped from spool retention (the spool reached spool.max_mb while "
+            "it lagged) and needs a re-seed: run `geosyncctl seed --site dublin`");
+  Hello seed = FromDublin();
+  seed.flags = kHelloNeedsSeed;
+  EXPECT_TRUE(AdmitHello(seed, TlsSource(), SourceOffer{true, true}).ok());
+}
+
+TEST(AdmitHelloTest, TrustRulesComeBeforeWhatTheSourceServes) {
+  // A stranger asking for a seed from a source without one hears that it is
+  // unknown, not that seeds are not served: nothing is said to strangers
+  // about what this source can do.
+  Hello h = FromDublin();
+  h.site_name = "lisbon";
+  h.flags = kHelloNeedsSeed;
+  HelloPolicy p = TlsSource();
+  p.peer_cn = "lisbon";
+  EXPECT_EQ(AdmitHello(h, p, SourceOffer{false, true}).code, HelloRefusal::kUnknownSite);
+  // A known site at a higher epoch still may make the source fence itself.
+  HelloVerdict higher = AdmitHello(FromDublin(4), TlsSource(), SourceOffer{true, true});
+  EXPECT_FALSE(higher.ok());
+  EXPECT_TRUE(higher.may_report_epoch);
+}
+
 }  // namespace
 }  // namespace geosync
