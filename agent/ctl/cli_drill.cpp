@@ -45,10 +45,6 @@ struct DrillArgs {
   std::string client_table = "geosync_drill_writes";
 };
 
-std::string IsoNow() {
-  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
-}
-
 struct Site {
   std::string name, admin;
 };

@@ -4,10 +4,6 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -25,8 +21,6 @@
 
 namespace geosync::ctl {
 namespace {
-
-namespace asio = boost::asio;
 
 struct StatusArgs {
   std::string topology;

@@ -2,11 +2,13 @@
 #include "agent/ctl/drill_report.h"
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 namespace geosync::ctl {
@@ -239,6 +241,10 @@ json FrozenReplicaFigures(const json& r, const json& rpo) {
 }
 
 }  // namespace
+
+std::string IsoNow() {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
+}
 
 json DrillFigures(const json& r) {
   const json& rpo = r.value("rpo", json::object());

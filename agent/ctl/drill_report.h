@@ -18,6 +18,9 @@ namespace geosync::ctl {
 // the time until a frozen replica is writable for a failover's recovery time.
 nlohmann::json DrillFigures(const nlohmann::json& report);
 
+// Now, UTC, as the reports' "started" and "finished" ("2026-12-03T08:15:02Z").
+std::string IsoNow();
+
 // The HTML page for a report document: a one-page summary for an auditor
 // (date, sites, what was tested, the outcome, the figures with their
 // methods, and `history`, the earlier drills in the same directory, with

@@ -39,10 +39,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string IsoNow() {
-  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
-}
-
 const char* VerifyName(int rc) {
   switch (rc) {
     case kExitOk:

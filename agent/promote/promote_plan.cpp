@@ -1,10 +1,6 @@
 // Survey and planning for switchover / failover; see promote_plan.h.
 #include "agent/promote/promote_plan.h"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -14,7 +10,6 @@
 namespace geosync::promote {
 namespace {
 
-namespace asio = boost::asio;
 using json = nlohmann::json;
 
 Position PositionOf(const json& j) {

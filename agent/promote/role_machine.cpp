@@ -30,7 +30,6 @@ const std::array kTransitions{
                    "a switchover called off before the target was promoted"},
     RoleTransition{R::kSource, K::kFence, R::kFenced, "FenceStale", &RunFenceStale,
                    "another site is at a higher epoch: this old primary stops"},
-    RoleTransition{R::kSource, K::kRerun, R::kSource, "", nullptr, "the source's state changed"},
     RoleTransition{R::kFenced, K::kDemote, R::kReplica, "Demote", &Demote,
                    "rejoin: the old primary follows the new source"},
 };

@@ -55,6 +55,9 @@ TEST(RoleMachine, ChangesThatMakeNoSenseAreNotInTheTable) {
   EXPECT_EQ(FindTransition(SiteRole::kFenced, NextRole::kPromote), nullptr);
   EXPECT_EQ(FindTransition(SiteRole::kFenced, NextRole::kUnfence), nullptr);
   EXPECT_EQ(FindTransition(SiteRole::kSource, NextRole::kPromote), nullptr);
+  // Nothing asks a source to run again: a role change of its own is a fence,
+  // a demote or an unfence.
+  EXPECT_EQ(FindTransition(SiteRole::kSource, NextRole::kRerun), nullptr);
   for (SiteRole r : {SiteRole::kSource, SiteRole::kReplica, SiteRole::kFenced}) {
     EXPECT_EQ(FindTransition(r, NextRole::kExit), nullptr) << RoleName(r);
   }
