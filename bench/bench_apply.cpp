@@ -23,6 +23,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/bench_common.h"
+#include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -35,8 +36,6 @@ namespace {
 using namespace std::chrono_literals;
 using geosync::testing::GeoSite;
 using geosync::testing::PgCluster;
-using geosync::testing::PgClusterOptions;
-using geosync::testing::SiteSpec;
 using Clock = std::chrono::steady_clock;
 
 struct Flags {
@@ -96,12 +95,6 @@ class ApplyBench {
  public:
   explicit ApplyBench(Flags flags) : flags_(flags) {}
 
-  ~ApplyBench() {
-    warm_replica_.reset();
-    replica_.reset();
-    source_.reset();
-  }
-
   int Run() {
     try {
       Setup();
@@ -118,20 +111,14 @@ class ApplyBench {
       if (flags_.corrupt) {
         CorruptOneRow(*geo_, "geosync target (cold)");
       }
-      std::vector<std::pair<std::string, PgCluster*>> targets = {
-          {"native target", native_.get()},
-          {"geosync target (cold)", geo_.get()},
-          {"geosync target (warm)", warm_.get()}};
-      if (pgl_) targets.insert(targets.begin() + 1, {"pglogical target", pgl_.get()});
+      std::vector<std::pair<std::string, PgCluster*>> targets = {{"native target", native_},
+                                                                 {"geosync target (cold)", geo_},
+                                                                 {"geosync target (warm)", warm_}};
+      if (pgl_) targets.insert(targets.begin() + 1, {"pglogical target", pgl_});
       return VerifyTargets(*primary_, targets) ? 0 : 1;
     } catch (const std::exception& e) {
       std::cerr << "bench_apply: FAILED: " << e.what() << "\n";
-      for (auto* site : {source_.get(), replica_.get(), warm_replica_.get()}) {
-        if (site) site->DumpLog();
-      }
-      for (auto* c : {primary_.get(), native_.get(), geo_.get(), warm_.get(), pgl_.get()}) {
-        if (c) std::cerr << "server log of " << c->name() << ": " << c->LogPath() << "\n";
-      }
+      if (deploy_) deploy_->DumpLogs();
       return 1;
     }
   }
@@ -139,31 +126,32 @@ class ApplyBench {
  private:
   std::chrono::seconds deadline() const { return std::chrono::seconds(flags_.deadline_seconds); }
 
-  std::unique_ptr<PgCluster> NewCluster(const std::string& name, bool pglogical = false) {
-    PgClusterOptions o;
-    o.name = name;
-    auto c = std::make_unique<PgCluster>(o);
-    if (pglogical) c->SetSetting("shared_preload_libraries", "pglogical");
-    // The logical replication launcher starts at most one apply worker per
-    // wal_retrieve_retry_interval (5 s by default): a re-ENABLE sooner than
-    // that would wait out the rest of it inside the native drain.
-    c->SetSetting("wal_retrieve_retry_interval", "100ms");
-    Check(c->Start(), "starting cluster " + name);
-    return c;
-  }
-
   void Setup() {
     RequireExecutable(testing::BinaryPath("geosyncd"));
     auto t0 = Clock::now();
-    primary_ = NewCluster("primary", flags_.pglogical);
+    // Both replicas are named at the source: the spool keeps each backlog
+    // until both have it.
+    deploy_ = std::make_unique<testing::Deployment>(testing::DeploymentOptions{
+        .replicas = {"dublin", "warm"}, .configure_pg = [this](PgCluster& c) {
+          const bool pglogical = c.name() == "frankfurt" || c.name() == "pglogical";
+          if (flags_.pglogical && pglogical) {
+            c.SetSetting("shared_preload_libraries", "pglogical");
+          }
+          // The logical replication launcher starts at most one apply worker
+          // per wal_retrieve_retry_interval (5 s by default): a re-ENABLE
+          // sooner than that would wait out the rest of it inside the native
+          // drain.
+          c.SetSetting("wal_retrieve_retry_interval", "100ms");
+        }});
+    primary_ = &deploy_->Primary();
     RequireExecutable(primary_->BinDir() + "/pgbench");
-    native_ = NewCluster("native_target");
-    geo_ = NewCluster("geosync_target");
-    warm_ = NewCluster("geosync_warm_target");
-    if (flags_.pglogical) pgl_ = NewCluster("pglogical_target", true);
+    native_ = &deploy_->Pg("native");
+    geo_ = &deploy_->Pg("dublin");
+    warm_ = &deploy_->Pg("warm");
+    if (flags_.pglogical) pgl_ = &deploy_->Pg("pglogical");
     // The same deterministic starting data everywhere (pgbench -i generates
     // identical rows), so the targets can be compared row by row at the end.
-    for (auto* c : {primary_.get(), native_.get(), geo_.get(), warm_.get(), pgl_.get()}) {
+    for (auto* c : {primary_, native_, geo_, warm_, pgl_}) {
       if (c == nullptr) continue;
       c->RunPgbench({"-i", "-s", std::to_string(flags_.scale), "-q"});
       c->Exec(
@@ -181,37 +169,29 @@ class ApplyBench {
     native_subid_ =
         native_->QueryValue("SELECT oid FROM pg_subscription WHERE subname = 'bench_native'");
     if (flags_.pglogical) SetUpPglogical();
-    source_port_ = testing::FreeTcpPort();
-    SiteSpec s;
-    s.name = "frankfurt";
-    s.source = true;
-    s.dsn = primary_->ConnInfo();
-    s.listen_port = source_port_;
-    // Both replicas are named: the spool keeps each backlog until both have it.
-    s.sites = {"dublin", "warm"};
+    nlohmann::json extra;
     // The bench tables only, like the other two: not pglogical's own.
-    for (const char* table : kTables) s.extra["postgres"]["tables"].push_back(table);
-    source_ = std::make_unique<GeoSite>(s);
+    for (const char* table : kTables) extra["postgres"]["tables"].push_back(table);
+    source_ = &deploy_->AddSource(extra);
+    source_port_ = deploy_->SourcePort();
     // Started once to create its slot and publication, then stopped: like
     // the other two, geosync decodes each backlog only when it drains it.
     Check(source_->Start(), "starting the source geosyncd");
     WaitSourceSpooling(*primary_, "geosync", "the source geosyncd");
     StopSite(*source_, "the source geosyncd");
-    replica_ = std::make_unique<GeoSite>(ReplicaSpec("dublin", *geo_));
-    warm_replica_ = std::make_unique<GeoSite>(ReplicaSpec("warm", *warm_));
+    replica_ = &deploy_->AddReplica("dublin", ApplyConfig());
+    warm_replica_ = &deploy_->AddReplica("warm", ApplyConfig());
     std::cout << fmt::format("setup ({} clusters, pgbench -i -s {} each): {:.1f} s\n", pgl_ ? 5 : 4,
                              flags_.scale,
                              std::chrono::duration<double>(Clock::now() - t0).count());
   }
 
-  SiteSpec ReplicaSpec(const std::string& name, PgCluster& target) const {
-    SiteSpec r;
-    r.name = name;
-    r.dsn = target.ConnInfo();
-    r.upstream_port = source_port_;
-    if (flags_.batch_max_txns > 0) r.extra["apply"]["batch_max_txns"] = flags_.batch_max_txns;
-    if (flags_.no_collapse) r.extra["apply"]["collapse"] = false;
-    return r;
+  // The replicas' apply settings from the flags.
+  nlohmann::json ApplyConfig() const {
+    nlohmann::json extra = nlohmann::json::object();
+    if (flags_.batch_max_txns > 0) extra["apply"]["batch_max_txns"] = flags_.batch_max_txns;
+    if (flags_.no_collapse) extra["apply"]["collapse"] = false;
+    return extra;
   }
 
   // A pglogical provider node on the primary with every bench table (the
@@ -440,8 +420,10 @@ class ApplyBench {
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_, native_, geo_, warm_, pgl_;
-  std::unique_ptr<GeoSite> source_, replica_, warm_replica_;
+  std::unique_ptr<testing::Deployment> deploy_;
+  PgCluster *primary_ = nullptr, *native_ = nullptr, *geo_ = nullptr, *warm_ = nullptr,
+            *pgl_ = nullptr;
+  GeoSite *source_ = nullptr, *replica_ = nullptr, *warm_replica_ = nullptr;
   uint16_t source_port_ = 0;
   std::string native_subid_;
   double rss_source_mib_ = -1, rss_replica_mib_ = -1;

@@ -24,6 +24,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/bench_common.h"
+#include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -36,8 +37,6 @@ namespace {
 using namespace std::chrono_literals;
 using geosync::testing::GeoSite;
 using geosync::testing::PgCluster;
-using geosync::testing::PgClusterOptions;
-using geosync::testing::SiteSpec;
 using Clock = std::chrono::steady_clock;
 
 struct Flags {
@@ -100,10 +99,6 @@ class RssSampler {
 class BacklogRssBench {
  public:
   explicit BacklogRssBench(Flags flags) : flags_(flags) {}
-  ~BacklogRssBench() {
-    replica_.reset();
-    source_.reset();
-  }
 
   int Run() {
     try {
@@ -113,32 +108,24 @@ class BacklogRssBench {
       return Report() ? 0 : 1;
     } catch (const std::exception& e) {
       std::cerr << "bench_backlog_rss: FAILED: " << e.what() << "\n";
-      if (source_) source_->DumpLog();
-      if (replica_) replica_->DumpLog();
-      for (auto* c : {primary_.get(), target_.get()}) {
-        if (c) std::cerr << "server log of " << c->name() << ": " << c->LogPath() << "\n";
-      }
+      if (deploy_) deploy_->DumpLogs();
       return 1;
     }
   }
 
  private:
-  std::unique_ptr<PgCluster> NewCluster(const std::string& name) {
-    PgClusterOptions o;
-    o.name = name;
-    auto c = std::make_unique<PgCluster>(o);
-    // Room for a 2 GB backlog of WAL without checkpoints every few seconds.
-    c->SetSetting("max_wal_size", "8GB");
-    Check(c->Start(), "starting cluster " + name);
-    return c;
-  }
-
   void Setup() {
     RequireExecutable(testing::BinaryPath("geosyncd"));
-    primary_ = NewCluster("primary");
+    deploy_ = std::make_unique<testing::Deployment>(
+        testing::DeploymentOptions{.replicas = {"dublin"}, .configure_pg = [](PgCluster& c) {
+                                     // Room for a 2 GB backlog of WAL without checkpoints every few
+                                     // seconds.
+                                     c.SetSetting("max_wal_size", "8GB");
+                                   }});
+    primary_ = &deploy_->Primary();
     RequireExecutable(primary_->BinDir() + "/pgbench");
-    target_ = NewCluster("geosync_target");
-    for (auto* c : {primary_.get(), target_.get()}) {
+    target_ = &deploy_->Pg("dublin");
+    for (auto* c : {primary_, target_}) {
       c->RunPgbench({"-i", "-s", "1", "-q"});  // identical rows on both
       c->Exec("CREATE TABLE big (id bigint PRIMARY KEY, body text NOT NULL)");
       // 64 KB of hex; each big row is a slice of it at its own offset, so a
@@ -150,33 +137,16 @@ class BacklogRssBench {
           "generate_series(1, 2048) g");
     }
 
-    uint16_t port = testing::FreeTcpPort();
-    SiteSpec s;
-    s.name = "frankfurt";
-    s.source = true;
-    s.dsn = primary_->ConnInfo();
-    s.listen_port = port;
-    s.sites = {"dublin"};
-    s.extra = {{"postgres",
-                {{"tables",
-                  {"public.big", "public.pgbench_accounts", "public.pgbench_branches",
-                   "public.pgbench_tellers", "public.pgbench_history"}}}},
-               {"spool", {{"segment_mb", 64}}}};
-    source_ = std::make_unique<GeoSite>(s);
+    source_ =
+        &deploy_->AddSource({{"postgres",
+                              {{"tables",
+                                {"public.big", "public.pgbench_accounts", "public.pgbench_branches",
+                                 "public.pgbench_tellers", "public.pgbench_history"}}}},
+                             {"spool", {{"segment_mb", 64}}}});
     Check(source_->Start(), "starting the source geosyncd");
-    WaitFact(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source geosyncd created and streams its slot");
-    SiteSpec r;
-    r.name = "dublin";
-    r.dsn = target_->ConnInfo();
-    r.upstream_port = port;
-    r.extra = {{"spool", {{"segment_mb", 64}}}};
-    replica_ = std::make_unique<GeoSite>(r);  // started only to drain
+    deploy_->WaitSlotActive();
+    // Started only to drain.
+    replica_ = &deploy_->AddReplica("dublin", {{"spool", {{"segment_mb", 64}}}});
   }
 
   void WaitSpooled(Lsn target) {
@@ -317,13 +287,16 @@ class BacklogRssBench {
     // Every user table row by row: the whole backlog is read into this
     // process twice (a 2 GB backlog needs about 5 GB of memory here for a
     // moment, and the servers sort it on disk), after the figures above.
-    const bool same = VerifyTargets(*primary_, {{"replica", target_.get()}});
+    const bool same = VerifyTargets(*primary_, {{"replica", target_}});
     return same && under;
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_, target_;
-  std::unique_ptr<GeoSite> source_, replica_;
+  std::unique_ptr<testing::Deployment> deploy_;
+  PgCluster* primary_ = nullptr;
+  PgCluster* target_ = nullptr;
+  GeoSite* source_ = nullptr;
+  GeoSite* replica_ = nullptr;
   Lsn target_lsn_;
   uint64_t backlog_bytes_ = 0, wal_bytes_ = 0, replica_spool_bytes_ = 0, txns_ = 0, samples_ = 0;
   int64_t big_rows_ = 0;

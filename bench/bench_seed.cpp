@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_common.h"
+#include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -28,8 +29,6 @@ namespace {
 using namespace std::chrono_literals;
 using geosync::testing::GeoSite;
 using geosync::testing::PgCluster;
-using geosync::testing::PgClusterOptions;
-using geosync::testing::SiteSpec;
 using Clock = std::chrono::steady_clock;
 
 struct Flags {
@@ -50,10 +49,6 @@ struct Round {
 class SeedBench {
  public:
   explicit SeedBench(Flags flags) : flags_(flags) {}
-  ~SeedBench() {
-    replica_.reset();
-    source_.reset();
-  }
 
   int Run() {
     try {
@@ -63,48 +58,48 @@ class SeedBench {
       for (int round = 1; round <= flags_.rounds; ++round) {
         Round r;
         r.geo_first = round % 2 == 1;
-        auto geo = NewCluster(fmt::format("geosync_target_{}", round));
-        auto dump = NewCluster(fmt::format("pg_restore_target_{}", round));
+        const std::string geo_site = fmt::format("dublin{}", round);
+        const std::string dump_site = fmt::format("pg_restore{}", round);
+        PgCluster* geo = &deploy_->Pg(geo_site);
+        PgCluster* dump = &deploy_->Pg(dump_site);
         std::cout << fmt::format(
             "[round {}] order {}\n", round,
             r.geo_first ? "geosync > pg_dump|pg_restore" : "pg_dump|pg_restore > geosync");
-        if (r.geo_first) r.geo_s = SeedWithGeosync(round, *geo);
+        if (r.geo_first) r.geo_s = SeedWithGeosync(round);
         r.dump_s = DumpRestore(*dump);
-        if (!r.geo_first) r.geo_s = SeedWithGeosync(round, *geo);
+        if (!r.geo_first) r.geo_s = SeedWithGeosync(round);
         rounds.push_back(r);
         if (flags_.corrupt && round == flags_.rounds) {
           CorruptOneRow(*geo, "geosync target");
         }
         // Both copies must be the primary's, row for row, or the figures mean nothing.
         verified_ =
-            VerifyTargets(*primary_,
-                          {{fmt::format("round {} geosync target", round), geo.get()},
-                           {fmt::format("round {} pg_restore target", round), dump.get()}}) &&
+            VerifyTargets(*primary_, {{fmt::format("round {} geosync target", round), geo},
+                                      {fmt::format("round {} pg_restore target", round), dump}}) &&
             verified_;
-        replica_.reset();  // before its cluster goes
+        // Each round's targets go with it: the disk holds one round's copies.
+        replica_ = nullptr;
+        deploy_->Drop(geo_site);
+        deploy_->Drop(dump_site);
       }
       Report(rounds);
       return verified_ ? 0 : 1;
     } catch (const std::exception& e) {
       std::cerr << "bench_seed: FAILED: " << e.what() << "\n";
-      if (source_) source_->DumpLog();
-      if (replica_) replica_->DumpLog();
+      if (deploy_) deploy_->DumpLogs();
       return 1;
     }
   }
 
  private:
-  std::unique_ptr<PgCluster> NewCluster(const std::string& name) {
-    PgClusterOptions o;
-    o.name = name;
-    auto c = std::make_unique<PgCluster>(o);
-    Check(c->Start(), "starting cluster " + name);
-    return c;
-  }
-
   void Setup() {
     RequireExecutable(testing::BinaryPath("geosyncd"));
-    primary_ = NewCluster("primary");
+    std::vector<std::string> sites;
+    for (int round = 1; round <= flags_.rounds; ++round) {
+      sites.push_back(fmt::format("dublin{}", round));
+    }
+    deploy_ = std::make_unique<testing::Deployment>(testing::DeploymentOptions{.replicas = sites});
+    primary_ = &deploy_->Primary();
     RequireExecutable(primary_->BinDir() + "/pg_dump");
     RequireExecutable(primary_->BinDir() + "/pg_restore");
     RequireExecutable(primary_->BinDir() + "/pgbench");
@@ -119,37 +114,17 @@ class SeedBench {
 
   // The source geosyncd, its slot made; every round's replica site is named.
   void StartSource() {
-    source_port_ = testing::FreeTcpPort();
-    SiteSpec s;
-    s.name = "frankfurt";
-    s.source = true;
-    s.dsn = primary_->ConnInfo();
-    s.listen_port = source_port_;
-    for (int round = 1; round <= flags_.rounds; ++round) {
-      s.sites.push_back(fmt::format("dublin{}", round));
-    }
-    s.extra = {{"seed", {{"chunk_mb", flags_.chunk_mb}}},
-               {"compression_level", flags_.compression_level}};
-    source_ = std::make_unique<GeoSite>(s);
+    source_ = &deploy_->AddSource({{"seed", {{"chunk_mb", flags_.chunk_mb}}},
+                                   {"compression_level", flags_.compression_level}});
     Check(source_->Start(), "starting the source geosyncd");
-    WaitFact(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source geosyncd created and streams its slot");
+    deploy_->WaitSlotActive();
   }
 
   // Timed from starting a new replica geosyncd until its state file says
   // the seed is done; the replica is stopped afterwards.
-  double SeedWithGeosync(int round, PgCluster& target) {
-    SiteSpec r;
-    r.name = fmt::format("dublin{}", round);
-    r.dsn = target.ConnInfo();
-    r.upstream_port = source_port_;
-    r.extra = {{"seed", {{"auto", true}, {"workers", flags_.workers}}}};
-    replica_ = std::make_unique<GeoSite>(r);
+  double SeedWithGeosync(int round) {
+    replica_ = &deploy_->AddReplica(fmt::format("dublin{}", round),
+                                    {{"seed", {{"auto", true}, {"workers", flags_.workers}}}});
     const std::string state_file = replica_->dir() + "/state/state.json";
     auto t0 = Clock::now();
     Check(replica_->Start(), "starting the replica geosyncd");
@@ -207,9 +182,10 @@ class SeedBench {
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_;
-  std::unique_ptr<GeoSite> source_, replica_;
-  uint16_t source_port_ = 0;
+  std::unique_ptr<testing::Deployment> deploy_;
+  PgCluster* primary_ = nullptr;
+  GeoSite* source_ = nullptr;
+  GeoSite* replica_ = nullptr;
   uint64_t heap_bytes_ = 0;
   bool verified_ = true;
 };

@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/bench_common.h"
+#include "tests/support/deployment.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/site.h"
@@ -31,7 +32,6 @@ using geosync::testing::Direction;
 using geosync::testing::FaultProxy;
 using geosync::testing::GeoSite;
 using geosync::testing::PgCluster;
-using geosync::testing::PgClusterOptions;
 using geosync::testing::SiteSpec;
 using Clock = std::chrono::steady_clock;
 
@@ -53,9 +53,10 @@ const char* kTables[] = {"pgbench_accounts", "pgbench_branches", "pgbench_teller
 struct Shipper {
   std::string name;
   int level = -1;
-  std::unique_ptr<PgCluster> target;
+  PgCluster* target = nullptr;
   std::unique_ptr<FaultProxy> proxy;
-  std::unique_ptr<GeoSite> source, replica;  // geosync only
+  GeoSite* source = nullptr;  // geosync only
+  GeoSite* replica = nullptr;
   uint16_t source_port = 0;
 };
 
@@ -77,10 +78,8 @@ class WireBench {
  public:
   explicit WireBench(Flags flags) : flags_(std::move(flags)) {}
   ~WireBench() {
-    for (auto& s : shippers_) {
-      s.replica.reset();
-      s.source.reset();
-    }
+    // The proxies go before the deployment's agents and servers.
+    shippers_.clear();
   }
 
   int Run() {
@@ -92,33 +91,17 @@ class WireBench {
         CorruptOneRow(*shippers_.back().target, shippers_.back().name + " target");
       }
       std::vector<std::pair<std::string, PgCluster*>> targets;
-      for (auto& s : shippers_) targets.emplace_back(s.name + " target", s.target.get());
+      for (auto& s : shippers_) targets.emplace_back(s.name + " target", s.target);
       return VerifyTargets(*primary_, targets) ? 0 : 1;
     } catch (const std::exception& e) {
       std::cerr << "bench_wire: FAILED: " << e.what() << "\n";
-      for (auto& s : shippers_) {
-        if (s.source) s.source->DumpLog();
-        if (s.replica) s.replica->DumpLog();
-        if (s.target)
-          std::cerr << "server log of " << s.name << ": " << s.target->LogPath() << "\n";
-      }
-      if (primary_) std::cerr << "server log of the primary: " << primary_->LogPath() << "\n";
+      if (deploy_) deploy_->DumpLogs();
       return 1;
     }
   }
 
  private:
   std::chrono::seconds deadline() const { return std::chrono::seconds(flags_.deadline_seconds); }
-
-  std::unique_ptr<PgCluster> NewCluster(const std::string& name) {
-    PgClusterOptions o;
-    o.name = name;
-    auto c = std::make_unique<PgCluster>(o);
-    // See bench_apply: re-ENABLE within 5 s would wait inside the drain.
-    c->SetSetting("wal_retrieve_retry_interval", "100ms");
-    Check(c->Start(), "starting cluster " + name);
-    return c;
-  }
 
   // pgbench -i data (identical everywhere) and the marker table.
   void Seed(PgCluster& c) {
@@ -131,14 +114,22 @@ class WireBench {
   void Setup() {
     RequireExecutable(testing::BinaryPath("geosyncd"));
     auto t0 = Clock::now();
-    primary_ = NewCluster("primary");
+    std::vector<std::string> sites = {"native"};
+    for (int level : flags_.levels) sites.push_back(SiteName(level));
+    deploy_ = std::make_unique<testing::Deployment>(
+        testing::DeploymentOptions{.replicas = sites, .configure_pg = [](PgCluster& c) {
+                                     // See bench_apply: re-ENABLE within 5 s would wait inside the
+                                     // drain.
+                                     c.SetSetting("wal_retrieve_retry_interval", "100ms");
+                                   }});
+    primary_ = &deploy_->Primary();
     RequireExecutable(primary_->BinDir() + "/pgbench");
     Seed(*primary_);
     primary_->Exec(
         fmt::format("CREATE PUBLICATION bench_native FOR TABLE {}", fmt::join(kTables, ", ")));
     Shipper native;
     native.name = "native logical replication";
-    native.target = NewCluster("native_target");
+    native.target = &deploy_->Pg("native");
     Seed(*native.target);
     native.proxy = std::make_unique<FaultProxy>(primary_->port());
     Check(native.proxy->Start(), "starting the proxy in front of the primary");
@@ -163,29 +154,23 @@ class WireBench {
     Shipper g;
     g.name = fmt::format("geosync zstd level {}", level);
     g.level = level;
-    g.target = NewCluster(SiteName(level) + "_target");
+    g.target = &deploy_->Pg(SiteName(level));
     Seed(*g.target);
     g.source_port = testing::FreeTcpPort();
-    SiteSpec s;
-    s.name = "frankfurt";
-    s.source = true;
-    s.dsn = primary_->ConnInfo();
+    nlohmann::json extra = {{"compression_level", level}};
+    extra["postgres"]["slot"] = "geosync_" + SiteName(level);
+    for (const char* table : kTables) extra["postgres"]["tables"].push_back(table);
+    // One source agent per level, each on its own port and slot.
+    SiteSpec s = deploy_->SourceSpec(extra);
     s.listen_port = g.source_port;
     s.sites = {SiteName(level)};
-    s.extra = {{"compression_level", level}};
-    s.extra["postgres"]["slot"] = "geosync_" + SiteName(level);
-    for (const char* table : kTables) s.extra["postgres"]["tables"].push_back(table);
-    g.source = std::make_unique<GeoSite>(s);
+    g.source = &deploy_->Add(s);
     Check(g.source->Start(), "starting the source geosyncd of " + g.name);
     WaitSourceSpooling(*primary_, "geosync_" + SiteName(level), "the source geosyncd of " + g.name);
     Check(g.source->Stop(), "stopping the source geosyncd of " + g.name);
     g.proxy = std::make_unique<FaultProxy>(g.source_port);
     Check(g.proxy->Start(), "starting the proxy in front of the source of " + g.name);
-    SiteSpec r;
-    r.name = SiteName(level);
-    r.dsn = g.target->ConnInfo();
-    r.upstream_port = g.proxy->port();
-    g.replica = std::make_unique<GeoSite>(r);
+    g.replica = &deploy_->AddReplica(SiteName(level), nlohmann::json::object(), g.proxy->port());
     return g;
   }
 
@@ -325,7 +310,8 @@ class WireBench {
   }
 
   Flags flags_;
-  std::unique_ptr<PgCluster> primary_;
+  std::unique_ptr<testing::Deployment> deploy_;
+  PgCluster* primary_ = nullptr;
   std::vector<Shipper> shippers_;  // native first, then one per level
   std::string native_subid_;
   std::vector<struct Backlog> backlogs_;

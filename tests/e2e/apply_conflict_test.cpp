@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
+#include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -24,19 +25,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class ApplyConflictE2E : public PgClusterTest {
+class ApplyConflictE2E : public DeploymentTest {
  protected:
-  void TearDown() override {
-    if (HasFailure()) {
-      if (source_) source_->DumpLog();
-      if (site_) site_->DumpLog();
-    }
-    source_.reset();
-    site_.reset();
-    std::filesystem::remove(token_file_);
-    PgClusterTest::TearDown();
-  }
-
   ProcessOutput Ctl(std::vector<std::string> args) {
     ProcessSpec spec;
     spec.argv = {BinaryPath("geosyncctl")};
@@ -45,43 +35,19 @@ class ApplyConflictE2E : public PgClusterTest {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? *r : ProcessOutput{-1, ""};
   }
-
-  std::unique_ptr<GeoSite> source_, site_;
-  std::string token_file_ = "/tmp/geosync-conflict-token-" + std::to_string(getpid());
 };
 
 TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
-  PgCluster& primary = NewCluster("primary");
-  PgCluster& replica = NewCluster("replica");
-  WriteTokenFile(token_file_, TestToken("conflict"));
-  uint16_t port = FreeTcpPort(), admin = FreeTcpPort();
-  SiteSpec src;
-  src.name = "frankfurt";
-  src.source = true;
-  src.dsn = primary.ConnInfo();
-  src.listen_port = port;
-  src.sites = {"dublin"};
-  source_ = std::make_unique<GeoSite>(src);
-  SiteSpec rep;
-  rep.name = "dublin";
-  rep.dsn = replica.ConnInfo();
-  rep.upstream_port = port;
-  rep.extra = {
-      {"admin",
-       {{"listen", {{"host", "127.0.0.1"}, {"port", admin}}}, {"token_file", token_file_}}}};
-  site_ = std::make_unique<GeoSite>(rep);
+  Deployment& d = Deploy({.replicas = {"dublin"}, .admin = true, .token_seed = "conflict"});
+  PgCluster& primary = d.Primary();
+  PgCluster& replica = d.Pg("dublin");
+  const std::string token_file = d.token_file();
   for (PgCluster* pg : {&primary, &replica}) {
     pg->Exec("CREATE TABLE accounts (id int PRIMARY KEY, owner text)");
   }
-  ASSERT_TRUE(source_->Start().ok());
-  ASSERT_TRUE(site_->Start().ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return primary.QueryValue(
-                   "SELECT count(*) FROM pg_replication_slots WHERE "
-                   "slot_name = 'geosync' AND active") == "1";
-      },
-      60s, "the source streams its slot"));
+  d.AddSource();
+  GeoSite& site = d.AddReplica("dublin");
+  d.StartAll();
 
   // Written behind geosync's back: only a superuser can, past the write guard.
   replica.Exec(
@@ -94,7 +60,7 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
   ASSERT_TRUE(WaitFor(
       [&] {
         std::smatch m;
-        std::string log = site_->ReadLog();
+        std::string log = site.ReadLog();
         static const std::regex kError(R"(apply stopped: [^\n]*)");
         if (!std::regex_search(log, m, kError)) return false;
         error_line = m.str();
@@ -109,7 +75,7 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
 
   // /status quotes PostgreSQL's DETAIL, a row value, only to the token
   // holder; anyone else sees the SQLSTATE.
-  std::string url = fmt::format("http://127.0.0.1:{}", admin);
+  std::string url = d.AdminUrl("dublin");
   auto status_as = [&](const std::string& bearer) {
     admin::HttpCall call;
     call.base_url = url;
@@ -140,7 +106,7 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
   // Receiving into the spool continues while apply is stopped.
   primary.Exec("INSERT INTO accounts VALUES (2, 'after the conflict')");
   Lsn after = primary.CurrentWalLsn();
-  std::string wrong = token_file_ + "-wrong";
+  std::string wrong = token_file + "-wrong";
   WriteTokenFile(wrong, TestToken("wrong"));
   auto denied = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", wrong});
   std::filesystem::remove(wrong);
@@ -148,7 +114,7 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
       << "a skip without the admin token is refused: " << denied.output;
   EXPECT_EQ(replica.QueryValue("SELECT count(*) FROM accounts"), "1") << "nothing applied yet";
 
-  auto skip = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", token_file_});
+  auto skip = Ctl({"skip", "--site", url, "--xid", xid, "--token-file", token_file});
   ASSERT_EQ(skip.exit_status, 0) << skip.output;
   ASSERT_TRUE(
       WaitFor([&] { return AppliedLsn(replica) >= after; }, 60s, "apply resumes after the skip"));
@@ -157,7 +123,7 @@ TEST_F(ApplyConflictE2E, ConstraintConflictStopsApplyAndSkipResumesIt) {
       << "the skipped transaction was not applied";
   EXPECT_EQ(replica.QueryValue("SELECT owner FROM accounts WHERE id = 2"), "after the conflict")
       << "the next transaction was applied";
-  EXPECT_NE(site_->ReadLog().find("skipped xid " + xid), std::string::npos)
+  EXPECT_NE(site.ReadLog().find("skipped xid " + xid), std::string::npos)
       << "the skip is recorded in the log";
 }
 

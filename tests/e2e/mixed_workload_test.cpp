@@ -5,71 +5,32 @@
 
 #include <fmt/format.h>
 
-#include "tests/support/pg_cluster.h"
-#include "tests/support/process.h"
+#include "tests/support/deployment.h"
 #include "tests/support/site.h"
-#include "tests/support/test_env.h"
-#include "tests/support/wait.h"
 
 namespace geosync::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class MixedWorkloadE2E : public PgClusterTest {
+class MixedWorkloadE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    primary_ = &NewCluster("primary");
-    replica_ = &NewCluster("replica");
-    ProcessSpec init;
-    init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto r = RunProgram(init, 30s);
-    ASSERT_TRUE(r.ok() && r->exit_status == 0) << (r.ok() ? r->output : r.status().ToString());
-    uint16_t port = FreeTcpPort();
-    SiteSpec src;
-    src.name = "frankfurt";
-    src.source = true;
-    src.dsn = primary_->ConnInfo();
-    src.listen_port = port;
-    src.sites = {"dublin"};
-    source_ = std::make_unique<GeoSite>(src);
-    SiteSpec rep;
-    rep.name = "dublin";
-    rep.dsn = replica_->ConnInfo();
-    rep.upstream_port = port;
-    site_ = std::make_unique<GeoSite>(rep);
-    ASSERT_TRUE(source_->Start().ok());
-    ASSERT_TRUE(site_->Start().ok());
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source streams its slot"));
-  }
-  void TearDown() override {
-    if (HasFailure()) {
-      source_->DumpLog();
-      site_->DumpLog();
-    }
-    source_.reset();
-    site_.reset();
-    PgClusterTest::TearDown();
+    Deployment& d = Deploy({.replicas = {"dublin"}});
+    primary_ = &d.Primary();
+    replica_ = &d.Pg("dublin");
+    d.AddSource();
+    d.AddReplica("dublin");
+    d.StartAll();
   }
   void ExpectIdentical() {
-    Lsn target = primary_->CurrentWalLsn();
-    ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*replica_) >= target; }, 120s,
-                        "replica applied up to " + target.ToString()));
-    EXPECT_EQ(CompareTables(*primary_, *replica_), "")
-        << "replica identical at " << target.ToString();
+    EXPECT_EQ(deploy().CatchUpAndCompare("dublin", 120s), "");
     // The primary is quiet here: the next sequence snapshot brings the values.
     EXPECT_EQ(WaitSequencesEqual(*primary_, *replica_, 30s), "");
   }
 
   PgCluster* primary_ = nullptr;
   PgCluster* replica_ = nullptr;
-  std::unique_ptr<GeoSite> source_, site_;
 };
 
 TEST_F(MixedWorkloadE2E, EveryTypeFamilyAndMidStreamDdlArriveIdentical) {

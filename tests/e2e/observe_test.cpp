@@ -14,6 +14,7 @@
 
 #include "agent/admin/admin_client.h"
 #include "common/exit_codes.h"
+#include "tests/support/deployment.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -26,87 +27,40 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class ObserveE2E : public PgClusterTest {
+const char* const kNames[3] = {"frankfurt", "dublin", "virginia"};
+
+class ObserveE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/geosync-observe-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    token_file_ = dir_ + "/token";
-    WriteTokenFile(token_file_, TestToken("observe"));
-    primary_ = &NewCluster("primary");
-    replica_[0] = &NewCluster("dublin");
-    replica_[1] = &NewCluster("virginia");
-    ProcessSpec init_spec;
-    init_spec.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto init = RunProgram(init_spec, 30s);
-    ASSERT_TRUE(init.ok()) << init.status().ToString();
-    ASSERT_EQ(init->exit_status, 0) << init->output;
-    stream_port_ = FreeTcpPort();
-    proxy_ = std::make_unique<FaultProxy>(stream_port_);
+    Deployment& d = Deploy({.admin = true, .token_seed = "observe"});
+    primary_ = &d.Primary();
+    replica_[0] = &d.Pg("dublin");
+    replica_[1] = &d.Pg("virginia");
+    proxy_ = std::make_unique<FaultProxy>(d.SourcePort());
     ASSERT_TRUE(proxy_->Start().ok());
-  }
-
-  nlohmann::json AdminBlock(uint16_t port) {
-    return {{"admin",
-             {{"listen", {{"host", "127.0.0.1"}, {"port", port}}},
-              {"token_file", token_file_},
-              {"ready_max_lag_s", 30}}}};
+    dir_ = d.dir();
+    token_file_ = d.token_file();
   }
 
   // dublin reaches the source through the fault proxy when `dublin_via_proxy`.
   void MakeSites(bool dublin_via_proxy) {
-    const char* names[] = {"frankfurt", "dublin", "virginia"};
-    for (int i = 0; i < 3; ++i) admin_port_[i] = FreeTcpPort();
-    SiteSpec source;
-    source.name = names[0];
-    source.source = true;
-    source.dsn = primary_->ConnInfo();
-    source.listen_port = stream_port_;
-    source.sites = {"dublin", "virginia"};
-    source.extra = AdminBlock(admin_port_[0]);
-    source_ = std::make_unique<GeoSite>(source);
+    const nlohmann::json ready = {{"admin", {{"ready_max_lag_s", 30}}}};
+    deploy().AddSource(ready);
     for (int i = 0; i < 2; ++i) {
-      SiteSpec replica;
-      replica.name = names[i + 1];
-      replica.dsn = replica_[i]->ConnInfo();
-      replica.upstream_port = (i == 0 && dublin_via_proxy) ? proxy_->port() : stream_port_;
-      replica.extra = AdminBlock(admin_port_[i + 1]);
-      sites_[i] = std::make_unique<GeoSite>(replica);
+      const uint16_t upstream = (i == 0 && dublin_via_proxy) ? proxy_->port() : 0;
+      sites_[i] = &deploy().AddReplica(kNames[i + 1], ready, upstream);
     }
-    nlohmann::json topology = {{"cluster_id", "test"}, {"sites", nlohmann::json::array()}};
-    for (int i = 0; i < 3; ++i) {
-      topology["sites"].push_back({{"name", names[i]}, {"admin", AdminUrl(i)}});
-    }
-    topology_ = dir_ + "/topology.json";
-    std::ofstream(topology_) << topology.dump(2);
+    topology_ = deploy().WriteTopology();
   }
 
   void TearDown() override {
-    if (HasFailure()) {
-      if (source_) source_->DumpLog();
-      for (auto& s : sites_) {
-        if (s) s->DumpLog();
-      }
-    }
-    source_.reset();
-    for (auto& s : sites_) s.reset();
+    DeploymentTest::TearDown();
     proxy_.reset();
-    std::filesystem::remove_all(dir_);
-    PgClusterTest::TearDown();
   }
 
-  std::string AdminUrl(int i) const { return fmt::format("http://127.0.0.1:{}", admin_port_[i]); }
+  std::string AdminUrl(int i) { return deploy().AdminUrl(kNames[i]); }
 
-  void StartAll() {
-    ASSERT_TRUE(source_->Start().ok());
-    for (auto& s : sites_) ASSERT_TRUE(s->Start().ok());
-    Lsn now = primary_->CurrentWalLsn();
-    for (auto* r : replica_) {
-      ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*r) >= now; }, 60s,
-                          r->name() + " applies heartbeats from the source"));
-    }
-  }
+  void StartAll() { deploy().StartAll(); }
 
   // GET /status of site i, or a null document.
   nlohmann::json SiteStatus(int i) {
@@ -136,13 +90,10 @@ class ObserveE2E : public PgClusterTest {
   }
 
   std::string dir_, token_file_, topology_;
-  uint16_t stream_port_ = 0;
-  uint16_t admin_port_[3] = {0, 0, 0};
   PgCluster* primary_ = nullptr;
   PgCluster* replica_[2] = {nullptr, nullptr};
   std::unique_ptr<FaultProxy> proxy_;
-  std::unique_ptr<GeoSite> source_;
-  std::unique_ptr<GeoSite> sites_[2];
+  GeoSite* sites_[2] = {nullptr, nullptr};
 };
 
 TEST_F(ObserveE2E, StatusShowsEverySiteAndAKilledOneAsUnreachable) {

@@ -22,6 +22,7 @@
 #include "agent/admin/admin_client.h"
 #include "agent/pg/pg_conn.h"
 #include "agent/promote/etcd_claim.h"
+#include "tests/support/deployment.h"
 #include "tests/support/etcd.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
@@ -40,93 +41,36 @@ using ::testing::HasSubstr;
 constexpr int kSites = 3;
 const char* const kNames[kSites] = {"frankfurt", "dublin", "virginia"};
 
-class PromoteE2E : public PgClusterTest {
+class PromoteE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/geosync-promote-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    token_file_ = dir_ + "/token";
-    WriteTokenFile(token_file_, TestToken("promote"));
+    Deployment& d = Deploy({.admin = true, .token_seed = "promote", .every_site_can_lead = true});
+    dir_ = d.dir();
+    token_file_ = d.token_file();
     script_ = dir_ + "/orders.sql";
     std::ofstream(script_) << "INSERT INTO orders (note) VALUES ('pgbench');\n";
-    std::filesystem::permissions(dir_, std::filesystem::perms::all);
+    // DDL capture on every site: any of them may become the source.
     for (int i = 0; i < kSites; ++i) {
-      pg_[i] = &NewCluster(kNames[i]);
-      // DDL capture on every site: any of them may become the source.
-      ProcessSpec init;
-      init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", pg_[i]->ConnInfo()};
-      auto r = RunProgram(init, 30s);
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
-      ASSERT_EQ(r->exit_status, 0) << r->output;
-      stream_port_[i] = FreeTcpPort();
-      admin_port_[i] = FreeTcpPort();
+      pg_[i] = &d.Pg(kNames[i]);
+      d.Init(kNames[i]);
     }
-    nlohmann::json topology = {{"cluster_id", "test"}, {"sites", nlohmann::json::array()}};
-    for (int i = 0; i < kSites; ++i) {
-      std::vector<std::string> others;
-      for (int j = 0; j < kSites; ++j) {
-        if (j != i) others.push_back(kNames[j]);
-      }
-      SiteSpec spec;
-      spec.name = kNames[i];
-      spec.source = i == 0;
-      spec.dsn = pg_[i]->ConnInfo();
-      spec.listen_port = stream_port_[i];
-      spec.sites = others;
-      spec.upstream_port = stream_port_[0];
-      spec.extra = {{"admin",
-                     {{"listen", {{"host", "127.0.0.1"}, {"port", admin_port_[i]}}},
-                      {"token_file", token_file_}}},
-                    {"topology", dir_ + "/topology.json"}};
-      // Every site can become the source: it has a listen address and peers.
-      spec.extra["listen"] = {{"host", "127.0.0.1"}, {"port", stream_port_[i]}};
-      spec.extra["sites"] = others;
-      sites_[i] = std::make_unique<GeoSite>(spec);
-      topology["sites"].push_back({{"name", kNames[i]},
-                                   {"admin", AdminUrl(i)},
-                                   {"stream", fmt::format("127.0.0.1:{}", stream_port_[i])}});
-    }
-    topology_ = dir_ + "/topology.json";
-    std::ofstream(topology_) << topology.dump(2);
-    std::filesystem::permissions(topology_, std::filesystem::perms::all);
+    sites_[0] = &d.AddSource();
+    for (int i = 1; i < kSites; ++i) sites_[i] = &d.AddReplica(kNames[i]);
+    topology_ = d.WriteTopology(/*with_stream=*/true);
   }
 
-  void TearDown() override {
-    if (HasFailure()) {
-      for (auto& s : sites_) {
-        if (s) s->DumpLog();
-      }
-    }
-    for (auto& s : sites_) s.reset();
-    std::filesystem::remove_all(dir_);
-    PgClusterTest::TearDown();
-  }
-
-  std::string AdminUrl(int i) const { return fmt::format("http://127.0.0.1:{}", admin_port_[i]); }
+  std::string AdminUrl(int i) { return deploy().AdminUrl(kNames[i]); }
 
   void StartAll() {
-    for (auto& s : sites_) ASSERT_TRUE(s->Start().ok());
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          return pg_[0]->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source created and streams its slot"));
+    deploy().StartAll();
     ExpectIdentical(0, 1, {1, 2});
   }
 
   // Waits until every site in `followers` applied everything the source
   // wrote so far (in `epoch`), then compares every table row by row.
   void ExpectIdentical(int source, uint64_t epoch, std::vector<int> followers) {
-    Lsn target = pg_[source]->CurrentWalLsn();
     for (int f : followers) {
-      ASSERT_TRUE(WaitFor([&] { return AppliedLsnAt(*pg_[f], epoch) >= target; }, 120s,
-                          fmt::format("{} applied epoch {} up to {} of {}", kNames[f], epoch,
-                                      target.ToString(), kNames[source])));
-      EXPECT_EQ(CompareTables(*pg_[source], *pg_[f]), "")
-          << kNames[f] << " is identical to " << kNames[source] << " at " << target.ToString();
+      EXPECT_EQ(deploy().CatchUpAndCompare(kNames[f], 120s, kNames[source], epoch), "");
     }
     // Called with the source quiet: the next sequence snapshot brings the
     // values (a promoted site must never hand out an id already used).
@@ -226,9 +170,7 @@ class PromoteE2E : public PgClusterTest {
 
   std::string dir_, token_file_, topology_, script_;
   PgCluster* pg_[kSites] = {};
-  std::unique_ptr<GeoSite> sites_[kSites];
-  uint16_t stream_port_[kSites] = {};
-  uint16_t admin_port_[kSites] = {};
+  GeoSite* sites_[kSites] = {};
 };
 
 // Every kind of application write to orders, from a session that turns
@@ -621,11 +563,11 @@ TEST_F(PromoteE2E, VerifyUnderLoadIsEqualThenNamesTheKeyChangedOnAReplica) {
 // comparison is due: verify says it is behind and names where it got, and
 // never calls it different. With the delay lifted, every site is equal.
 TEST_F(PromoteE2E, VerifyCallsALaggingSiteBehindNotDifferent) {
-  FaultProxy proxy(stream_port_[0]);
+  FaultProxy proxy(deploy().SourcePort());
   ASSERT_TRUE(proxy.Start().ok());
   SiteSpec via_proxy = sites_[2]->spec();
   via_proxy.upstream_port = proxy.port();
-  sites_[2] = std::make_unique<GeoSite>(via_proxy);
+  sites_[2] = &deploy().Replace(via_proxy);
   StartAll();
   pg_[0]->RunPgbench({"-i", "-s", "1", "-q"});
   pg_[0]->Exec("CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL)");

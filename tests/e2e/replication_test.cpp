@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -23,74 +24,29 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class ReplicationE2E : public PgClusterTest {
+class ReplicationE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    primary_ = &NewCluster("primary");
-    replica_[0] = &NewCluster("dublin");
-    replica_[1] = &NewCluster("virginia");
-    ProcessSpec init_spec;
-    init_spec.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto init = RunProgram(init_spec, 30s);
-    ASSERT_TRUE(init.ok()) << init.status().ToString();
-    ASSERT_EQ(init->exit_status, 0) << init->output;
-    uint16_t port = FreeTcpPort();
-    SiteSpec source;
-    source.name = "frankfurt";
-    source.source = true;
-    source.dsn = primary_->ConnInfo();
-    source.listen_port = port;
-    source.sites = {"dublin", "virginia"};
-    source_ = std::make_unique<GeoSite>(source);
+    Deployment& d = Deploy();
+    primary_ = &d.Primary();
+    source_ = &d.AddSource();
     for (int i = 0; i < 2; ++i) {
-      SiteSpec replica;
-      replica.name = replica_[i]->name();
-      replica.dsn = replica_[i]->ConnInfo();
-      replica.upstream_port = port;
-      sites_[i] = std::make_unique<GeoSite>(replica);
+      const std::string name = d.options().replicas[i];
+      replica_[i] = &d.Pg(name);
+      sites_[i] = &d.AddReplica(name);
     }
-  }
-
-  void TearDown() override {
-    if (HasFailure()) {
-      source_->DumpLog();
-      for (auto& s : sites_) s->DumpLog();
-    }
-    source_.reset();
-    for (auto& s : sites_) s.reset();
-    PgClusterTest::TearDown();
   }
 
   // Starts every agent and waits until the slot exists and both sites are
   // streaming: only writes after the slot's creation are captured (earlier
   // data is what seeding is for).
-  void StartAll() {
-    ASSERT_TRUE(source_->Start().ok());
-    for (auto& s : sites_) ASSERT_TRUE(s->Start().ok());
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source created and streams its slot"));
-    Lsn now = primary_->CurrentWalLsn();
-    for (auto* r : replica_) {
-      ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*r) >= now; }, 60s,
-                          r->name() + " applies heartbeats from the source"));
-    }
-  }
+  void StartAll() { deploy().StartAll(); }
 
   // Waits until both replicas applied everything the primary wrote so far,
   // then compares every table row by row.
   void ExpectIdenticalAtCurrentLsn(std::chrono::milliseconds deadline = 180s) {
-    Lsn target = primary_->CurrentWalLsn();
     for (auto* r : replica_) {
-      ASSERT_TRUE(
-          WaitFor([&] { return AppliedLsn(*r) >= target; }, deadline,
-                  fmt::format("{} applied up to primary LSN {}", r->name(), target.ToString())));
-      EXPECT_EQ(CompareTables(*primary_, *r), "")
-          << r->name() << " is identical to the primary at " << target.ToString();
+      EXPECT_EQ(deploy().CatchUpAndCompare(r->name(), deadline), "");
       // The primary is quiet: the next sequence snapshot brings the values.
       EXPECT_EQ(WaitSequencesEqual(*primary_, *r, 30s), "");
     }
@@ -98,8 +54,8 @@ class ReplicationE2E : public PgClusterTest {
 
   PgCluster* primary_ = nullptr;
   PgCluster* replica_[2] = {nullptr, nullptr};
-  std::unique_ptr<GeoSite> source_;
-  std::unique_ptr<GeoSite> sites_[2];
+  GeoSite* source_ = nullptr;
+  GeoSite* sites_[2] = {nullptr, nullptr};
 };
 
 TEST_F(ReplicationE2E, PgbenchReplicatesToTwoSitesRowForRow) {

@@ -17,6 +17,7 @@
 
 #include "agent/admin/admin_client.h"
 #include "tests/support/certs.h"
+#include "tests/support/deployment.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -29,35 +30,21 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class SeedE2E : public PgClusterTest {
+class SeedE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/geosync-seed-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    token_file_ = dir_ + "/token";
-    WriteTokenFile(token_file_, TestToken("seed"));
-    primary_ = &NewCluster("primary");
-    replica_ = &NewCluster("dublin");
-    ProcessSpec init_spec;
-    init_spec.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto init = RunProgram(init_spec, 30s);
-    ASSERT_TRUE(init.ok()) << init.status().ToString();
-    ASSERT_EQ(init->exit_status, 0) << init->output;
+    Deployment& d = Deploy({.replicas = {"dublin"}, .admin = true, .token_seed = "seed"});
+    dir_ = d.dir();
+    token_file_ = d.token_file();
+    primary_ = &d.Primary();
+    replica_ = &d.Pg("dublin");
     // Data from before the source's slot exists: only a seed can bring it.
     primary_->RunPgbench({"-i", "-s", "5", "-q"});
   }
 
   void TearDown() override {
-    if (HasFailure()) {
-      if (source_) source_->DumpLog();
-      if (site_) site_->DumpLog();
-    }
-    source_.reset();
-    site_.reset();
+    DeploymentTest::TearDown();
     proxy_.reset();
-    std::filesystem::remove_all(dir_);
-    PgClusterTest::TearDown();
   }
 
   // A source and the replica site dublin with admin APIs; dublin seeds by
@@ -65,66 +52,37 @@ class SeedE2E : public PgClusterTest {
   // source's config.
   void MakeSites(nlohmann::json source_extra = nlohmann::json::object(), bool via_proxy = false,
                  bool tls = false) {
-    uint16_t port = FreeTcpPort();
-    source_admin_ = FreeTcpPort();
-    site_admin_ = FreeTcpPort();
-    SiteSpec source;
-    source.name = "frankfurt";
-    source.source = true;
-    source.dsn = primary_->ConnInfo();
-    source.listen_port = port;
-    source.sites = {"dublin"};
-    source.extra = {{"seed", {{"chunk_mb", 8}}}, {"admin", AdminBlock(source_admin_)}};
-    source.extra.merge_patch(source_extra);
+    Deployment& d = deploy();
+    nlohmann::json source = {{"seed", {{"chunk_mb", 8}}}, {"admin", {{"ready_max_lag_s", 30}}}};
+    source.merge_patch(source_extra);
+    nlohmann::json replica = {{"seed", {{"auto", true}, {"workers", 3}}},
+                              {"admin", {{"ready_max_lag_s", 30}}}};
     if (tls) {
       certs_ = std::make_unique<TestCerts>(dir_ + "/certs", "deployment-ca",
                                            std::vector<std::string>{"frankfurt", "dublin"});
-      source.extra["tls"] = certs_->TlsConfig("frankfurt");
+      source["tls"] = certs_->TlsConfig("frankfurt");
+      replica["tls"] = certs_->TlsConfig("dublin");
     }
-    source_ = std::make_unique<GeoSite>(source);
-    SiteSpec replica;
-    replica.name = "dublin";
-    replica.dsn = replica_->ConnInfo();
-    replica.upstream_port = port;
+    source_ = &d.AddSource(source);
+    uint16_t upstream = 0;
     if (via_proxy) {
-      proxy_ = std::make_unique<FaultProxy>(port);
+      proxy_ = std::make_unique<FaultProxy>(d.SourcePort());
       ASSERT_TRUE(proxy_->Start().ok());
-      replica.upstream_port = proxy_->port();
+      upstream = proxy_->port();
     }
-    replica.extra = {{"seed", {{"auto", true}, {"workers", 3}}},
-                     {"admin", AdminBlock(site_admin_)}};
-    if (tls) replica.extra["tls"] = certs_->TlsConfig("dublin");
-    site_ = std::make_unique<GeoSite>(replica);
-    nlohmann::json topology = {{"cluster_id", "test"},
-                               {"sites",
-                                {{{"name", "frankfurt"}, {"admin", Url(source_admin_)}},
-                                 {{"name", "dublin"}, {"admin", Url(site_admin_)}}}}};
-    topology_ = dir_ + "/topology.json";
-    std::ofstream(topology_) << topology.dump(2);
+    site_ = &d.AddReplica("dublin", replica, upstream);
+    topology_ = d.WriteTopology();
   }
-
-  nlohmann::json AdminBlock(uint16_t port) const {
-    return {{"listen", {{"host", "127.0.0.1"}, {"port", port}}},
-            {"token_file", token_file_},
-            {"ready_max_lag_s", 30}};
-  }
-  static std::string Url(uint16_t port) { return fmt::format("http://127.0.0.1:{}", port); }
 
   void StartSource() {
     ASSERT_TRUE(source_->Start().ok());
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source created and streams its slot"));
+    deploy().WaitSlotActive();
   }
 
   // GET `target` of dublin's admin API: (HTTP status, body), or (0, "").
   std::pair<unsigned, std::string> Get(const std::string& target) {
     admin::HttpCall call;
-    call.base_url = Url(site_admin_);
+    call.base_url = deploy().AdminUrl("dublin");
     call.target = target;
     auto r = admin::Http(call);
     if (!r.ok()) return {0, ""};
@@ -161,11 +119,7 @@ class SeedE2E : public PgClusterTest {
   }
 
   void ExpectIdenticalAtCurrentLsn() {
-    Lsn target = primary_->CurrentWalLsn();
-    ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*replica_) >= target; }, 180s,
-                        fmt::format("dublin applied up to primary LSN {}", target.ToString())));
-    EXPECT_EQ(CompareTables(*primary_, *replica_), "")
-        << "dublin is identical to the primary at " << target.ToString();
+    EXPECT_EQ(deploy().CatchUpAndCompare("dublin", 180s), "");
     EXPECT_EQ(WaitSequencesEqual(*primary_, *replica_, 30s), "");
     EXPECT_EQ(replica_->QueryValue("SELECT count(*) FROM pgbench_accounts"), "500000")
         << "dublin has the 500000 accounts pgbench -s 5 created before the slot existed";
@@ -180,10 +134,10 @@ class SeedE2E : public PgClusterTest {
   std::string dir_, token_file_, topology_;
   PgCluster* primary_ = nullptr;
   PgCluster* replica_ = nullptr;
-  std::unique_ptr<GeoSite> source_, site_;
+  GeoSite* source_ = nullptr;
+  GeoSite* site_ = nullptr;
   std::unique_ptr<FaultProxy> proxy_;
   std::unique_ptr<TestCerts> certs_;
-  uint16_t source_admin_ = 0, site_admin_ = 0;
 };
 
 TEST_F(SeedE2E, NewSiteSeedsWhilePgbenchWritesAndEndsIdentical) {

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/admin/admin_client.h"
+#include "tests/support/deployment.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -57,69 +58,35 @@ SpoolUsage ReadSpoolUsage(const std::string& dir) {
   return u;
 }
 
-class ShipLimitsE2E : public PgClusterTest {
+class ShipLimitsE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/geosync-ship-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    token_file_ = dir_ + "/token";
-    WriteTokenFile(token_file_, TestToken("ship"));
-    primary_ = &NewCluster("primary");
-    ProcessSpec init;
-    init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto r = RunProgram(init, 30s);
-    ASSERT_TRUE(r.ok() && r->exit_status == 0) << (r.ok() ? r->output : r.status().ToString());
-    source_port_ = FreeTcpPort();
-    for (const char* name : {"frankfurt", "dublin", "virginia"}) admin_port_[name] = FreeTcpPort();
+    Deployment& d = Deploy({.admin = true, .token_seed = "ship"});
+    dir_ = d.dir();
+    token_file_ = d.token_file();
+    primary_ = &d.Primary();
+    source_port_ = d.SourcePort();
   }
 
   void TearDown() override {
-    if (HasFailure()) {
-      for (auto& s : sites_) s->DumpLog();
-    }
-    sites_.clear();
+    if (HasFailure()) deploy().DumpLogs();
+    deploy().ClearSites();
     proxies_.clear();
     for (const auto& m : mounts_) {
       ProcessSpec umount;
       umount.argv = {"/bin/umount", "-l", m};
       (void)RunProgram(umount, 30s);
     }
-    std::filesystem::remove_all(dir_);
-    PgClusterTest::TearDown();
+    deploy_.reset();
   }
 
-  nlohmann::json AdminBlock(const std::string& site) {
-    return {{"listen", {{"host", "127.0.0.1"}, {"port", admin_port_[site]}}},
-            {"token_file", token_file_}};
-  }
-  std::string Url(const std::string& site) {
-    return fmt::format("http://127.0.0.1:{}", admin_port_[site]);
-  }
+  std::string Url(const std::string& site) { return deploy().AdminUrl(site); }
 
-  GeoSite& AddSource(nlohmann::json extra) {
-    SiteSpec s;
-    s.name = "frankfurt";
-    s.source = true;
-    s.dsn = primary_->ConnInfo();
-    s.listen_port = source_port_;
-    s.sites = {"dublin", "virginia"};
-    s.extra = {{"admin", AdminBlock("frankfurt")}};
-    s.extra.merge_patch(extra);
-    sites_.push_back(std::make_unique<GeoSite>(s));
-    return *sites_.back();
-  }
+  GeoSite& AddSource(const nlohmann::json& extra) { return deploy().AddSource(extra); }
 
-  GeoSite& AddReplica(const std::string& name, PgCluster& pg, uint16_t upstream_port,
+  GeoSite& AddReplica(const std::string& name, uint16_t upstream_port,
                       const nlohmann::json& extra = nlohmann::json::object()) {
-    SiteSpec s;
-    s.name = name;
-    s.dsn = pg.ConnInfo();
-    s.upstream_port = upstream_port;
-    s.extra = {{"admin", AdminBlock(name)}};
-    s.extra.merge_patch(extra);
-    sites_.push_back(std::make_unique<GeoSite>(s));
-    return *sites_.back();
+    return deploy().AddReplica(name, extra, upstream_port);
   }
 
   // A tmpfs of `mb` MB at `path` (the test runs as root), unmounted in
@@ -155,25 +122,9 @@ class ShipLimitsE2E : public PgClusterTest {
     return *proxies_.back();
   }
 
-  std::string WriteTopology() {
-    nlohmann::json sites = nlohmann::json::array();
-    for (const char* name : {"frankfurt", "dublin", "virginia"}) {
-      sites.push_back({{"name", name}, {"admin", Url(name)}});
-    }
-    std::string path = dir_ + "/topology.json";
-    std::ofstream(path) << nlohmann::json{{"cluster_id", "test"}, {"sites", sites}}.dump(2);
-    return path;
-  }
+  std::string WriteTopology() { return deploy().WriteTopology(); }
 
-  void WaitForSlot() {
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source streams its slot"));
-  }
+  void WaitForSlot() { deploy().WaitSlotActive(); }
 
   // Waits until the source's slot confirms `target`: under policy async the
   // transactions are then durable in the source's spool.
@@ -243,21 +194,19 @@ class ShipLimitsE2E : public PgClusterTest {
   std::vector<std::string> mounts_;
   PgCluster* primary_ = nullptr;
   uint16_t source_port_ = 0;
-  std::map<std::string, uint16_t> admin_port_;
-  std::vector<std::unique_ptr<GeoSite>> sites_;
   std::vector<std::unique_ptr<FaultProxy>> proxies_;
 };
 
 TEST_F(ShipLimitsE2E, BandwidthCapHoldsEachSiteNearTheCapAndUncappedDrainsFaster) {
   constexpr uint64_t kCap = 256 * 1024;  // bytes per second, per site
   constexpr int kRows = 6000, kRowBytes = 1024;
-  PgCluster& dublin_pg = NewCluster("dublin");
-  PgCluster& virginia_pg = NewCluster("virginia");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
+  PgCluster& virginia_pg = deploy().Pg("virginia");
   GeoSite& source = AddSource({{"bandwidth_bytes_per_sec", kCap}});
   FaultProxy& to_dublin = AddProxy(source_port_);
   FaultProxy& to_virginia = AddProxy(source_port_);
-  GeoSite& dublin = AddReplica("dublin", dublin_pg, to_dublin.port());
-  GeoSite& virginia = AddReplica("virginia", virginia_pg, to_virginia.port());
+  GeoSite& dublin = AddReplica("dublin", to_dublin.port());
+  GeoSite& virginia = AddReplica("virginia", to_virginia.port());
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
   ASSERT_TRUE(dublin.Start().ok());
@@ -345,11 +294,11 @@ TEST_F(ShipLimitsE2E, BandwidthCapHoldsEachSiteNearTheCapAndUncappedDrainsFaster
 }
 
 TEST_F(ShipLimitsE2E, SpoolSegmentIsDeletedOnceEverySiteHoldsIt) {
-  PgCluster& dublin_pg = NewCluster("dublin");
-  PgCluster& virginia_pg = NewCluster("virginia");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
+  PgCluster& virginia_pg = deploy().Pg("virginia");
   GeoSite& source = AddSource({{"spool", {{"segment_mb", 1}}}});
-  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_);
-  GeoSite& virginia = AddReplica("virginia", virginia_pg, source_port_);
+  GeoSite& dublin = AddReplica("dublin", source_port_);
+  GeoSite& virginia = AddReplica("virginia", source_port_);
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
   ASSERT_TRUE(dublin.Start().ok());
@@ -409,10 +358,10 @@ TEST_F(ShipLimitsE2E, SpoolSegmentIsDeletedOnceEverySiteHoldsIt) {
 // (at most half of spool.max_mb): older applied segments are deleted, so a
 // capped replica spool never stalls receiving once everything in it is applied.
 TEST_F(ShipLimitsE2E, ReplicaSpoolDeletesOldAppliedSegmentsAndItsCapDoesNotStallIt) {
-  PgCluster& dublin_pg = NewCluster("dublin");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
   GeoSite& source = AddSource(nlohmann::json::object());
-  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_,
-                               {{"spool", {{"segment_mb", 1}, {"max_mb", 3}}}});
+  GeoSite& dublin =
+      AddReplica("dublin", source_port_, {{"spool", {{"segment_mb", 1}, {"max_mb", 3}}}});
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
   ASSERT_TRUE(dublin.Start().ok());
@@ -445,11 +394,11 @@ TEST_F(ShipLimitsE2E, ReplicaSpoolDeletesOldAppliedSegmentsAndItsCapDoesNotStall
 
 TEST_F(ShipLimitsE2E, SpoolCapDropsTheSlowestSiteWhichIsRefusedUntilReseeded) {
   constexpr uint64_t kCapMb = 6;
-  PgCluster& dublin_pg = NewCluster("dublin");
-  PgCluster& virginia_pg = NewCluster("virginia");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
+  PgCluster& virginia_pg = deploy().Pg("virginia");
   GeoSite& source = AddSource({{"spool", {{"segment_mb", 1}, {"max_mb", kCapMb}}}});
-  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_);
-  GeoSite& virginia = AddReplica("virginia", virginia_pg, source_port_);
+  GeoSite& dublin = AddReplica("dublin", source_port_);
+  GeoSite& virginia = AddReplica("virginia", source_port_);
   const std::string topology = WriteTopology();
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
@@ -548,10 +497,10 @@ TEST_F(ShipLimitsE2E, ASpoolOnAFullDiskPausesAndResumesOnceSpaceIsFreed) {
   const std::string source_fs = dir_ + "/source-fs", dublin_fs = dir_ + "/dublin-fs";
   MountTmpfs(source_fs, 24);
   MountTmpfs(dublin_fs, 24);
-  PgCluster& dublin_pg = NewCluster("dublin");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
   GeoSite& source =
       AddSource({{"spool", {{"dir", source_fs + "/spool"}, {"segment_mb", 1}, {"max_mb", 0}}}});
-  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_,
+  GeoSite& dublin = AddReplica("dublin", source_port_,
                                {{"spool", {{"dir", dublin_fs + "/spool"}, {"segment_mb", 1}}}});
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
@@ -630,9 +579,9 @@ TEST_F(ShipLimitsE2E, ReplicaPostgresOutOfDiskRetriesApplyAndResumesOnceSpaceIsF
     ASSERT_NE(pw, nullptr);
     ASSERT_EQ(::chown(location.c_str(), pw->pw_uid, pw->pw_gid), 0);
   }
-  PgCluster& dublin_pg = NewCluster("dublin");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
   GeoSite& source = AddSource(nlohmann::json::object());
-  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_);
+  GeoSite& dublin = AddReplica("dublin", source_port_);
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
   ASSERT_TRUE(dublin.Start().ok());
@@ -683,9 +632,9 @@ TEST_F(ShipLimitsE2E, ReplicaPostgresOutOfDiskRetriesApplyAndResumesOnceSpaceIsF
 // its newest segment under the new size and never appends to a sealed one
 // (docs/spool.md). Every table ends identical, every row applied once.
 TEST_F(ShipLimitsE2E, KillNineRightAfterSegmentRotationsThenLargerSegmentsLoseNothing) {
-  PgCluster& dublin_pg = NewCluster("dublin");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
   GeoSite& source = AddSource({{"spool", {{"segment_mb", 1}, {"max_mb", 0}}}});
-  GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_, {{"spool", {{"segment_mb", 1}}}});
+  GeoSite& dublin = AddReplica("dublin", source_port_, {{"spool", {{"segment_mb", 1}}}});
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
   ASSERT_TRUE(dublin.Start().ok());

@@ -23,6 +23,7 @@
 #include "agent/state/state_file.h"
 #include "common/handshake.h"
 #include "tests/support/certs.h"
+#include "tests/support/deployment.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -55,56 +56,37 @@ std::vector<SpoolRecord> ReadSpool(const std::string& dir) {
   return out;
 }
 
-class TransportE2E : public PgClusterTest {
+class TransportE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/geosync-certs-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    cert_dir_ = tmpl;
+    Deployment& d = Deploy({.token_seed = "transport"});
+    cert_dir_ = d.dir() + "/certs";
     certs_ = std::make_unique<TestCerts>(
         cert_dir_, "deployment-ca",
         std::vector<std::string>{"frankfurt", "dublin", "virginia", "lisbon"});
-    primary_ = &NewCluster("primary");
-    ProcessSpec init;
-    init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto r = RunProgram(init, 30s);
-    ASSERT_TRUE(r.ok() && r->exit_status == 0) << (r.ok() ? r->output : r.status().ToString());
-    source_port_ = FreeTcpPort();
+    primary_ = &d.Primary();
+    source_port_ = d.SourcePort();
   }
 
   void TearDown() override {
-    if (HasFailure()) {
-      for (auto& s : sites_) s->DumpLog();
-    }
-    sites_.clear();
+    DeploymentTest::TearDown();
     proxies_.clear();
-    std::filesystem::remove_all(cert_dir_);
-    PgClusterTest::TearDown();
   }
 
   GeoSite& AddSource(nlohmann::json extra = nlohmann::json::object()) {
-    SiteSpec s;
-    s.name = "frankfurt";
-    s.source = true;
-    s.dsn = primary_->ConnInfo();
-    s.listen_port = source_port_;
-    s.sites = {"dublin", "virginia"};
-    s.extra = {{"tls", certs_->TlsConfig("frankfurt")}, {"spool", {{"segment_mb", 256}}}};
-    s.extra.merge_patch(extra);
-    sites_.push_back(std::make_unique<GeoSite>(s));
-    return *sites_.back();
+    nlohmann::json config = {{"tls", certs_->TlsConfig("frankfurt")},
+                             {"spool", {{"segment_mb", 256}}}};
+    config.merge_patch(extra);
+    return deploy().AddSource(config);
   }
 
+  // Replica `name` on the PostgreSQL `pg`: several refused impostors share
+  // one database.
   GeoSite& AddReplica(const std::string& name, PgCluster& pg, uint16_t upstream_port,
                       nlohmann::json extra = nlohmann::json::object()) {
-    SiteSpec s;
-    s.name = name;
-    s.dsn = pg.ConnInfo();
-    s.upstream_port = upstream_port;
-    s.extra = {{"tls", certs_->TlsConfig(name)}};
-    s.extra.merge_patch(extra);
-    sites_.push_back(std::make_unique<GeoSite>(s));
-    return *sites_.back();
+    nlohmann::json config = {{"tls", certs_->TlsConfig(name)}};
+    config.merge_patch(extra);
+    return deploy().Add(deploy().ReplicaSpec(name, config, upstream_port, &pg));
   }
 
   FaultProxy& AddProxy(uint16_t target) {
@@ -113,15 +95,7 @@ class TransportE2E : public PgClusterTest {
     return *proxies_.back();
   }
 
-  void WaitForSlot() {
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source streams its slot"));
-  }
+  void WaitForSlot() { deploy().WaitSlotActive(); }
 
   // The deployment certificate of `site`, for a hand-driven peer.
   geosync::TlsConfig Tls(const std::string& site) const {
@@ -159,13 +133,12 @@ class TransportE2E : public PgClusterTest {
   PgCluster* primary_ = nullptr;
   uint16_t source_port_ = 0;
   uint16_t admin_port_ = 0;
-  std::vector<std::unique_ptr<GeoSite>> sites_;
   std::vector<std::unique_ptr<FaultProxy>> proxies_;
 };
 
 TEST_F(TransportE2E, TlsStreamThroughCutsAndKillsGivesEverySiteTheSourceSequence) {
-  PgCluster& dublin_pg = NewCluster("dublin");
-  PgCluster& virginia_pg = NewCluster("virginia");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
+  PgCluster& virginia_pg = deploy().Pg("virginia");
   GeoSite& source = AddSource();
   FaultProxy& to_dublin = AddProxy(source_port_);
   FaultProxy& to_virginia = AddProxy(source_port_);
@@ -227,7 +200,7 @@ TEST_F(TransportE2E, TlsStreamThroughCutsAndKillsGivesEverySiteTheSourceSequence
 }
 
 TEST_F(TransportE2E, WrongClusterUnknownSiteAndForeignCertificateAreRefused) {
-  PgCluster& pg = NewCluster("replica");
+  PgCluster& pg = deploy().Pg("replica");
   admin_port_ = FreeTcpPort();
   GeoSite& source = AddSource({{"admin", AdminOn(admin_port_)}});
   ASSERT_TRUE(source.Start().ok());
@@ -277,7 +250,7 @@ TEST_F(TransportE2E, WrongClusterUnknownSiteAndForeignCertificateAreRefused) {
 }
 
 TEST_F(TransportE2E, ReplicaNeverAcceptsAStreamFromALowerEpoch) {
-  PgCluster& pg = NewCluster("replica");
+  PgCluster& pg = deploy().Pg("replica");
   GeoSite& source = AddSource();
   ASSERT_TRUE(source.Start().ok());
   WaitForSlot();
@@ -298,7 +271,7 @@ TEST_F(TransportE2E, ReplicaNeverAcceptsAStreamFromALowerEpoch) {
 }
 
 TEST_F(TransportE2E, SyncPolicyBlocksPrimaryCommitWhileTheSyncSiteIsCutOff) {
-  PgCluster& pg = NewCluster("dublin");
+  PgCluster& pg = deploy().Pg("dublin");
   primary_->SetSetting("synchronous_standby_names", "geosync");
   ASSERT_TRUE(primary_->Reload().ok());
   GeoSite& source =
@@ -338,7 +311,7 @@ TEST_F(TransportE2E, SyncPolicyBlocksPrimaryCommitWhileTheSyncSiteIsCutOff) {
 constexpr uint64_t kHugeEpoch = uint64_t{1} << 62;
 
 TEST_F(TransportE2E, HostileHellosWithAHugeEpochNeverFenceTheSource) {
-  PgCluster& dublin_pg = NewCluster("dublin");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
   admin_port_ = FreeTcpPort();
   GeoSite& source = AddSource({{"admin", AdminOn(admin_port_)}});
   GeoSite& dublin = AddReplica("dublin", dublin_pg, source_port_);
@@ -408,8 +381,8 @@ TEST_F(TransportE2E, HostileHellosWithAHugeEpochNeverFenceTheSource) {
 }
 
 TEST_F(TransportE2E, ReplicaRefusesASourceWhoseCertificateNamesAnotherSite) {
-  PgCluster& dublin_pg = NewCluster("dublin");
-  PgCluster& lisbon_pg = NewCluster("lisbon");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
+  PgCluster& lisbon_pg = deploy().Pg("lisbon");
   // "frankfurt" at epoch 7, presenting virginia's (valid) certificate.
   GeoSite& source = AddSource({{"tls", certs_->TlsConfig("virginia")},
                                {"sites", std::vector<std::string>{"dublin", "lisbon"}}});
@@ -455,7 +428,7 @@ TEST_F(TransportE2E, ReplicaRefusesASourceWhoseCertificateNamesAnotherSite) {
 }
 
 TEST_F(TransportE2E, AnAckBeyondWhatWasSentClosesTheSessionAndMovesNoQuorum) {
-  PgCluster& dublin_pg = NewCluster("dublin");
+  PgCluster& dublin_pg = deploy().Pg("dublin");
   primary_->SetSetting("synchronous_standby_names", "geosync");
   ASSERT_TRUE(primary_->Reload().ok());
   admin_port_ = FreeTcpPort();

@@ -11,6 +11,7 @@
 
 #include "agent/pg/pg_conn.h"
 #include "common/exit_codes.h"
+#include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -36,35 +37,17 @@ const std::vector<std::pair<std::string, std::string>> kForgeries = {
     {"geosync.heartbeat", R"({"site": "frankfurt", "epoch": 9, "time_us": 0})"},
 };
 
-class TrustE2E : public PgClusterTest {
+class TrustE2E : public DeploymentTest {
  protected:
   void SetUp() override {
-    primary_ = &NewCluster("primary");
-    replica_ = &NewCluster("replica");
+    Deployment& d = Deploy({.replicas = {"dublin"}});
+    primary_ = &d.Primary();
+    replica_ = &d.Pg("dublin");
     // Roles are cluster-wide, so a DBA creates them on every site.
     for (PgCluster* pg : {primary_, replica_}) pg->Exec("CREATE ROLE app LOGIN");
-    uint16_t port = FreeTcpPort();
-    SiteSpec src;
-    src.name = "frankfurt";
-    src.source = true;
-    src.dsn = primary_->ConnInfo();
-    src.listen_port = port;
-    src.sites = {"dublin"};
-    source_ = std::make_unique<GeoSite>(src);
-    SiteSpec rep;
-    rep.name = "dublin";
-    rep.dsn = replica_->ConnInfo();
-    rep.upstream_port = port;
-    site_ = std::make_unique<GeoSite>(rep);
-    ASSERT_TRUE(source_->Start().ok());  // runs `geosyncctl init` first
-    ASSERT_TRUE(site_->Start().ok());
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          return primary_->QueryValue(
-                     "SELECT count(*) FROM pg_replication_slots WHERE "
-                     "slot_name = 'geosync' AND active") == "1";
-        },
-        60s, "the source streams its slot"));
+    source_ = &d.AddSource();
+    site_ = &d.AddReplica("dublin");
+    d.StartAll();
     // DDL by the superuser replicates as the superuser; app owns a schema.
     primary_->Exec(
         "CREATE TABLE bets (id serial PRIMARY KEY, v text); GRANT INSERT, SELECT ON bets TO app; "
@@ -72,22 +55,7 @@ class TrustE2E : public PgClusterTest {
     primary_->Exec("INSERT INTO bets (v) VALUES ('one')");
     ExpectIdentical();
   }
-  void TearDown() override {
-    if (HasFailure()) {
-      source_->DumpLog();
-      site_->DumpLog();
-    }
-    source_.reset();
-    site_.reset();
-    PgClusterTest::TearDown();
-  }
-  void ExpectIdentical() {
-    Lsn target = primary_->CurrentWalLsn();
-    ASSERT_TRUE(WaitFor([&] { return AppliedLsn(*replica_) >= target; }, 120s,
-                        "replica applied up to " + target.ToString()));
-    EXPECT_EQ(CompareTables(*primary_, *replica_), "")
-        << "replica identical at " << target.ToString();
-  }
+  void ExpectIdentical() { EXPECT_EQ(deploy().CatchUpAndCompare("dublin", 120s), ""); }
   PgConn App() {
     auto c = PgConn::Connect(primary_->ConnInfo() + " user=app");
     EXPECT_TRUE(c.ok()) << c.status().ToString();
@@ -102,7 +70,8 @@ class TrustE2E : public PgClusterTest {
 
   PgCluster* primary_ = nullptr;
   PgCluster* replica_ = nullptr;
-  std::unique_ptr<GeoSite> source_, site_;
+  GeoSite* source_ = nullptr;
+  GeoSite* site_ = nullptr;
 };
 
 std::string Emit(const std::pair<std::string, std::string>& m, const std::string& cast = "text") {

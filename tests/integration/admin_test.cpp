@@ -18,6 +18,7 @@
 #include "agent/admin/admin_client.h"
 #include "common/exit_codes.h"
 #include "tests/support/certs.h"
+#include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/site.h"
@@ -29,38 +30,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class AdminApiTest : public PgClusterTest {
+class AdminApiTest : public DeploymentTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/geosync-admin-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    token_file_ = dir_ + "/token";
-    WriteTokenFile(token_file_, token_);
-    primary_ = &NewCluster("primary");
-    ProcessSpec init;
-    init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto r = RunProgram(init, 30s);
-    ASSERT_TRUE(r.ok() && r->exit_status == 0) << (r.ok() ? r->output : r.status().ToString());
-    admin_port_ = FreeTcpPort();
-    SiteSpec spec;
-    spec.name = "frankfurt";
-    spec.source = true;
-    spec.dsn = primary_->ConnInfo();
-    spec.listen_port = FreeTcpPort();
-    spec.sites = {"dublin"};
-    spec.extra = {{"admin",
-                   {{"listen", {{"host", "127.0.0.1"}, {"port", admin_port_}}},
-                    {"token_file", token_file_}}}};
-    site_ = std::make_unique<GeoSite>(spec);
+    Deployment& d = Deploy({.replicas = {"dublin"}, .admin = true, .token_seed = "admin"});
+    dir_ = d.dir();
+    token_file_ = d.token_file();
+    primary_ = &d.Primary();
+    admin_port_ = d.AdminPort("frankfurt");
+    site_ = &d.AddSource();
     ASSERT_TRUE(site_->Start().ok());
-  }
-
-  void TearDown() override {
-    if (HasFailure()) site_->DumpLog();
-    site_.reset();
-    std::filesystem::remove_all(dir_);
-    PgClusterTest::TearDown();
   }
 
   std::string Url() const { return fmt::format("http://127.0.0.1:{}", admin_port_); }
@@ -86,7 +65,7 @@ class AdminApiTest : public PgClusterTest {
   const std::string token_ = TestToken("admin");
   uint16_t admin_port_ = 0;
   PgCluster* primary_ = nullptr;
-  std::unique_ptr<GeoSite> site_;
+  GeoSite* site_ = nullptr;
 };
 
 TEST_F(AdminApiTest, SourceServesHealthReadinessStatusAndMetrics) {
@@ -241,52 +220,30 @@ TEST_F(AdminStartupTest, PlaintextAdminApiOnANonLoopbackAddressIsRefused) {
 }
 
 // HTTPS on a real source's admin API, certificates from tests/support/certs.
-class AdminTlsTest : public PgClusterTest {
+class AdminTlsTest : public DeploymentTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/geosync-admin-tls-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    Deployment& d = Deploy({.replicas = {"dublin"}, .admin = true, .token_seed = "tls"});
+    dir_ = d.dir();
     certs_ = std::make_unique<TestCerts>(dir_ + "/certs", "deploy-ca",
                                          std::vector<std::string>{"frankfurt", "operator"});
     rogue_ = std::make_unique<TestCerts>(dir_ + "/rogue", "rogue-ca",
                                          std::vector<std::string>{"mallory"});
-    token_file_ = dir_ + "/admin.token";
-    WriteTokenFile(token_file_, token_);
-    primary_ = &NewCluster("primary");
-    ProcessSpec init;
-    init.argv = {BinaryPath("geosyncctl"), "init", "--dsn", primary_->ConnInfo()};
-    auto r = RunProgram(init, 30s);
-    ASSERT_TRUE(r.ok() && r->exit_status == 0) << (r.ok() ? r->output : r.status().ToString());
-  }
-
-  void TearDown() override {
-    if (HasFailure() && site_) site_->DumpLog();
-    site_.reset();
-    std::filesystem::remove_all(dir_);
-    PgClusterTest::TearDown();
+    token_file_ = d.token_file();
+    primary_ = &d.Primary();
+    admin_port_ = d.AdminPort("frankfurt");
   }
 
   // A source whose admin API is HTTPS on 127.0.0.1 with certificate `cert`;
   // waits until it answers when the certificate names 127.0.0.1.
   void StartSite(bool require_client_cert, const std::string& cert = "frankfurt") {
-    admin_port_ = FreeTcpPort();
-    SiteSpec spec;
-    spec.name = "frankfurt";
-    spec.source = true;
-    spec.dsn = primary_->ConnInfo();
-    spec.listen_port = FreeTcpPort();
-    spec.sites = {"dublin"};
-    spec.extra = {{"admin",
-                   {{"listen", {{"host", "127.0.0.1"}, {"port", admin_port_}}},
-                    {"token_file", token_file_},
-                    {"tls",
-                     {{"enabled", true},
-                      {"cert_file", certs_->CertFile(cert)},
-                      {"key_file", certs_->KeyFile(cert)},
-                      {"ca_file", certs_->CaFile()},
-                      {"require_client_cert", require_client_cert}}}}}};
-    site_ = std::make_unique<GeoSite>(spec);
+    site_ = &deploy().AddSource({{"admin",
+                                  {{"tls",
+                                    {{"enabled", true},
+                                     {"cert_file", certs_->CertFile(cert)},
+                                     {"key_file", certs_->KeyFile(cert)},
+                                     {"ca_file", certs_->CaFile()},
+                                     {"require_client_cert", require_client_cert}}}}}});
     ASSERT_TRUE(site_->Start().ok());
     if (cert != "frankfurt") return;
     admin::ClientTls tls{certs_->CaFile(), certs_->CertFile("operator"),
@@ -336,7 +293,7 @@ class AdminTlsTest : public PgClusterTest {
   std::unique_ptr<TestCerts> certs_, rogue_;
   uint16_t admin_port_ = 0;
   PgCluster* primary_ = nullptr;
-  std::unique_ptr<GeoSite> site_;
+  GeoSite* site_ = nullptr;
 };
 
 TEST_F(AdminTlsTest, HttpsApiRefusesPlainHttpAndServersFromAnotherCa) {
@@ -415,18 +372,8 @@ TEST_F(AdminTlsTest, RequireClientCertRefusesClientsWithoutACertificateFromTheCa
 }
 
 TEST_F(AdminTlsTest, AllowedPlaintextOffLoopbackStartsWithASecurityWarning) {
-  admin_port_ = FreeTcpPort();
-  SiteSpec spec;
-  spec.name = "frankfurt";
-  spec.source = true;
-  spec.dsn = primary_->ConnInfo();
-  spec.listen_port = FreeTcpPort();
-  spec.sites = {"dublin"};
-  spec.extra = {{"admin",
-                 {{"listen", {{"host", "0.0.0.0"}, {"port", admin_port_}}},
-                  {"token_file", token_file_},
-                  {"allow_plaintext", true}}}};
-  site_ = std::make_unique<GeoSite>(spec);
+  site_ = &deploy().AddSource(
+      {{"admin", {{"listen", {{"host", "0.0.0.0"}}}, {"allow_plaintext", true}}}});
   ASSERT_TRUE(site_->Start().ok());
   ASSERT_TRUE(WaitFor(
       [&] {
