@@ -21,8 +21,6 @@ namespace geosync {
 using asio::use_awaitable;
 using namespace asio::experimental::awaitable_operators;
 
-namespace {}  // namespace
-
 Receiver::Receiver(asio::any_io_executor ex, ReceiverOptions options, Spool* spool, uint64_t epoch,
                    std::function<Position()> applied, std::function<PgTimestamp()> applied_time,
                    std::function<void()> on_durable, std::function<Status(uint64_t)> on_new_epoch)
@@ -34,6 +32,7 @@ Receiver::Receiver(asio::any_io_executor ex, ReceiverOptions options, Spool* spo
       applied_time_(std::move(applied_time)),
       on_durable_(std::move(on_durable)),
       on_new_epoch_(std::move(on_new_epoch)),
+      intake_(spool),
       backoff_timer_(ex_) {
   status_.durable = spool_->durable();
   status_.received = status_.durable;
@@ -83,22 +82,6 @@ asio::awaitable<Status> Receiver::Run() {
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
   co_return Status::Cancelled("receiver stopped");
-}
-
-// A write that failed (a full disk) left the spool refusing writes: cut it
-// back to its durable end and go on from there, or, while the disk still
-// refuses, retry with the reconnect backoff (no restart, nothing lost). A
-// unit cut short by the last connection is sent again from its start.
-Status Receiver::ResetSpoolTail() {
-  if (spool_->failed()) {
-    GEOSYNC_RETURN_IF_ERROR(spool_->ReopenWriter());
-    unit_open_ = false;
-  }
-  if (unit_open_) {
-    GEOSYNC_RETURN_IF_ERROR(spool_->AbandonIncompleteUnit());
-    unit_open_ = false;
-  }
-  return Status::Ok();
 }
 
 // A TCP connection to the upstream within peer_timeout; Stop() cuts it short.
@@ -156,7 +139,7 @@ asio::awaitable<Result<HelloReply>> Receiver::SayHello(PeerStream& stream, const
 }
 
 asio::awaitable<Status> Receiver::Session() {
-  GEOSYNC_RETURN_IF_ERROR_CO(ResetSpoolTail());
+  GEOSYNC_RETURN_IF_ERROR_CO(intake_.NewConnection());
   const std::string where = fmt::format("{}:{}", options_.upstream.host, options_.upstream.port);
   GEOSYNC_ASSIGN_OR_RETURN_CO(tcp::socket socket, co_await Connect(where));
   PeerStream stream(std::move(socket), options_.tls, /*compression_level=*/0);
@@ -183,7 +166,6 @@ asio::awaitable<Status> Receiver::Session() {
   spdlog::info("receiver: streaming from {} ({}) after {}", reply.source_site, where,
                durable.ToString());
   ack_wake_ = std::make_unique<asio::steady_timer>(ex_);
-  batch_decoder_ = std::make_unique<BatchDecoder>();
   auto result = co_await (ReceiveLoop(stream) || AckLoop(stream));
   ack_wake_.reset();
   co_return result.index() == 0 ? std::get<0>(result) : std::get<1>(result);
@@ -193,67 +175,33 @@ asio::awaitable<Status> Receiver::ReceiveLoop(PeerStream& stream) {
   while (!stopping_) {
     GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame frame,
                                 co_await stream.ReadFrame(options_.peer_timeout));
-    switch (frame.type) {
-      case FrameType::kData:
-        GEOSYNC_RETURN_IF_ERROR_CO(HandleData(frame.payload));
-        {
-          std::lock_guard lock(mu_);
-          status_.raw_bytes_in = stream.counters().raw_in;
-          status_.wire_bytes_in = stream.counters().wire_in;
-          status_.frames++;
-        }
-        ack_due_ = true;
-        if (ack_wake_) ack_wake_->cancel();
-        break;
-      case FrameType::kHeartbeat: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(Heartbeat hb, DecodeHeartbeat(AsBytes(frame.payload)));
-        std::lock_guard lock(mu_);
-        status_.primary_wal_lsn = hb.primary_wal_lsn;
-        status_.source_commit = hb.source_commit;
-        status_.source_time_us = hb.sender_time_us;
-        status_.local_time_us = NowUs();
-        break;
-      }
-      case FrameType::kError: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsBytes(frame.payload)));
-        co_return err.ToStatus();
-      }
-      default:
-        co_return Status::Protocol(
-            fmt::format("unexpected frame type {} from the source", static_cast<int>(frame.type)));
+    GEOSYNC_ASSIGN_OR_RETURN_CO(Intake in, intake_.OnFrame(frame, epoch_));
+    Report(in, stream);
+    if (in.kind == Intake::Kind::kData) {
+      if (on_durable_) on_durable_();
+      ack_due_ = true;
+      if (ack_wake_) ack_wake_->cancel();
     }
   }
   co_return Status::Cancelled("receiver stopped");
 }
 
-Status Receiver::HandleData(const std::string& payload) {
-  GEOSYNC_ASSIGN_OR_RETURN(std::vector<BatchRecord> records,
-                           batch_decoder_->Decode(AsBytes(payload)));
-  Position received;
-  uint64_t units = 0;
-  for (const auto& r : records) {
-    if (r.epoch > epoch_) {
-      return Status::Fenced(fmt::format("record at {} is from an epoch above the source's {}",
-                                        Position{r.epoch, r.lsn}.ToString(), epoch_.load()));
-    }
-    GEOSYNC_RETURN_IF_ERROR(spool_->Append(r.epoch, r.lsn, r.flags, AsBytes(r.payload)));
-    if (r.flags & kFirstInUnit) unit_open_ = true;
-    if (r.flags & kLastInUnit) {
-      unit_open_ = false;
-      received = Position{r.epoch, r.lsn};
-      units++;
-    }
+void Receiver::Report(const Intake& in, const PeerStream& stream) {
+  std::lock_guard lock(mu_);
+  if (in.kind == Intake::Kind::kHeartbeat) {
+    status_.primary_wal_lsn = in.heartbeat.primary_wal_lsn;
+    status_.source_commit = in.heartbeat.source_commit;
+    status_.source_time_us = in.heartbeat.sender_time_us;
+    status_.local_time_us = NowUs();
+    return;
   }
-  GEOSYNC_RETURN_IF_ERROR(spool_->Sync());
-  {
-    std::lock_guard lock(mu_);
-    status_.records += records.size();
-    status_.units += units;
-    if (received.lsn.valid()) status_.received = received;
-    status_.durable = spool_->durable();
-  }
-  if (on_durable_) on_durable_();
-  return Status::Ok();
+  status_.records += in.records;
+  status_.units += in.units;
+  if (in.received.lsn.valid()) status_.received = in.received;
+  status_.durable = in.durable;
+  status_.raw_bytes_in = stream.counters().raw_in;
+  status_.wire_bytes_in = stream.counters().wire_in;
+  status_.frames++;
 }
 
 asio::awaitable<Status> Receiver::AckLoop(PeerStream& stream) {

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "agent/net/peer_stream.h"
+#include "agent/replica/stream_intake.h"
 #include "agent/spool/spool.h"
 #include "common/config.h"
 #include "common/control.h"
@@ -74,13 +75,13 @@ class Receiver {
 
  private:
   asio::awaitable<Status> Session();
-  Status ResetSpoolTail();
   asio::awaitable<Result<asio::ip::tcp::socket>> Connect(const std::string& where);
   asio::awaitable<Result<HelloReply>> SayHello(PeerStream& stream, const std::string& where,
                                                Position durable);
   asio::awaitable<Status> ReceiveLoop(PeerStream& stream);
   asio::awaitable<Status> AckLoop(PeerStream& stream);
-  Status HandleData(const std::string& payload);
+  // Reports what the intake did with a frame.
+  void Report(const Intake& in, const PeerStream& stream);
 
   asio::any_io_executor ex_;
   ReceiverOptions options_;
@@ -93,7 +94,7 @@ class Receiver {
   std::atomic<bool> stopping_{false};
   mutable std::mutex mu_;
   ReceiverStatus status_;
-  bool unit_open_ = false;
+  StreamIntake intake_;
   bool ack_due_ = false;
   std::unique_ptr<asio::steady_timer> ack_wake_;
   // The reconnect backoff and the socket being connected: Stop() cancels
@@ -101,7 +102,6 @@ class Receiver {
   asio::steady_timer backoff_timer_;
   tcp::socket* connecting_ = nullptr;
   PeerStream* current_ = nullptr;
-  std::unique_ptr<BatchDecoder> batch_decoder_;  // one per connection
 };
 
 }  // namespace geosync

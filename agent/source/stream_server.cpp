@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/source/site_session.h"
 #include "common/clock.h"
 #include "common/control.h"
 #include "common/encoding.h"
@@ -228,14 +229,8 @@ asio::awaitable<Status> StreamServer::Send(std::shared_ptr<Session> session) {
   Position& last_sent = session->sent;
   while (!stopping_) {
     batch.clear();
-    while (batch.size() < options_.max_batch_bytes) {
-      auto rec = session->reader->Next();
-      if (!rec.ok()) co_return rec.status();
-      if (!rec->has_value()) break;
-      const SpoolRecord& r = **rec;
-      batch_encoder.Append(r.epoch, r.lsn, r.flags, r.payload, &batch);
-      if (r.last_in_unit()) last_sent = r.position();
-    }
+    GEOSYNC_RETURN_IF_ERROR_CO(
+        FillBatch(*session->reader, batch_encoder, options_.max_batch_bytes, &batch, &last_sent));
     if (!batch.empty()) {
       uint64_t before = session->stream.counters().wire_out;
       GEOSYNC_RETURN_IF_ERROR_CO(co_await session->stream.WriteFrame(FrameType::kData, batch));
@@ -297,31 +292,17 @@ asio::awaitable<Status> StreamServer::Receive(std::shared_ptr<Session> session) 
   while (!stopping_) {
     GEOSYNC_ASSIGN_OR_RETURN_CO(DecodedFrame frame,
                                 co_await session->stream.ReadFrame(options_.peer_timeout));
-    switch (frame.type) {
-      case FrameType::kAck: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(Ack ack, DecodeAck(AsBytes(frame.payload)));
-        AckBound bound{session->sent, options_.epoch, primary_wal_ ? primary_wal_() : Lsn()};
-        if (Status bad = CheckAck(ack, bound); !bad.ok()) {
-          // Nothing of it reaches the registry: a false ack could satisfy
-          // the sync quorum or release spool the site still needs.
-          if (options_.refusals) options_.refusals->Ack();
-          spdlog::error("site {} ({}): refused ack, closing its session: {}", session->site,
-                        session->stream.remote(), bad.message());
-          co_return Status::Protocol(fmt::format("site {}: {}", session->site, bad.message()));
-        }
-        registry_->Update(session->site, ack);
-        break;
-      }
-      case FrameType::kHeartbeat:
-        break;
-      case FrameType::kError: {
-        GEOSYNC_ASSIGN_OR_RETURN_CO(ErrorMessage err, DecodeErrorMessage(AsBytes(frame.payload)));
-        co_return err.ToStatus();
-      }
-      default:
-        co_return Status::Protocol(fmt::format("unexpected frame type {} from site {}",
-                                               static_cast<int>(frame.type), session->site));
+    AckBound bound{session->sent, options_.epoch, primary_wal_ ? primary_wal_() : Lsn()};
+    GEOSYNC_ASSIGN_OR_RETURN_CO(SiteFrame got, ReadSiteFrame(frame, bound, session->site));
+    if (got.kind == SiteFrame::Kind::kRefusedAck) {
+      // Nothing of it reaches the registry: a false ack could satisfy the
+      // sync quorum or release spool the site still needs.
+      if (options_.refusals) options_.refusals->Ack();
+      spdlog::error("site {} ({}): refused ack, closing its session: {}", session->site,
+                    session->stream.remote(), got.reason);
+      co_return Status::Protocol(fmt::format("site {}: {}", session->site, got.reason));
     }
+    if (got.kind == SiteFrame::Kind::kAck) registry_->Update(session->site, got.ack);
   }
   co_return Status::Cancelled("stream server stopping");
 }
