@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "agent/ctl/commands.h"
+#include "cli_main.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
 
@@ -37,17 +38,6 @@ int main(int argc, char** argv) {
   app.fallthrough();
   int exit_code = kExitOk;
   ctl::RegisterAll(app, &exit_code);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (auto done = ParseCommandLine(app, argc, argv)) return *done;
   return exit_code;
 }

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "agent/daemon/daemon.h"
+#include "cli_main.h"
 #include "common/config.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
@@ -22,16 +23,7 @@ int main(int argc, char** argv) {
   app.add_flag("--check", check_only,
                "load and validate the config, connect to PostgreSQL, then exit");
   app.set_version_flag("-V,--version", std::string("geosyncd ") + GEOSYNC_VERSION);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (auto done = ParseCommandLine(app, argc, argv)) return *done;
 
   auto config = LoadConfig(config_path);
   if (!config.ok()) {
