@@ -49,6 +49,8 @@ struct Flags {
   bool no_collapse = false;  // geosync's apply.collapse = false
   bool pglogical = true;     // also drain through pglogical (postgresql-15-pglogical)
   bool corrupt = false;      // change a target row before verifying: the run must exit 1
+  bool two_hosts = false;    // primary side on CPU 0, replica side on CPU 1 (taskset)
+  std::string perf_dir;      // perf record -a -g of each native and cold geosync drain
 };
 
 // Peak resident set size (VmHWM) of a live process, in MiB; -1 when unknown.
@@ -132,7 +134,9 @@ class ApplyBench {
     // Both replicas are named at the source: the spool keeps each backlog
     // until both have it.
     deploy_ = std::make_unique<testing::Deployment>(testing::DeploymentOptions{
-        .replicas = {"dublin", "warm"}, .configure_pg = [this](PgCluster& c) {
+        .replicas = {"dublin", "warm"},
+        .two_hosts = flags_.two_hosts,
+        .configure_pg = [this](PgCluster& c) {
           const bool pglogical = c.name() == "frankfurt" || c.name() == "pglogical";
           if (flags_.pglogical && pglogical) {
             c.SetSetting("shared_preload_libraries", "pglogical");
@@ -181,6 +185,10 @@ class ApplyBench {
     StopSite(*source_, "the source geosyncd");
     replica_ = &deploy_->AddReplica("dublin", ApplyConfig());
     warm_replica_ = &deploy_->AddReplica("warm", ApplyConfig());
+    if (flags_.two_hosts) {
+      std::cout << "two emulated hosts: primary, source agent and pgbench on CPU 0; targets, "
+                   "their agents and apply workers on CPU 1\n";
+    }
     std::cout << fmt::format("setup ({} clusters, pgbench -i -s {} each): {:.1f} s\n", pgl_ ? 5 : 4,
                              flags_.scale,
                              std::chrono::duration<double>(Clock::now() - t0).count());
@@ -311,6 +319,7 @@ class ApplyBench {
   }
 
   double DrainNative(Lsn target) {
+    PerfWindow perf(flags_.perf_dir, fmt::format("native-{}", ++native_drains_));
     auto t0 = Clock::now();
     native_->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
     double s = WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + native_subid_), target, t0,
@@ -335,12 +344,15 @@ class ApplyBench {
   // replica's origin passes `target`. Warm: then a second replica drains the
   // same backlog from the source's spool, timed the same way.
   void DrainGeosync(Lsn target, Drain* d) {
+    auto perf = std::make_unique<PerfWindow>(flags_.perf_dir,
+                                             fmt::format("geosync-cold-{}", ++geosync_drains_));
     auto t0 = Clock::now();
     Check(source_->Start(), "starting the source geosyncd");
     WaitListening(source_port_, deadline(), "the source geosyncd");
     Check(replica_->Start(), "starting the geosync replica");
     d->cold_s = WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), target, t0, deadline(),
                             "geosync replica (cold)");
+    perf.reset();
     std::cout << fmt::format("  geosync (cold: source and replica started) drained in {:.2f} s\n",
                              d->cold_s);
     rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(replica_->Pid()));
@@ -427,6 +439,7 @@ class ApplyBench {
   uint16_t source_port_ = 0;
   std::string native_subid_;
   double rss_source_mib_ = -1, rss_replica_mib_ = -1;
+  int native_drains_ = 0, geosync_drains_ = 0;
 };
 
 }  // namespace
@@ -455,6 +468,12 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag("--no-pglogical{false}", flags.pglogical,
                "skip the pglogical subscriber (postgresql-15-pglogical)");
+  app.add_flag("--two-hosts", flags.two_hosts,
+               "emulate two hosts: the primary, the source agent and pgbench on CPU 0; every "
+               "target and its agent or apply worker on CPU 1 (taskset)");
+  app.add_option("--perf", flags.perf_dir,
+                 "record `perf record -a -g` of each native and cold geosync drain into this "
+                 "directory (bench/perf_summary.sh summarises them)");
   app.add_flag("--no-collapse", flags.no_collapse,
                "geosync replica's apply.collapse = false (send every change in order)");
   app.add_flag("--corrupt", flags.corrupt,

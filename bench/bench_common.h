@@ -8,11 +8,14 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -23,6 +26,7 @@
 #include "common/lsn.h"
 #include "common/status.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
 #include "tests/support/site.h"
 #include "tests/support/wait.h"
 
@@ -178,5 +182,34 @@ inline bool VerifyTargets(testing::PgCluster& primary,
   if (!all) std::cout << "MISMATCH: at least one target differs from the primary\n";
   return all;
 }
+
+// `perf record -a -g` over one timed window (a drain), written to
+// <dir>/<name>.data, when `dir` is not empty: the whole machine while only
+// one system runs. bench/perf_summary.sh reads the files. A missing perf is
+// an error, never a skip.
+class PerfWindow {
+ public:
+  PerfWindow(const std::string& dir, const std::string& name) {
+    if (dir.empty()) return;
+    RequireExecutable("/usr/bin/perf");
+    std::filesystem::create_directories(dir);
+    testing::ProcessSpec spec;
+    spec.argv = {"/usr/bin/perf",           "record", "-a", "-g", "-F", "499", "--quiet", "-o",
+                 dir + "/" + name + ".data"};
+    spec.log_path = dir + "/" + name + ".log";
+    perf_ = std::make_unique<testing::ChildProcess>(spec);
+    Check(perf_->Start(), "starting perf record for " + name);
+  }
+  ~PerfWindow() {
+    if (!perf_) return;
+    (void)perf_->Kill(SIGINT);  // perf writes its file on SIGINT
+    (void)perf_->Wait(std::chrono::seconds(60));
+  }
+  PerfWindow(const PerfWindow&) = delete;
+  PerfWindow& operator=(const PerfWindow&) = delete;
+
+ private:
+  std::unique_ptr<testing::ChildProcess> perf_;
+};
 
 }  // namespace geosync::bench

@@ -23,6 +23,8 @@ PACKAGES=(
   # the promotion lock's compare-and-swap tests run a throwaway etcd; the
   # drill report test renders the HTML page in headless Chromium
   etcd-server chromium
+  # bench_apply --perf: the profile of each drain (bench/perf_summary.sh)
+  linux-perf
 )
 
 missing=()

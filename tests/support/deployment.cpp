@@ -42,6 +42,7 @@ PgCluster& Deployment::Pg(const std::string& site) {
   if (it != pg_.end()) return *it->second;
   PgClusterOptions o;
   o.name = site;
+  o.cpu = Cpu(site);
   auto pg = std::make_unique<PgCluster>(o);
   if (options_.configure_pg) options_.configure_pg(*pg);
   Require(pg->Start());
@@ -80,6 +81,11 @@ nlohmann::json Deployment::AdminBlock(const std::string& site) {
           {"token_file", token_file_}};
 }
 
+int Deployment::Cpu(const std::string& site) const {
+  if (!options_.two_hosts) return -1;
+  return site == options_.source ? 0 : 1;
+}
+
 std::vector<std::string> Deployment::Others(const std::string& site) const {
   std::vector<std::string> all = {options_.source};
   all.insert(all.end(), options_.replicas.begin(), options_.replicas.end());
@@ -103,6 +109,7 @@ SiteSpec Deployment::ReplicaSpec(const std::string& name, const nlohmann::json& 
   s.name = name;
   s.dsn = (pg != nullptr ? *pg : Pg(name)).ConnInfo();
   s.upstream_port = upstream_port != 0 ? upstream_port : SourcePort();
+  s.cpu = Cpu(name);
   if (options_.admin) s.extra["admin"] = AdminBlock(name);
   if (options_.every_site_can_lead) {
     s.listen_port = StreamPort(name);

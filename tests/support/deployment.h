@@ -42,6 +42,9 @@ struct DeploymentOptions {
   // has its own listen address, the names of the others, and the topology
   // file.
   bool every_site_can_lead = false;
+  // Two emulated hosts: the source's PostgreSQL, its agent and the clients
+  // run on CPU 0, every other site's on CPU 1 (taskset).
+  bool two_hosts = false;
   // Called on each new PostgreSQL before its first start (SetSetting...).
   std::function<void(PgCluster&)> configure_pg = nullptr;
 };
@@ -122,6 +125,7 @@ class Deployment {
 
  private:
   std::vector<std::string> Others(const std::string& site) const;
+  int Cpu(const std::string& site) const;
 
   DeploymentOptions options_;
   TempDir dir_{"deploy"};

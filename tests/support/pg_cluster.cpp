@@ -97,10 +97,12 @@ std::string Join(const std::vector<std::string>& argv) {
 
 // Runs a server-side tool (initdb, pg_ctl) as the cluster's owner; non-zero
 // exit is an error carrying the tool's output.
-Result<std::string> RunAsPostgres(const std::vector<std::string>& argv, const std::string& cwd) {
+Result<std::string> RunAsPostgres(const std::vector<std::string>& argv, const std::string& cwd,
+                                  int cpu = -1) {
   ProcessSpec spec;
   spec.argv = AsPostgres(argv);
   spec.cwd = cwd;  // the test's cwd may not be readable by `postgres`
+  spec.cpu = cpu;
   GEOSYNC_ASSIGN_OR_RETURN(ProcessOutput out, RunProgram(spec, kToolDeadline));
   if (out.exit_status != 0) {
     return Status::Io(fmt::format("`{}` failed ({}):\n{}", Join(spec.argv),
@@ -340,7 +342,7 @@ Status PgCluster::WriteConfig() const {
 Status PgCluster::RunPgCtl(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {bindir_ + "/pg_ctl"};
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunAsPostgres(argv, root_).status();
+  return RunAsPostgres(argv, root_, options_.cpu).status();
 }
 
 Status PgCluster::Start() {
@@ -486,6 +488,7 @@ Result<ProcessOutput> PgCluster::RunClientTool(const std::string& program,
   spec.argv = {bindir_ + "/" + program};
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.env = {{"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(port_)}, {"PGUSER", "postgres"}};
+  spec.cpu = options_.cpu;
   return RunProgram(spec, milliseconds(seconds(600)));
 }
 

@@ -29,6 +29,9 @@ struct PgClusterOptions {
   // the template's system identifier, which a test of site identity must not
   // see. The env var GEOSYNC_PG_TEMPLATE=1 turns it on for every cluster.
   bool from_template = false;
+  // >= 0: the server and the client programs run here (RunPgbench,
+  // RunClientTool) run on this CPU only. The benchmarks' two emulated hosts.
+  int cpu = -1;
 };
 
 enum class StopMode { kFast, kImmediate };

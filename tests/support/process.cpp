@@ -90,6 +90,9 @@ Result<pid_t> Spawn(const ProcessSpec& spec, const std::string& out_path) {
   posix_spawnattr_setsigdefault(&sa.attr, &defaults);
 
   std::vector<std::string> argv_strings = spec.argv;
+  if (spec.cpu >= 0) {
+    argv_strings.insert(argv_strings.begin(), {"taskset", "-c", std::to_string(spec.cpu)});
+  }
   std::vector<std::string> env_strings = BuildEnv(spec);
   std::vector<char*> argv = CStrings(argv_strings);
   std::vector<char*> envp = CStrings(env_strings);

@@ -24,6 +24,9 @@ struct ProcessSpec {
   std::string log_path;
   // Working directory of the child; empty inherits the test's.
   std::string cwd;
+  // >= 0: the child, and every process it starts, runs on this CPU only
+  // (taskset -c), as the benchmarks' two emulated hosts need.
+  int cpu = -1;
 };
 
 // Exit status as one int: the exit code (>= 0), or minus the signal number

@@ -69,6 +69,7 @@ GeoSite::GeoSite(SiteSpec spec) : spec_(std::move(spec)) {
   ProcessSpec ps;
   ps.argv = {BinaryPath("geosyncd"), "--config", config_path_};
   ps.log_path = dir_ + "/geosyncd.log";
+  ps.cpu = spec_.cpu;
   process_ = std::make_unique<ChildProcess>(ps);
 }
 

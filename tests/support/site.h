@@ -36,6 +36,7 @@ struct SiteSpec {
   uint16_t upstream_port = 0;                       // replica
   std::vector<std::string> sites;                   // source: allowed replicas
   nlohmann::json extra = nlohmann::json::object();  // merged into the config
+  int cpu = -1;  // >= 0: geosyncd runs on this CPU only (ProcessSpec::cpu)
 };
 
 class GeoSite {
