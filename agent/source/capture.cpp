@@ -23,9 +23,10 @@ constexpr uint64_t kIdleEveryMessages = 2048;
 // Group commit: when the socket runs dry less than this long after the first
 // message since the last sync, capture waits out the rest of it for more
 // before it fsyncs. A flowing stream (a backlog, a busy primary) is then
-// fsynced in groups rather than at every read that empties the socket; no
-// transaction waits longer than this for its sync. PostgreSQL's commit_delay
-// works the same way.
+// fsynced in groups rather than at every read that empties the socket. The
+// wait delays a sync by at most this much; a stream that never runs dry is
+// synced every kIdleEveryMessages as before. PostgreSQL's commit_delay works
+// the same way.
 constexpr std::chrono::microseconds kGroupCommitWindow{2000};
 
 // Text output that is the same on every site: the applier sets the same.

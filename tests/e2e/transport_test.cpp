@@ -29,6 +29,7 @@
 #include "tests/support/process.h"
 #include "tests/support/raw_peer.h"
 #include "tests/support/site.h"
+#include "tests/support/spool_records.h"
 #include "tests/support/test_env.h"
 #include "tests/support/wait.h"
 
@@ -42,18 +43,8 @@ std::vector<SpoolRecord> ReadSpool(const std::string& dir) {
   o.dir = dir;
   auto spool = Spool::Open(o);
   EXPECT_TRUE(spool.ok()) << spool.status().ToString();
-  std::vector<SpoolRecord> out;
-  if (!spool.ok()) return out;
-  auto reader = (*spool)->ReadFrom(Position{});
-  EXPECT_TRUE(reader.ok()) << reader.status().ToString();
-  if (!reader.ok()) return out;
-  for (;;) {
-    auto rec = (*reader)->Next();
-    EXPECT_TRUE(rec.ok()) << rec.status().ToString();
-    if (!rec.ok() || !rec->has_value()) break;
-    out.push_back(std::move(**rec));
-  }
-  return out;
+  if (!spool.ok()) return {};
+  return ReadAllRecords(**spool);
 }
 
 class TransportE2E : public DeploymentTest {

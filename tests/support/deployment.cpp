@@ -139,13 +139,6 @@ GeoSite& Deployment::Replace(SiteSpec spec) {
   return Add(std::move(spec));
 }
 
-GeoSite& Deployment::Site(const std::string& name) {
-  for (auto it = sites_.rbegin(); it != sites_.rend(); ++it) {
-    if ((*it)->spec().name == name) return **it;
-  }
-  throw std::runtime_error("the deployment has no site " + name);
-}
-
 void Deployment::ClearSites() { sites_.clear(); }
 
 void Deployment::Drop(const std::string& site) {

@@ -92,8 +92,6 @@ class Deployment {
   GeoSite& Add(SiteSpec spec);
   // Kills and forgets the agent named spec.name, then adds one from `spec`.
   GeoSite& Replace(SiteSpec spec);
-  // The agent added last under `name`.
-  GeoSite& Site(const std::string& name);
   // Kills and forgets every agent (their PostgreSQL servers stay).
   void ClearSites();
   // Kills and forgets the site's agents, stops its PostgreSQL and removes

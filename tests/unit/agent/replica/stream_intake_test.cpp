@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "tests/support/spool_records.h"
 #include "tests/support/temp_dir.h"
 
 namespace geosync {
@@ -37,14 +38,7 @@ class StreamIntakeTest : public ::testing::Test {
   // Every record the spool holds, in order.
   std::vector<BatchRecord> SpoolRecords() {
     std::vector<BatchRecord> out;
-    auto reader = spool_->ReadFrom(Position{});
-    EXPECT_TRUE(reader.ok()) << reader.status().ToString();
-    if (!reader.ok()) return out;
-    for (;;) {
-      auto rec = (*reader)->Next();
-      EXPECT_TRUE(rec.ok()) << rec.status().ToString();
-      if (!rec.ok() || !rec->has_value()) break;
-      const SpoolRecord& r = **rec;
+    for (const SpoolRecord& r : testing::ReadAllRecords(*spool_)) {
       out.push_back({r.epoch, r.lsn, r.flags, std::string(r.payload.begin(), r.payload.end())});
     }
     return out;
