@@ -111,6 +111,9 @@ void ReadApply(JsonReader& root, ApplyConfig* apply) {
   int64_t rows = apply->rows_per_statement;
   r.Int("rows_per_statement", 1, 4096, &rows);
   apply->rows_per_statement = static_cast<int>(rows);
+  int64_t workers = apply->workers;
+  r.Int("workers", 0, 64, &workers);
+  apply->workers = static_cast<int>(workers);
   apply->batch_max_txns = static_cast<int>(txns);
   apply->batch_max_ms = static_cast<int>(ms);
   apply->batch_max_bytes = static_cast<uint64_t>(mb) << 20;

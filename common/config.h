@@ -66,6 +66,10 @@ struct ApplyConfig {
   // Inserts into one table, and updates by key, are sent as multi-row
   // statements of up to this many rows (docs/apply.md); 1: one row each.
   int rows_per_statement = 128;
+  // Replica sessions applying independent groups at once, committed in
+  // source order (docs/apply.md, "Parallel apply"); 1: one session; 0:
+  // the CPUs geosyncd may run on, at most 2 (ApplyWorkers()).
+  int workers = 0;
 };
 
 struct SeedConfig {

@@ -158,6 +158,13 @@ std::string MetricsText(const ReplicaSnapshot& s) {
   w.One("geosync_apply_collapse_fallbacks_total", "counter",
         "Collapsed groups that failed with a constraint error and were applied in plain order.",
         Num(s.collapse_fallbacks));
+  w.One("geosync_apply_parallel_groups_total", "counter",
+        "Groups sent while an earlier group was still being applied on another session "
+        "(apply.workers).",
+        Num(s.parallel_groups));
+  w.One("geosync_apply_parallel_fallbacks_total", "counter",
+        "Parallel groups that failed and were applied again from the origin one at a time.",
+        Num(s.parallel_fallbacks));
   w.One("geosync_apply_ddl_refused_total", "counter",
         "DDL messages not run: they failed the allow-list or named no role (docs/security.md).",
         Num(s.ddl_refused));

@@ -164,9 +164,10 @@ struct ReplicaSnapshot {
   uint64_t receiver_reconnects = 0;
   uint64_t txns = 0, changes = 0, groups = 0, apply_bytes = 0, skipped = 0;
   uint64_t apply_reconnects = 0, batch_retries = 0, apply_failures = 0;
-  uint64_t collapsed = 0, collapse_fallbacks = 0;  // apply.collapse (docs/apply.md)
-  uint64_t ddl_refused = 0;                        // DDL messages not run (docs/security.md)
-  double apply_rate = 0;                           // source transactions per second
+  uint64_t collapsed = 0, collapse_fallbacks = 0;        // apply.collapse (docs/apply.md)
+  uint64_t parallel_groups = 0, parallel_fallbacks = 0;  // apply.workers (docs/apply.md)
+  uint64_t ddl_refused = 0;                              // DDL messages not run (docs/security.md)
+  double apply_rate = 0;                                 // source transactions per second
   SeedSnapshot seed;
 };
 

@@ -65,6 +65,8 @@ void ReplicaView::AddApply(admin::ReplicaSnapshot& s) const {
   s.batch_retries = as.batch_retries;
   s.collapsed = as.collapsed;
   s.collapse_fallbacks = as.collapse_fallbacks;
+  s.parallel_groups = as.parallel_groups;
+  s.parallel_fallbacks = as.parallel_fallbacks;
   s.ddl_refused = as.ddl_refused;
   s.apply_retrying = as.retrying;
   s.apply_rate = rate.PerSecond();

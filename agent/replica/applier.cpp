@@ -11,6 +11,8 @@
 #include <ctime>
 #include <optional>
 
+#include <sched.h>
+
 #include "common/ddl_text.h"
 #include "common/encoding.h"
 #include "common/logical_message.h"
@@ -18,6 +20,10 @@
 
 namespace geosync {
 namespace {
+
+// How often apply looks at the oldest parallel group's results while
+// waiting for more durable units.
+constexpr std::chrono::milliseconds kInFlightWait{1};
 
 constexpr std::string_view kXactSetupSql =
     "SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn, "
@@ -49,17 +55,36 @@ bool IsSqlMessage(const Event& e) {
   return m && (m->prefix == kDdlPrefix || m->prefix == kSequencesPrefix);
 }
 
+// The error of units[index], named by its source transaction.
+Status NameUnit(std::span<const ApplyUnit> units, int index, std::string_view target,
+                const Status& cause) {
+  if (index < 0 || static_cast<size_t>(index) >= units.size()) return cause;
+  const ApplyUnit& u = units[index];
+  std::string who = u.is_txn ? fmt::format("applying xid {} (commit {})", u.begin.xid,
+                                           u.commit.commit_lsn.ToString())
+                             : fmt::format("applying spool unit {}", u.position.ToString());
+  std::string text = cause.code() == Code::kPostgres ? cause.ToString() : cause.message();
+  return Status(cause.code(), fmt::format("{}{}: {}", who, target, text), cause.sqlstate());
+}
+
 }  // namespace
 
+ApplySession::ApplySession(int statements_per_sync, const NameError& name_error)
+    : pipeline(&conn, statements_per_sync,
+               [this, name_error](int unit, std::string_view target, const Status& cause) {
+                 return name_error(units, unit, target, cause);
+               }) {}
+
 Applier::Applier(ApplierOptions options, Spool* spool)
-    : options_(std::move(options)),
-      spool_(spool),
-      pipeline_(&conn_, options_.statements_per_sync,
-                [this](int unit, std::string_view target, const Status& cause) {
-                  return UnitError(unit, target, cause);
-                }) {
+    : options_(std::move(options)), spool_(spool) {
   options_.batch.batch_max_txns = std::max(1, options_.batch.batch_max_txns);
   options_.statements_per_sync = std::max(1, options_.statements_per_sync);
+  options_.batch.workers = ApplyWorkers(options_.batch.workers);
+  origin_per_commit_ = options_.batch.workers > 1;
+  for (int i = 0; i < options_.batch.workers; ++i) {
+    sessions_.push_back(std::make_unique<ApplySession>(options_.statements_per_sync, &NameUnit));
+  }
+  s_ = sessions_.front().get();
 }
 
 Applier::~Applier() = default;
@@ -145,6 +170,13 @@ Status Applier::Run() {
     }
   }
   Disconnect();
+  {
+    std::lock_guard lock(mu_);
+    spdlog::info(
+        "apply: {} transactions applied in {} replica transactions ({} sent while another "
+        "was running, {} parallel fallbacks)",
+        stats_.txns, stats_.groups, stats_.parallel_groups, stats_.parallel_fallbacks);
+  }
   if (st.code() != Code::kCancelled) {
     // Unit errors already say "PostgreSQL error <SQLSTATE>".
     const bool named = st.message().find("PostgreSQL error " + st.sqlstate()) != std::string::npos;
@@ -155,6 +187,9 @@ Status Applier::Run() {
   return st;
 }
 
+// Groups are collected and applied one after the other; with apply.workers
+// > 1 a group whose writeset conflicts with no group in flight is sent on a
+// free session without waiting for the earlier ones, which commit first.
 Status Applier::ApplyLoop(std::chrono::milliseconds* delay) {
   while (true) {
     uint64_t seen;
@@ -163,18 +198,45 @@ Status Applier::ApplyLoop(std::chrono::milliseconds* delay) {
       if (stop_) return Status::Cancelled("applier stopped");
       seen = durable_seq_;
     }
+    if (sessions_.size() > 1 && check_reorder_) {
+      GEOSYNC_RETURN_IF_ERROR(FinishInFlight(in_flight_.size()));
+      s_ = sessions_.front().get();
+      GEOSYNC_RETURN_IF_ERROR(CheckReorderSafe());
+    }
     std::vector<Unit> group;
-    GEOSYNC_RETURN_IF_ERROR(CollectGroup(&group));
+    GroupWrites writes;
+    const bool parallel = Parallel();
+    GEOSYNC_RETURN_IF_ERROR(CollectGroup(&group, parallel ? &writes : nullptr));
+    if (group.empty() && !in_flight_.empty()) {
+      // The oldest group commits once its results are in; until then, what
+      // the receiver makes durable can be sent beside it.
+      auto done = in_flight_.front()->pipeline.DrainArrived();
+      if (!done.ok()) {
+        GEOSYNC_RETURN_IF_ERROR(ParallelFailed(done.status()));
+      } else if (*done) {
+        GEOSYNC_RETURN_IF_ERROR(FinishInFlight(1));
+      } else {
+        WaitForData(seen, kInFlightWait);
+      }
+      continue;
+    }
     if (group.empty()) {
+      s_ = sessions_.front().get();
       // Every group collected before the hold has committed.
       MarkHeldIfReached();
       GEOSYNC_RETURN_IF_ERROR(UpdateFlushed(true));
-      WaitForData(seen);
+      WaitForData(seen, options_.idle_poll);
       continue;
     }
-    GEOSYNC_RETURN_IF_ERROR(ApplyGroup(group));
+    if (parallel && !writes.serial) {
+      GEOSYNC_RETURN_IF_ERROR(SendInParallel(std::move(group), std::move(writes.writes)));
+    } else {
+      GEOSYNC_RETURN_IF_ERROR(FinishInFlight(in_flight_.size()));
+      s_ = sessions_.front().get();
+      GEOSYNC_RETURN_IF_ERROR(ApplyGroup(group));
+      GEOSYNC_RETURN_IF_ERROR(UpdateFlushed(false));
+    }
     *delay = options_.retry_min;  // progress: the next failure starts a new backoff
-    GEOSYNC_RETURN_IF_ERROR(UpdateFlushed(false));
   }
 }
 
@@ -185,9 +247,9 @@ bool Applier::Backoff(std::chrono::milliseconds* delay) {
   return !stop_;
 }
 
-void Applier::WaitForData(uint64_t seen) {
+bool Applier::WaitForData(uint64_t seen, std::chrono::milliseconds max) {
   std::unique_lock lock(mu_);
-  cv_.wait_for(lock, options_.idle_poll, [&] { return stop_ || durable_seq_ != seen; });
+  return cv_.wait_for(lock, max, [&] { return stop_ || durable_seq_ != seen; });
 }
 
 // ---- Applying ------------------------------------------------------------------
@@ -259,21 +321,37 @@ Status Applier::ApplyOne(Unit& unit) {
 // after every change's result was checked, so a failure rolls back the whole
 // replica transaction.
 Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* reordered) {
-  GEOSYNC_RETURN_IF_ERROR(CheckConnected());
-  if (check_reorder_ && !pipeline_.in_pipeline()) GEOSYNC_RETURN_IF_ERROR(CheckReorderSafe());
-  current_ = units;
-  pipeline_.error() = Status::Ok();
-  const Unit* last_txn = nullptr;
-  bool needs_sql = false;
-  for (const Unit& u : units) {
-    if (u.is_txn) last_txn = &u;
-    needs_sql =
-        needs_sql || u.is_txn || std::any_of(u.events.begin(), u.events.end(), IsSqlMessage);
-  }
-  if (!needs_sql) {  // heartbeats only
+  Status st = SendGroup(units, collapse);
+  if (reordered) *reordered = s_->reordered;
+  if (st.ok() && !s_->needs_sql) {  // heartbeats only
     RecordApplied(units, 0);
     return Status::Ok();
   }
+  // The server is busy with the group: read the next one meanwhile.
+  if (st.ok()) {
+    st = units_.ReadAhead(static_cast<size_t>(options_.batch.batch_max_txns),
+                          options_.batch.batch_max_bytes);
+  }
+  if (st.ok()) return FinishGroup();
+  if (!st.retryable()) Rollback();
+  return st;
+}
+
+Status Applier::SendGroup(std::span<Unit> units, bool collapse) {
+  ApplySession& s = *s_;
+  s.reordered = false;
+  GEOSYNC_RETURN_IF_ERROR(CheckConnected());
+  if (check_reorder_ && !s.pipeline.in_pipeline()) GEOSYNC_RETURN_IF_ERROR(CheckReorderSafe());
+  s.units = units;
+  s.pipeline.error() = Status::Ok();
+  s.last_txn = nullptr;
+  s.needs_sql = false;
+  for (const Unit& u : units) {
+    if (u.is_txn) s.last_txn = &u;
+    s.needs_sql =
+        s.needs_sql || u.is_txn || std::any_of(u.events.begin(), u.events.end(), IsSqlMessage);
+  }
+  if (!s.needs_sql) return Status::Ok();
   std::optional<CollapsePlan> plan;
   // A trigger that fires during apply could see the states collapsing skips.
   if (collapse && reorder_ok_ && !plain_ && !skipping_ && units.size() > 1) {
@@ -283,48 +361,54 @@ Status Applier::ApplyInTransaction(std::span<Unit> units, bool collapse, bool* r
     plan = PlanCollapse(events, relations_);
     if (plan->removed == 0) plan.reset();
   }
-  if (last_txn) GEOSYNC_RETURN_IF_ERROR(UseOriginFor(last_txn->position.epoch));
+  if (s.last_txn) GEOSYNC_RETURN_IF_ERROR(UseOriginFor(s.last_txn->position.epoch));
   runs_.clear();
   group_row_statements_ = 0;
   group_update_runs_ = false;
-  GEOSYNC_RETURN_IF_ERROR(pipeline_.Enter());
-  Status st = pipeline_.SendSimple("BEGIN", {}, Expected{});
-  for (size_t i = 0; st.ok() && pipeline_.error().ok() && i < units.size(); ++i) {
+  GEOSYNC_RETURN_IF_ERROR(s.pipeline.Enter());
+  Status st = s.pipeline.SendSimple("BEGIN", {}, Expected{});
+  // A parallel group waits for no lock of an earlier one (writeset.h); one
+  // that does is applied again alone rather than left waiting on a commit
+  // that must come after its own.
+  if (st.ok() && !in_flight_.empty()) {
+    st = s.pipeline.SendSimple("SET LOCAL lock_timeout = '5s'", {}, Expected{});
+  }
+  for (size_t i = 0; st.ok() && s.pipeline.error().ok() && i < units.size(); ++i) {
     st = SendUnit(units[i], static_cast<int>(i), plan ? &*plan : nullptr);
   }
-  if (st.ok() && pipeline_.error().ok()) st = FlushRuns();
+  if (st.ok() && s.pipeline.error().ok()) st = FlushRuns();
   runs_.clear();
-  if (st.ok()) st = pipeline_.Sync();
-  // The server is busy with the group: read the next one meanwhile.
+  if (st.ok()) st = s.pipeline.Sync();
+  s.reordered = plan.has_value() || group_update_runs_;
+  s.collapsed = plan ? plan->removed : 0;
+  s.row_statements = group_row_statements_;
+  return st;
+}
+
+Status Applier::FinishGroup() {
+  ApplySession& s = *s_;
+  Status st = s.pipeline.Drain(0);
+  if (st.ok()) st = s.pipeline.error();
   if (st.ok()) {
-    st = units_.ReadAhead(static_cast<size_t>(options_.batch.batch_max_txns),
-                          options_.batch.batch_max_bytes);
-  }
-  if (st.ok()) st = pipeline_.Drain(0);
-  if (st.ok()) st = pipeline_.error();
-  if (st.ok()) {
-    st = last_txn ? SendCommit(*last_txn)
-                  : pipeline_.SendSimple("COMMIT", {}, Expected(Expected::kCommit));
-    if (st.ok()) st = pipeline_.Sync();
-    if (st.ok()) st = pipeline_.Drain(0);
-    if (st.ok() && !pipeline_.error().ok()) {
+    st = s.last_txn ? SendCommit(*s.last_txn)
+                    : s.pipeline.SendSimple("COMMIT", {}, Expected(Expected::kCommit));
+    if (st.ok()) st = s.pipeline.Sync();
+    if (st.ok()) st = s.pipeline.Drain(0);
+    if (st.ok() && !s.pipeline.error().ok()) {
       // A deferred constraint or the commit itself failed: with one source
       // transaction, it is that transaction's error.
-      st = units.size() == 1 ? UnitError(0, "", pipeline_.error()) : pipeline_.error();
+      st = s.units.size() == 1 ? UnitError(0, "", s.pipeline.error()) : s.pipeline.error();
     }
   }
-  if (st.ok()) st = pipeline_.Exit();
-  if (reordered) *reordered = plan.has_value() || group_update_runs_;
+  if (st.ok()) st = s.pipeline.Exit();
   if (!st.ok()) {
     if (!st.retryable()) Rollback();
     return st;
   }
-  RecordApplied(units, 1);
-  {
-    std::lock_guard lock(mu_);
-    if (plan) stats_.collapsed += plan->removed;
-    stats_.row_statements += group_row_statements_;
-  }
+  RecordApplied(s.units, 1);
+  std::lock_guard lock(mu_);
+  stats_.collapsed += s.collapsed;
+  stats_.row_statements += s.row_statements;
   return Status::Ok();
 }
 
@@ -353,7 +437,7 @@ Status Applier::SendUnit(const Unit& unit, int index, const CollapsePlan* plan) 
       if (st.ok()) st = SendMessage(*message, index);
     }
     GEOSYNC_RETURN_IF_ERROR(st);
-    if (!pipeline_.error().ok()) return Status::Ok();  // the rest would be discarded
+    if (!s_->pipeline.error().ok()) return Status::Ok();  // the rest would be discarded
   }
   return Status::Ok();
 }
@@ -375,7 +459,7 @@ Status Applier::SendChange(const RowChange& change, int index) {
   if (Batchable(*rel, shaped->shape)) return QueueRow(*rel, std::move(shaped).value(), index);
   GEOSYNC_RETURN_IF_ERROR(FlushRuns(reorder_ok_ ? change.rel_oid : 0));
   bool created = false;
-  const StatementCache::Entry& entry = cache_.Get(*rel, shaped->shape, &created);
+  const StatementCache::Entry& entry = s_->cache.Get(*rel, shaped->shape, &created);
   Expected expected{Expected::kChange, index, target};
   group_row_statements_++;
   if (change.op != RowOp::kInsert) {
@@ -384,7 +468,7 @@ Status Applier::SendChange(const RowChange& change, int index) {
         fmt::format("{} found no row with {}", change.op == RowOp::kUpdate ? "update" : "delete",
                     DescribeKey(*rel, *shaped));
   }
-  return pipeline_.SendPrepared(entry, created, shaped->params, std::move(expected));
+  return s_->pipeline.SendPrepared(entry, created, shaped->params, std::move(expected));
 }
 
 // Tables are named from the transaction's Relation events. The source lists
@@ -402,7 +486,7 @@ Status Applier::SendTruncate(const TruncateEvent& truncate, int index) {
   std::string sql = "TRUNCATE TABLE " + names;
   if (truncate.restart_identity) sql += " RESTART IDENTITY";
   if (truncate.cascade) sql += " CASCADE";
-  return pipeline_.SendSimple(sql, {}, Expected(Expected::kCommand, index, " to " + display));
+  return s_->pipeline.SendSimple(sql, {}, Expected(Expected::kCommand, index, " to " + display));
 }
 
 // Progress is committed with the data: the origin moves to the group's last
@@ -410,11 +494,21 @@ Status Applier::SendTruncate(const TruncateEvent& truncate, int index) {
 // transaction an xid, so that even an empty one (a skipped transaction)
 // writes a commit record that carries the origin's progress.
 Status Applier::SendCommit(const Unit& last_txn) {
-  GEOSYNC_RETURN_IF_ERROR(pipeline_.SendSimple(
+  StatementPipeline& pipeline = s_->pipeline;
+  // Several sessions take the origin in turn, one commit at a time: the one
+  // before has committed and given it back (FinishInFlight).
+  if (origin_per_commit_) {
+    GEOSYNC_RETURN_IF_ERROR(pipeline.SendSimple(
+        "SELECT pg_catalog.pg_replication_origin_session_setup($1)", {origin_name_}, Expected{}));
+  }
+  GEOSYNC_RETURN_IF_ERROR(pipeline.SendSimple(
       std::string(kXactSetupSql),
       {last_txn.commit.end_lsn.ToString(), TimestampLiteral(last_txn.commit.commit_time)},
       Expected{}));
-  return pipeline_.SendSimple("COMMIT", {}, Expected(Expected::kCommit));
+  GEOSYNC_RETURN_IF_ERROR(pipeline.SendSimple("COMMIT", {}, Expected(Expected::kCommit)));
+  if (!origin_per_commit_) return Status::Ok();
+  return pipeline.SendSimple("SELECT pg_catalog.pg_replication_origin_session_reset()", {},
+                             Expected{});
 }
 
 void Applier::RecordApplied(std::span<Unit> units, uint64_t groups) {
@@ -446,44 +540,54 @@ void Applier::RecordApplied(std::span<Unit> units, uint64_t groups) {
 }
 
 Status Applier::UnitError(int index, std::string_view target, const Status& cause) const {
-  if (index < 0 || static_cast<size_t>(index) >= current_.size()) return cause;
-  const Unit& u = current_[index];
-  std::string who = u.is_txn ? fmt::format("applying xid {} (commit {})", u.begin.xid,
-                                           u.commit.commit_lsn.ToString())
-                             : fmt::format("applying spool unit {}", u.position.ToString());
-  std::string text = cause.code() == Code::kPostgres ? cause.ToString() : cause.message();
-  return Status(cause.code(), fmt::format("{}{}: {}", who, target, text), cause.sqlstate());
+  return NameUnit(s_->units, index, target, cause);
 }
 
 // ---- Pipeline plumbing -------------------------------------------------------
 
 Status Applier::CheckConnected() const {
-  if (conn_.connected()) return Status::Ok();
+  if (s_->conn.connected()) return Status::Ok();
   return Status::Postgres("the connection to the replica is closed", "08003");
 }
 
 // Ends a failed replica transaction. Statements prepared in it may or may not
 // exist (a prepare after an error is skipped), so all are deallocated.
 void Applier::Rollback() {
-  cache_.Clear();
-  if (!conn_.connected()) return;
-  const Status saved = pipeline_.error();
-  Status st = pipeline_.Enter();
-  if (st.ok() && pipeline_.unsynced() > 0) st = pipeline_.Sync();
-  if (st.ok()) st = pipeline_.Drain(0);
-  if (st.ok()) st = pipeline_.SendSimple("ROLLBACK", {}, Expected{});
-  if (st.ok()) st = pipeline_.SendSimple("DEALLOCATE ALL", {}, Expected{});
-  if (st.ok()) st = pipeline_.Sync();
-  if (st.ok()) st = pipeline_.Drain(0);
-  if (st.ok()) st = pipeline_.Exit();
+  ApplySession& s = *s_;
+  s.cache.Clear();
+  if (!s.conn.connected()) return;
+  const Status saved = s.pipeline.error();
+  Status st = s.pipeline.Enter();
+  if (st.ok() && s.pipeline.unsynced() > 0) st = s.pipeline.Sync();
+  if (st.ok()) st = s.pipeline.Drain(0);
+  if (st.ok()) st = s.pipeline.SendSimple("ROLLBACK", {}, Expected{});
+  if (st.ok()) st = s.pipeline.SendSimple("DEALLOCATE ALL", {}, Expected{});
+  // A commit that failed after taking the origin (SendCommit) still holds it.
+  if (st.ok() && origin_per_commit_) {
+    st = s.pipeline.SendSimple(
+        "SELECT pg_catalog.pg_replication_origin_session_reset() "
+        "WHERE pg_catalog.pg_replication_origin_session_is_setup()",
+        {}, Expected{});
+  }
+  if (st.ok()) st = s.pipeline.Sync();
+  if (st.ok()) st = s.pipeline.Drain(0);
+  if (st.ok()) st = s.pipeline.Exit();
   if (!st.ok()) {
     // The server rolls back when the session ends; the next statement sees
     // the closed connection and Run() reconnects.
     spdlog::warn("apply: rolling back: {}; closing the session", st.ToString());
-    conn_ = PgConn();
-    pipeline_.Reset();
+    s.conn = PgConn();
+    s.pipeline.Reset();
   }
-  pipeline_.error() = saved;
+  s.pipeline.error() = saved;
+}
+
+int ApplyWorkers(int configured) {
+  if (configured > 0) return configured;
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (sched_getaffinity(0, sizeof cpus, &cpus) != 0) return 1;
+  return std::clamp(CPU_COUNT(&cpus), 1, 2);
 }
 
 ApplierOptions ApplierOptions::FromConfig(const Config& config) {

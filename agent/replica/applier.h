@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +26,7 @@
 #include "agent/replica/statement_cache.h"
 #include "agent/replica/statement_pipeline.h"
 #include "agent/replica/unit_reader.h"
+#include "agent/replica/writeset.h"
 #include "agent/spool/spool.h"
 #include "common/change.h"
 #include "common/config.h"
@@ -32,6 +34,11 @@
 #include "common/status.h"
 
 namespace geosync {
+
+// apply.workers: `configured`, or for 0 the CPUs this process may run on
+// (sched_getaffinity), at most 2: parallel apply needs a CPU for each
+// backend, and 2 is what bench/bench_apply measured (docs/benchmarks.md).
+int ApplyWorkers(int configured);
 
 struct ApplierOptions {
   std::string conninfo;  // the replica database; needs superuser (origins, replica role)
@@ -59,6 +66,31 @@ struct PendingRun {
   std::unordered_set<std::string> keys;  // updates: the rows' keys, distinct
 };
 
+// One connection to the replica database and what lives in it: prepared
+// statements, the pipeline, and the group being applied on it.
+struct ApplySession {
+  // `name_error` names a failed statement's source transaction among `units`.
+  using NameError = std::function<Status(std::span<const ApplyUnit> units, int unit,
+                                         std::string_view target, const Status& cause)>;
+  ApplySession(int statements_per_sync, const NameError& name_error);
+  ApplySession(const ApplySession&) = delete;
+  ApplySession& operator=(const ApplySession&) = delete;
+
+  PgConn conn;
+  StatementCache cache;
+  StatementPipeline pipeline;
+  std::span<ApplyUnit> units;  // the units being applied: what errors name
+  // What was sent of the group, kept until its commit.
+  const ApplyUnit* last_txn = nullptr;
+  bool needs_sql = false;
+  bool reordered = false;  // collapsed, or multi-row updates
+  uint64_t collapsed = 0;
+  uint64_t row_statements = 0;
+  // Parallel apply: the group sent on this session and not yet committed.
+  std::vector<ApplyUnit> group;
+  Writeset writes;
+};
+
 class Applier {
  public:
   struct Stats {
@@ -80,6 +112,11 @@ class Applier {
     // DDL messages not run: they failed the allow-list (common/ddl_text.h)
     // or named no role (docs/security.md).
     uint64_t ddl_refused = 0;
+    // Groups sent while an earlier group was still in flight on another
+    // session (apply.workers > 1), and parallel groups that failed and were
+    // applied again from the origin one group at a time.
+    uint64_t parallel_groups = 0;
+    uint64_t parallel_fallbacks = 0;
     PgTimestamp last_commit_time = 0;  // source commit time of the last applied txn
     std::chrono::system_clock::time_point last_apply_time{};  // when it was committed here
     // last_apply_time minus last_commit_time: the apply lag at that moment.
@@ -138,22 +175,45 @@ class Applier {
   // Session lifecycle.
   Status ApplyLoop(std::chrono::milliseconds* delay);
   Status Connect();
-  Status SetUpSession();
+  Status SetUpSession(ApplySession& session);
   void Disconnect();
   Status LoadOrigin();
   Status UseOriginFor(uint64_t epoch);
   Status UpdateFlushed(bool force);
   bool Backoff(std::chrono::milliseconds* delay);
-  void WaitForData(uint64_t seen);
+  // Waits up to `max` for NotifyDurable() (or Stop()) after `seen`; true
+  // when it came.
+  bool WaitForData(uint64_t seen, std::chrono::milliseconds max);
 
   // Reading the spool.
   // The next unit unless a hold stops apply before it.
   Result<bool> ReadUnit(Unit* unit);
-  Status CollectGroup(std::vector<Unit>* group);
+  // With `writes` (parallel apply), also the group's writeset, and the
+  // group ends before a unit that would make a parallel group conflict with
+  // a group in flight or turn it into a barrier.
+  struct GroupWrites {
+    Writeset writes;
+    bool serial = false;  // holds a barrier: applied alone (writeset.h)
+  };
+  Status CollectGroup(std::vector<Unit>* group, GroupWrites* writes = nullptr);
+  TableDeps DepsOf(const Relation& rel);
+  Status LoadTableDeps();
+  bool ConflictsInFlight(const Writeset& writes, bool making_room) const;
   bool SkipRequested(uint32_t xid) const;
+
+  // Parallel apply (apply.workers > 1): groups in flight on several
+  // sessions, committed in source order.
+  Status SendInParallel(std::vector<Unit> group, Writeset writes);
+  Status FinishInFlight(size_t count);
+  Status ParallelFailed(const Status& st);
+  bool Parallel() const;
 
   // Applying.
   Status ApplyGroup(std::span<Unit> group);
+  // BEGIN and the group's statements, synced; FinishGroup() reads their
+  // results and commits. Both on the session s_.
+  Status SendGroup(std::span<Unit> units, bool collapse);
+  Status FinishGroup();
   Status ApplyOne(Unit& unit);
   // With `collapse`, changes to the same row are folded into their net effect
   // (change_collapse.h). *reordered says whether any change was folded or
@@ -194,12 +254,22 @@ class Applier {
   Spool* spool_;
 
   // Apply-thread state.
-  PgConn conn_;
-  StatementCache cache_;
-  // Statements in flight; the first failure of the replica transaction.
-  StatementPipeline pipeline_;
-  std::span<Unit> current_;  // the units being applied
-  bool skipping_ = false;    // applying a transaction skipped on DBA request
+  // apply.workers sessions; s_ is the one statements go to. The serial path
+  // uses the first.
+  std::vector<std::unique_ptr<ApplySession>> sessions_;
+  ApplySession* s_ = nullptr;
+  // Sessions with a parallel group sent and not committed, oldest first:
+  // commits go in this order.
+  std::deque<ApplySession*> in_flight_;
+  // After a parallel group failed: units up to here are applied serially.
+  Position serial_until_;
+  // The replica's tables by "schema\0name": whether another unique index,
+  // an exclusion constraint or a foreign key ties their rows (kTable), and
+  // whether a keyless one has a unique index (kBarrier). Loaded with the
+  // trigger check.
+  std::unordered_map<std::string, TableDeps> table_deps_;
+  std::unordered_map<std::string, TableDeps> keyless_deps_;
+  bool skipping_ = false;  // applying a transaction skipped on DBA request
   std::unordered_map<uint32_t, Relation> relations_;
   // Queued rows, at most one run per table, in the order of their first
   // row. Datums point into the units (or the collapse plan) being applied.
@@ -231,6 +301,9 @@ class Applier {
   bool held_ = false;     // under mu_
   bool reached_ = false;  // under mu_: a unit at or after the hold is next
   uint64_t origin_epoch_ = 0;
+  // One session holds the origin for good; with several, each commit takes
+  // it (pg_replication_origin_session_setup) and gives it back.
+  bool origin_per_commit_ = false;
   bool origin_set_up_ = false;
   std::string origin_name_;
   Position resume_from_;

@@ -70,10 +70,10 @@ Status Applier::RunDdl(const std::string& content, int index) {
         sql.substr(0, 120), left_out.substr(0, 120));
   }
   sql = std::move(replay.sql);
-  GEOSYNC_RETURN_IF_ERROR(pipeline_.Sync());
-  GEOSYNC_RETURN_IF_ERROR(pipeline_.Drain(0));
-  if (!pipeline_.error().ok()) return Status::Ok();
-  GEOSYNC_RETURN_IF_ERROR(pipeline_.Exit());
+  GEOSYNC_RETURN_IF_ERROR(s_->pipeline.Sync());
+  GEOSYNC_RETURN_IF_ERROR(s_->pipeline.Drain(0));
+  if (!s_->pipeline.error().ok()) return Status::Ok();
+  GEOSYNC_RETURN_IF_ERROR(s_->pipeline.Exit());
   const std::string target = fmt::format(" running DDL [{}] as role {}", sql.substr(0, 120), role);
   // After the DDL, whatever a function it ran set for the session is
   // undone: the apply session's own settings are asserted again.
@@ -81,18 +81,18 @@ Status Applier::RunDdl(const std::string& content, int index) {
   // (agent/pg/write_guard.h).
   std::vector<std::string> steps = {
       fmt::format("SELECT pg_catalog.set_config('search_path', {}, true)",
-                  conn_.EscapeLiteral(search_path)),
-      "SET LOCAL ROLE " + conn_.EscapeIdentifier(role),
+                  s_->conn.EscapeLiteral(search_path)),
+      "SET LOCAL ROLE " + s_->conn.EscapeIdentifier(role),
       sql,
       "RESET ROLE; SET LOCAL search_path TO ''; DEALLOCATE ALL",
       SessionSettingsSql(),
   };
   if (write_guard_) steps.push_back("SELECT _geosync.guard_tables()");
   for (const std::string& step : steps) {
-    PgResult r(PQexec(conn_.get(), step.c_str()));
+    PgResult r(PQexec(s_->conn.get(), step.c_str()));
     auto status = PQresultStatus(r.get());
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-      Status err = PgError(conn_.get(), r.get());
+      Status err = PgError(s_->conn.get(), r.get());
       if (err.retryable()) return err.WithContext("running DDL");
       if (&step == &steps[1]) {
         err = Status(err.code(),
@@ -101,20 +101,20 @@ Status Applier::RunDdl(const std::string& content, int index) {
                                  err.message(), role),
                      err.sqlstate());
       }
-      pipeline_.error() = UnitError(index, target, err);
-      return pipeline_.Enter();  // the caller syncs and rolls back
+      s_->pipeline.error() = UnitError(index, target, err);
+      return s_->pipeline.Enter();  // the caller syncs and rolls back
     }
   }
-  cache_.Clear();
+  s_->cache.Clear();
   // The DDL may have added a trigger that fires during apply.
   reorder_ok_ = false;
   check_reorder_ = true;
-  return pipeline_.Enter();
+  return s_->pipeline.Enter();
 }
 
 void Applier::RefuseDdl(const std::string& sql, const std::string& why, int index) {
   const Unit* u =
-      index >= 0 && static_cast<size_t>(index) < current_.size() ? &current_[index] : nullptr;
+      index >= 0 && static_cast<size_t>(index) < s_->units.size() ? &s_->units[index] : nullptr;
   // A group applied again (one at a time, or after a reconnect) meets the
   // same message again: log and count it once.
   std::pair<Position, size_t> key{u ? u->position : Position{}, ddl_texts_.size()};
@@ -136,13 +136,13 @@ Status Applier::SendSequences(const std::string& content, int index) {
   if (!seqs.ok()) return UnitError(index, "", seqs.status());
   for (const SequenceValue& s : *seqs) {
     bool created = false;
-    const auto& entry = cache_.GetFixed("setval", kSetvalSql, 3, &created);
+    const auto& entry = s_->cache.GetFixed("setval", kSetvalSql, 3, &created);
     Datum schema{DatumKind::kText, s.schema};
     Datum name{DatumKind::kText, s.name};
     Datum value{DatumKind::kText, s.last_value};
     const Datum* params[] = {&schema, &name, &value};
     Expected expected{Expected::kSequence, index, " to sequence " + s.schema + "." + s.name};
-    GEOSYNC_RETURN_IF_ERROR(pipeline_.SendPrepared(entry, created, params, std::move(expected)));
+    GEOSYNC_RETURN_IF_ERROR(s_->pipeline.SendPrepared(entry, created, params, std::move(expected)));
   }
   return Status::Ok();
 }

@@ -76,11 +76,18 @@ Result<bool> Applier::ReadUnit(Unit* unit) {
 // transactions, batch_max_bytes of spool payload and batch_max_ms spent
 // reading, never across an epoch change, with a transaction to skip alone.
 // Whatever is durable is applied at once: no waiting for a fuller group.
-Status Applier::CollectGroup(std::vector<Unit>* group) {
+// For parallel apply (`writes`), a group without barriers ends before a
+// barrier, and before a unit that conflicts with a group in flight unless
+// its first unit already does (it then waits for that group anyway).
+Status Applier::CollectGroup(std::vector<Unit>* group, GroupWrites* writes) {
   const auto start = std::chrono::steady_clock::now();
   const auto max_time = std::chrono::milliseconds(options_.batch.batch_max_ms);
   uint64_t bytes = 0;
   int txns = 0;
+  std::unordered_map<uint32_t, Relation> described;  // Relation events of the group
+  const TableDepsFn deps = [this](const Relation& rel) { return DepsOf(rel); };
+  bool conflicted = false;
+  bool has_txn = false;
   while (true) {
     Unit unit;
     GEOSYNC_ASSIGN_OR_RETURN(bool got, ReadUnit(&unit));
@@ -90,6 +97,21 @@ Status Applier::CollectGroup(std::vector<Unit>* group) {
       units_.PutBack(std::move(unit));
       break;
     }
+    if (writes) {
+      Writeset w;
+      AddToWriteset(unit, relations_, &described, deps, &w);
+      const bool barrier = w.barrier || skip || unit.position <= serial_until_ || !origin_set_up_ ||
+                           unit.position.epoch != origin_epoch_;
+      if (group->empty()) {
+        writes->serial = barrier;
+        conflicted = !barrier && ConflictsInFlight(w, true);
+      } else if (!writes->serial && (barrier || (!conflicted && ConflictsInFlight(w, true)))) {
+        units_.PutBack(std::move(unit));
+        break;
+      }
+      if (!writes->serial) writes->writes.Merge(w);
+    }
+    has_txn = has_txn || unit.is_txn;
     txns += unit.is_txn ? 1 : 0;
     bytes += unit.bytes;
     group->push_back(std::move(unit));
@@ -98,7 +120,30 @@ Status Applier::CollectGroup(std::vector<Unit>* group) {
       break;
     }
   }
+  // Heartbeats alone commit nothing: their place is after every group sent.
+  if (writes && !has_txn) writes->serial = true;
   return Status::Ok();
+}
+
+// Looked up in the catalog read with the trigger check; a table that was not
+// there is applied alone, and the catalog is read again.
+TableDeps Applier::DepsOf(const Relation& rel) {
+  std::string name = rel.nspname;
+  name.push_back('\0');
+  name += rel.relname;
+  const bool keyed =
+      (rel.replica_identity == 'd' || rel.replica_identity == 'i') &&
+      std::any_of(rel.columns.begin(), rel.columns.end(), [](const Column& c) { return c.is_key; });
+  const auto& map = keyed ? table_deps_ : keyless_deps_;
+  auto it = map.find(name);
+  if (it == map.end()) {
+    check_reorder_ = true;
+    return TableDeps::kBarrier;
+  }
+  // Rows of REPLICA IDENTITY FULL are their whole contents: a unique index
+  // ties them as it ties keyed rows.
+  if (rel.replica_identity == 'f' && it->second == TableDeps::kBarrier) return TableDeps::kTable;
+  return it->second;
 }
 
 bool Applier::SkipRequested(uint32_t xid) const {

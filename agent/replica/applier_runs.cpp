@@ -32,7 +32,7 @@ std::string RowKey(const ShapedChange& shaped) {
 // see the difference: under session_replication_role = replica that is only
 // a trigger or rule enabled ALWAYS or REPLICA.
 Status Applier::CheckReorderSafe() {
-  auto r = conn_.Exec(
+  auto r = s_->conn.Exec(
       "SELECT pg_catalog.format('%s %s on %s', x.kind, x.name, x.rel::pg_catalog.regclass) "
       "FROM (SELECT tgrelid AS rel, 'trigger' AS kind, tgname::pg_catalog.text AS name "
       "      FROM pg_catalog.pg_trigger WHERE NOT tgisinternal AND tgenabled IN ('A', 'R') "
@@ -51,7 +51,38 @@ Status Applier::CheckReorderSafe() {
   }
   reorder_blocker_ = std::move(blocker);
   reorder_ok_ = safe;
+  if (sessions_.size() > 1) GEOSYNC_RETURN_IF_ERROR(LoadTableDeps());
   check_reorder_ = false;
+  return Status::Ok();
+}
+
+// What ties the rows of each table on the replica, for parallel apply
+// (writeset.h): another unique index, an exclusion constraint or a foreign
+// key, and for keyless tables any unique index at all.
+Status Applier::LoadTableDeps() {
+  constexpr std::string_view kTies =
+      "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE (k.conrelid = c.oid AND "
+      "k.contype IN ('f', 'x')) OR k.confrelid = c.oid)";
+  auto r = s_->conn.Exec(fmt::format(
+      "SELECT n.nspname, c.relname, "
+      "  EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique "
+      "          AND NOT i.indisprimary AND NOT i.indisreplident) OR {0}, "
+      "  EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique) "
+      "  OR {0} "
+      "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' "
+      "AND NOT pg_catalog.starts_with(n.nspname, 'pg_')",
+      kTies));
+  if (!r.ok()) return r.status().WithContext("reading the replica's unique indexes and keys");
+  table_deps_.clear();
+  keyless_deps_.clear();
+  for (int i = 0; i < r->rows(); ++i) {
+    std::string name = r->Get(i, 0);
+    name.push_back('\0');
+    name += r->Get(i, 1);
+    table_deps_[name] = r->Get(i, 2) == "t" ? TableDeps::kTable : TableDeps::kRows;
+    keyless_deps_[name] = r->Get(i, 3) == "t" ? TableDeps::kBarrier : TableDeps::kRows;
+  }
   return Status::Ok();
 }
 
@@ -102,7 +133,7 @@ Status Applier::FlushRuns(uint32_t rel_oid) {
   }
   for (const PendingRun& run : runs) {
     GEOSYNC_RETURN_IF_ERROR(SendRun(run));
-    if (!pipeline_.error().ok()) break;
+    if (!s_->pipeline.error().ok()) break;
   }
   return Status::Ok();
 }
@@ -116,7 +147,7 @@ Status Applier::SendRun(const PendingRun& run) {
   size_t first = 0;
   for (int rows : ChunkSizes(run.rows, per_row, options_.batch.rows_per_statement)) {
     bool created = false;
-    const StatementCache::Entry& entry = cache_.Get(*rel, run.shape, &created, rows);
+    const StatementCache::Entry& entry = s_->cache.Get(*rel, run.shape, &created, rows);
     const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(per_row);
     Expected expected{Expected::kChange, run.unit, target};
     if (update) {
@@ -124,7 +155,7 @@ Status Applier::SendRun(const PendingRun& run) {
       expected.expect_rows = rows;
       group_update_runs_ = true;
     }
-    GEOSYNC_RETURN_IF_ERROR(pipeline_.SendPrepared(
+    GEOSYNC_RETURN_IF_ERROR(s_->pipeline.SendPrepared(
         entry, created, std::span(run.params).subspan(first, count), std::move(expected)));
     first += count;
     group_row_statements_++;

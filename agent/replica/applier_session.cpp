@@ -14,12 +14,16 @@ namespace geosync {
 
 // ---- Session -------------------------------------------------------------------
 
+// Every session connects; the first reads the origin apply resumes from.
 Status Applier::Connect() {
   Disconnect();
-  auto conn = PgConn::Connect(options_.conninfo);
-  if (!conn.ok()) return conn.status();
-  conn_ = std::move(conn).value();
-  GEOSYNC_RETURN_IF_ERROR(SetUpSession());
+  for (auto& session : sessions_) {
+    auto conn = PgConn::Connect(options_.conninfo);
+    if (!conn.ok()) return conn.status();
+    session->conn = std::move(conn).value();
+    GEOSYNC_RETURN_IF_ERROR(SetUpSession(*session));
+  }
+  s_ = sessions_.front().get();
   GEOSYNC_RETURN_IF_ERROR(LoadOrigin());
   return units_.Open(*spool_, resume_from_);
 }
@@ -34,7 +38,7 @@ std::string Applier::SessionSettingsSql() const {
       options_.batch.synchronous_commit ? "on" : "off");
 }
 
-Status Applier::SetUpSession() {
+Status Applier::SetUpSession(ApplySession& session) {
   // Replica role: no user triggers, no FK triggers, no event triggers (so
   // applied DDL is not captured again). Text values round-trip exactly under
   // the capture session's TimeZone, DateStyle and extra_float_digits. An empty
@@ -42,21 +46,28 @@ Status Applier::SetUpSession() {
   // schema-qualified. Writable even where geosync fenced the database
   // read-only for applications (an old primary that now follows).
   std::string sql = SessionSettingsSql();
-  auto r = conn_.Exec(sql);
+  auto r = session.conn.Exec(sql);
   check_reorder_ = true;
   if (!r.ok()) return r.status().WithContext("setting up the apply session");
   auto guard =
-      conn_.QueryValue("SELECT pg_catalog.to_regproc('_geosync.guard_tables') IS NOT NULL");
+      session.conn.QueryValue("SELECT pg_catalog.to_regproc('_geosync.guard_tables') IS NOT NULL");
   if (!guard.ok()) return guard.status().WithContext("looking for the write guard");
   write_guard_ = *guard == "t";
   return Status::Ok();
 }
 
 void Applier::Disconnect() {
-  conn_ = PgConn();
-  pipeline_.Reset();
+  for (auto& session : sessions_) {
+    session->conn = PgConn();
+    session->pipeline.Reset();
+    session->cache.Clear();
+    session->units = {};
+    session->group.clear();
+    session->writes = Writeset{};
+  }
+  in_flight_.clear();
+  s_ = sessions_.front().get();
   origin_set_up_ = false;
-  cache_.Clear();
   units_.Close();
   runs_.clear();
 }
@@ -65,7 +76,7 @@ void Applier::Disconnect() {
 // transaction's commit LSN is at least the previous one's end LSN, so reading
 // the spool after (epoch, end_lsn - 1) resumes exactly at the next one.
 Status Applier::LoadOrigin() {
-  auto r = conn_.ExecParams(
+  auto r = s_->conn.ExecParams(
       "SELECT roname, pg_catalog.pg_replication_origin_progress(roname, true) "
       "FROM pg_catalog.pg_replication_origin WHERE pg_catalog.starts_with(roname, $1)",
       {OriginNameStart(options_.origin_name_prefix)});
@@ -110,18 +121,25 @@ Status Applier::UseOriginFor(uint64_t epoch) {
         fmt::format("spool unit of epoch {} after epoch {} was applied", epoch, origin_epoch_));
   }
   const std::string name = OriginName(options_.origin_name_prefix, epoch);
-  auto r = conn_.ExecParams(
+  auto r = s_->conn.ExecParams(
       "SELECT pg_catalog.pg_replication_origin_create($1) WHERE NOT EXISTS "
       "(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1)",
       {name});
   if (!r.ok()) return r.status().WithContext("creating replication origin " + name);
+  if (origin_per_commit_) {  // each commit takes it (SendCommit)
+    origin_set_up_ = true;
+    origin_epoch_ = epoch;
+    origin_name_ = name;
+    spdlog::info("apply: commits take replication origin {} in turn", name);
+    return Status::Ok();
+  }
   if (origin_set_up_) {
-    auto reset = conn_.Exec("SELECT pg_catalog.pg_replication_origin_session_reset()");
+    auto reset = s_->conn.Exec("SELECT pg_catalog.pg_replication_origin_session_reset()");
     if (!reset.ok()) return reset.status().WithContext("resetting the session's origin");
     origin_set_up_ = false;
   }
   auto setup =
-      conn_.ExecParams("SELECT pg_catalog.pg_replication_origin_session_setup($1)", {name});
+      s_->conn.ExecParams("SELECT pg_catalog.pg_replication_origin_session_setup($1)", {name});
   if (!setup.ok()) return setup.status().WithContext("setting up replication origin " + name);
   origin_set_up_ = true;
   origin_epoch_ = epoch;
@@ -134,7 +152,7 @@ Status Applier::UseOriginFor(uint64_t epoch) {
 // later; asking the origin's progress with flush = true flushes WAL up to it
 // and says what is durable.
 Status Applier::UpdateFlushed(bool force) {
-  if (!origin_set_up_) return Status::Ok();
+  if (!origin_set_up_ || s_->pipeline.in_pipeline()) return Status::Ok();
   GEOSYNC_RETURN_IF_ERROR(CheckConnected());
   auto now = std::chrono::steady_clock::now();
   if (!force && now - last_flush_check_ < std::chrono::seconds(1)) return Status::Ok();
@@ -145,8 +163,8 @@ Status Applier::UpdateFlushed(bool force) {
     applied = applied_;
   }
   last_flush_check_ = now;
-  auto r = conn_.ExecParams("SELECT pg_catalog.pg_replication_origin_progress($1, true)",
-                            {origin_name_});
+  auto r = s_->conn.ExecParams("SELECT pg_catalog.pg_replication_origin_progress($1, true)",
+                               {origin_name_});
   if (!r.ok()) return r.status().WithContext("reading the origin's flushed progress");
   auto text = r->GetOpt(0, 0);
   if (!text) return Status::Ok();

@@ -125,23 +125,39 @@ Status StatementPipeline::Sync() {
 
 Status StatementPipeline::Drain(int keep_syncs) {
   while (syncs_outstanding_ > keep_syncs && !expected_.empty()) {
-    Expected e = std::move(expected_.front());
-    expected_.pop_front();
-    PGresult* raw = PQgetResult(conn_->get());
-    if (raw == nullptr) return ConnectionLost(conn_->get(), "reading results");
-    PgResult r(raw);
-    if (e.kind == Expected::kSync) {
-      if (PQresultStatus(raw) != PGRES_PIPELINE_SYNC) {
-        return ConnectionLost(conn_->get(), "reading a pipeline sync");
-      }
-      syncs_outstanding_--;
-      continue;
+    GEOSYNC_RETURN_IF_ERROR(TakeResult());
+  }
+  return Status::Ok();
+}
+
+// libpq's socket is non-blocking underneath: PQconsumeInput reads what has
+// arrived, and PQisBusy says whether the next result is complete.
+Result<bool> StatementPipeline::DrainArrived() {
+  while (syncs_outstanding_ > 0 && !expected_.empty()) {
+    if (PQconsumeInput(conn_->get()) == 0) return ConnectionLost(conn_->get(), "reading results");
+    if (PQisBusy(conn_->get()) != 0) return false;
+    GEOSYNC_RETURN_IF_ERROR(TakeResult());
+  }
+  return true;
+}
+
+Status StatementPipeline::TakeResult() {
+  Expected e = std::move(expected_.front());
+  expected_.pop_front();
+  PGresult* raw = PQgetResult(conn_->get());
+  if (raw == nullptr) return ConnectionLost(conn_->get(), "reading results");
+  PgResult r(raw);
+  if (e.kind == Expected::kSync) {
+    if (PQresultStatus(raw) != PGRES_PIPELINE_SYNC) {
+      return ConnectionLost(conn_->get(), "reading a pipeline sync");
     }
-    NoteResult(e, raw);
-    while (PGresult* extra = PQgetResult(conn_->get())) PQclear(extra);
-    if (PQstatus(conn_->get()) != CONNECTION_OK) {
-      return error_.retryable() ? error_ : ConnectionLost(conn_->get(), "reading results");
-    }
+    syncs_outstanding_--;
+    return Status::Ok();
+  }
+  NoteResult(e, raw);
+  while (PGresult* extra = PQgetResult(conn_->get())) PQclear(extra);
+  if (PQstatus(conn_->get()) != CONNECTION_OK) {
+    return error_.retryable() ? error_ : ConnectionLost(conn_->get(), "reading results");
   }
   return Status::Ok();
 }

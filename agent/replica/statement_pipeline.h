@@ -59,6 +59,9 @@ class StatementPipeline {
   Status Sync();
   // Reads results until at most `keep_syncs` syncs are outstanding.
   Status Drain(int keep_syncs);
+  // Reads the results that have already arrived, without waiting; true when
+  // nothing is outstanding any more.
+  Result<bool> DrainArrived();
   int unsynced() const { return unsynced_; }
 
   // The first failure of the replica transaction being sent.
@@ -67,6 +70,8 @@ class StatementPipeline {
   void Reset();
 
  private:
+  // Reads the next result (blocking) and checks it against expected_.
+  Status TakeResult();
   void NoteResult(const Expected& expected, PGresult* r);
 
   PgConn* conn_;

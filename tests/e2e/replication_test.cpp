@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <random>
@@ -12,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/pg/pg_conn.h"
 #include "tests/support/deployment.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -33,9 +35,11 @@ class ReplicationE2E : public DeploymentTest {
     for (int i = 0; i < 2; ++i) {
       const std::string name = d.options().replicas[i];
       replica_[i] = &d.Pg(name);
-      sites_[i] = &d.AddReplica(name);
+      sites_[i] = &d.AddReplica(name, ReplicaConfig());
     }
   }
+  // What the replicas' configs add.
+  virtual nlohmann::json ReplicaConfig() const { return nlohmann::json::object(); }
 
   // Starts every agent and waits until the slot exists and both sites are
   // streaming: only writes after the slot's creation are captured (earlier
@@ -76,7 +80,8 @@ TEST_F(ReplicationE2E, PgbenchReplicatesToTwoSitesRowForRow) {
 // lands under load.
 class FaultE2E : public ReplicationE2E {
  protected:
-  void RunWithFaults(const std::function<void(int)>& fault) {
+  void RunWithFaults(const std::function<void(int)>& fault,
+                     std::vector<std::string> load_args = {"-n", "-c", "2", "-T", "120"}) {
     StartAll();
     primary_->RunPgbench({"-i", "-s", "1", "-q"});
     const char* env_seed = std::getenv("GEOSYNC_TEST_SEED");
@@ -89,7 +94,7 @@ class FaultE2E : public ReplicationE2E {
     std::string load_error;
     std::thread load([&] {
       try {
-        primary_->RunPgbench({"-n", "-c", "2", "-T", "120"});
+        primary_->RunPgbench(load_args);
       } catch (const std::exception& e) {
         load_error = e.what();
       }
@@ -148,6 +153,42 @@ TEST_F(FaultE2E, ReplicaPostgresStoppedImmediatelyFiveTimesRecovers) {
     ASSERT_TRUE(replica_[0]->Stop(StopMode::kImmediate).ok());
     ASSERT_TRUE(replica_[0]->Start().ok());
   });
+}
+
+// Both replicas apply with two sessions (apply.workers = 2) under a load
+// whose transactions rarely touch the same rows (pgbench simple-update). At
+// each fault a session on dublin holds a lock that apply's inserts wait for,
+// until both apply sessions are inside a replica transaction (which also
+// shows that groups run at once); then one of their backends is killed with
+// kill -9 (the server restarts every session, and the lock goes with it).
+class ParallelApplyFaultE2E : public FaultE2E {
+ protected:
+  nlohmann::json ReplicaConfig() const override { return {{"apply", {{"workers", 2}}}}; }
+};
+
+TEST_F(ParallelApplyFaultE2E, ApplySessionKilledFiveTimesMidParallelGroupLosesNothing) {
+  RunWithFaults(
+      [&](int) {
+        auto holder = PgConn::Connect(replica_[0]->ConnInfo());
+        ASSERT_TRUE(holder.ok()) << holder.status().ToString();
+        // Apply's inserts wait for the lock while the load goes on: the next
+        // groups go to the other session and wait there too.
+        ASSERT_TRUE(holder->Exec("BEGIN; LOCK TABLE public.pgbench_history IN SHARE MODE").ok());
+        std::string pids;
+        ASSERT_TRUE(WaitFor(
+            [&] {
+              pids = replica_[0]->QueryValue(
+                  "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE "
+                  "application_name = 'geosync_applier' AND xact_start IS NOT NULL");
+              return pids.find(' ') != std::string::npos;
+            },
+            60s, "both apply sessions of dublin inside a replica transaction"));
+        const pid_t victim = std::stoi(pids.substr(0, pids.find(' ')));
+        ASSERT_EQ(::kill(victim, SIGKILL), 0) << "kill -9 of apply backend " << victim;
+        ASSERT_TRUE(WaitFor([&] { return PgConn::Connect(replica_[0]->ConnInfo()).ok(); }, 60s,
+                            "dublin's server back after the crash of a backend"));
+      },
+      {"-n", "-b", "simple-update", "-c", "4", "-T", "120"});
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/pg/pg_conn.h"
 #include "common/encoding.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/wait.h"
@@ -870,6 +872,160 @@ TEST_F(ApplierTest, AlwaysTriggerKeepsInsertsInSourceOrderAcrossTables) {
       << "each history row saw the balance of the transactions before it, as on the source";
   EXPECT_EQ(Query("SELECT count(*) FROM history WHERE seen <> delta - 1"), "0");
   EXPECT_EQ(applier_->stats().collapsed, 0u) << "no update of account 1 was folded";
+}
+
+// ---- Parallel apply (apply.workers) -----------------------------------------
+
+ApplyConfig TwoWorkers(int batch_max_txns) {
+  ApplyConfig batch;
+  batch.workers = 2;
+  batch.batch_max_txns = batch_max_txns;
+  return batch;
+}
+
+// Account t is inserted by transaction t, and transaction t also moves money
+// out of account t - 5 (a group or two back, maybe still in flight) and, for
+// every seventh t, deletes account t - 9. A group that ran before the group
+// holding its rows committed would miss them; the writesets make it wait.
+TEST_F(ApplierTest, TwoWorkersRunIndependentGroupsAtOnceAndWaitForTheRowsTheyNeed) {
+  CreateAccounts(*replica_);
+  CommitEvent last;
+  constexpr int kTxns = 600;
+  for (int t = 0; t < kTxns; ++t) {
+    std::vector<Event> body = {kAccounts, Insert(16400, {T(std::to_string(t)), T("o"), T("100")})};
+    if (t >= 5) {
+      body.push_back(Update(16400, 0, {}, {T(std::to_string(t - 5)), T("o"), T("99")}));
+    }
+    if (t >= 9 && t % 7 == 0)
+      body.push_back(Delete(16400, 'K', {T(std::to_string(t - 9)), Null(), Null()}));
+    last = AppendTxn(static_cast<uint32_t>(7000 + t), body);
+  }
+  SyncSpool();
+  StartApplier(TwoWorkers(4));
+  ASSERT_TRUE(WaitApplied(last, "600 transactions applied by two sessions"));
+  int rows = 0;
+  int sum = 0;
+  for (int t = 0; t < kTxns; ++t) {
+    const bool deleted = t + 9 < kTxns && (t + 9) % 7 == 0 && t + 9 >= 9;
+    if (deleted) continue;
+    rows++;
+    sum += t + 5 < kTxns ? 99 : 100;
+  }
+  EXPECT_EQ(Query("SELECT count(*) || ':' || sum(balance) FROM accounts"),
+            fmt::format("{}:{}", rows, sum));
+  EXPECT_EQ(OriginProgress(), last.end_lsn.ToString());
+  const Applier::Stats stats = applier_->stats();
+  EXPECT_GT(stats.parallel_groups, 10u) << "groups overlapped on the two sessions";
+  EXPECT_EQ(stats.parallel_fallbacks, 0u)
+      << "no group ran before the rows it changes were committed";
+  EXPECT_EQ(stats.txns, static_cast<uint64_t>(kTxns));
+}
+
+// Another unique index could make an earlier group wait for a later one,
+// which waits for the earlier one's commit: such a table's changes are
+// never in flight on two sessions at once.
+TEST_F(ApplierTest, TableWithAnotherUniqueIndexIsNeverAppliedOnTwoSessionsAtOnce) {
+  replica_->Exec("CREATE TABLE public.users (id int PRIMARY KEY, email text UNIQUE)");
+  const Relation users =
+      Rel(16490, "public", "users", {Col("id", kInt4, true), Col("email", kText)});
+  CommitEvent last;
+  for (int t = 0; t < 200; ++t) {
+    last = AppendTxn(static_cast<uint32_t>(8000 + t),
+                     {users, Insert(16490, {T(std::to_string(t)), T(fmt::format("u{}@x", t))})});
+  }
+  SyncSpool();
+  StartApplier(TwoWorkers(4));
+  ASSERT_TRUE(WaitApplied(last, "200 transactions applied"));
+  EXPECT_EQ(Query("SELECT count(DISTINCT email) FROM users"), "200");
+  EXPECT_EQ(applier_->stats().parallel_groups, 0u);
+  EXPECT_GE(applier_->stats().groups, 50u) << "groups of at most 4, one after the other";
+}
+
+// kill -9 of one apply backend (the server restarts every session) and the
+// end of another (pg_terminate_backend: only that session) while both
+// sessions are inside a replica transaction: the origin's progress, committed
+// with each group in source order, says exactly where to go on.
+TEST_F(ApplierTest, ApplySessionKilledInTheMiddleOfParallelGroupsLosesAndDuplicatesNothing) {
+  replica_->Exec("CREATE TABLE public.log (n int PRIMARY KEY)");
+  const Relation log = Rel(16450, "public", "log", {Col("n", kInt4, true)});
+  int next = 0;
+  auto append = [&](int txns) {
+    CommitEvent c;
+    for (int t = 0; t < txns; ++t, ++next) {
+      std::vector<Event> body = {log};
+      for (int r = 0; r < 5; ++r) body.push_back(Insert(16450, {T(std::to_string(next * 5 + r))}));
+      c = AppendTxn(static_cast<uint32_t>(20000 + next), body);
+    }
+    SyncSpool();
+    return c;
+  };
+  CommitEvent last = append(100);
+  StartApplier(TwoWorkers(3));
+  ASSERT_TRUE(WaitApplied(last, "the first transactions applied: the origin exists"));
+  const std::string in_txn =
+      "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = "
+      "'geosync_applier' AND xact_start IS NOT NULL";
+  for (int kill = 0; kill < 4; ++kill) {
+    // Past what the last kill left to serial apply, a lock the inserts wait
+    // for holds both sessions inside their groups.
+    ASSERT_TRUE(WaitApplied(last, "the backlog of the last kill applied"));
+    PgConn holder;
+    ASSERT_TRUE(WaitFor(
+        [&] {  // after a kill -9, once the server has recovered
+          auto conn = PgConn::Connect(replica_->ConnInfo());
+          if (!conn.ok()) return false;
+          holder = std::move(conn).value();
+          return true;
+        },
+        60s, "a session to hold the lock"));
+    ASSERT_TRUE(holder.Exec("BEGIN; LOCK TABLE public.log IN SHARE MODE").ok());
+    last = append(1000);
+    std::string pids;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          pids = Query(in_txn);
+          return pids.find(' ') != std::string::npos;
+        },
+        60s, "both apply sessions inside a replica transaction"))
+        << "applied " << applier_->applied().ToString() << " of " << last.end_lsn.ToString();
+    const pid_t victim = std::stoi(pids.substr(0, pids.find(' ')));
+    if (kill % 2 == 0) {
+      ASSERT_EQ(::kill(victim, SIGKILL), 0) << "kill -9 " << victim;
+    } else {
+      Query(fmt::format("SELECT pg_terminate_backend({})", victim));
+    }
+    (void)holder.Exec("COMMIT");  // fails after kill -9: the server restarted
+  }
+  ASSERT_TRUE(WaitApplied(last, "every transaction applied after four kills"));
+  EXPECT_EQ(Query("SELECT count(*) || ':' || count(DISTINCT n) || ':' || max(n) FROM log"),
+            fmt::format("{0}:{0}:{1}", next * 5, next * 5 - 1))
+      << "every row is there exactly once";
+  EXPECT_EQ(OriginProgress(), last.end_lsn.ToString());
+  EXPECT_GE(applier_->stats().reconnects, 1u);
+  EXPECT_GT(applier_->stats().parallel_groups, 0u);
+  EXPECT_FALSE(RunReturned()) << "a killed session is not fatal";
+}
+
+// A constraint error inside a parallel group: apply goes back to the origin,
+// applies one group at a time, and stops naming the transaction, as without
+// workers.
+TEST_F(ApplierTest, ConstraintErrorInAParallelGroupStopsNamingTheTransaction) {
+  CreateAccounts(*replica_);
+  replica_->Exec("INSERT INTO accounts VALUES (250, 'already here', 0)");
+  CommitEvent last;
+  for (int t = 0; t < 400; ++t) {
+    last = AppendTxn(static_cast<uint32_t>(9000 + t),
+                     {kAccounts, Insert(16400, {T(std::to_string(t)), T("o"), T("1")})});
+  }
+  SyncSpool();
+  StartApplier(TwoWorkers(8));
+  ASSERT_TRUE(WaitFor([&] { return RunReturned(); }, 30s, "apply stops"));
+  const Status st = run_.get();
+  EXPECT_EQ(st.sqlstate(), "23505") << st.ToString();
+  EXPECT_NE(st.message().find("xid 9250"), std::string::npos) << st.ToString();
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts WHERE id < 250"), "250")
+      << "everything before the failing transaction is applied";
+  EXPECT_GE(applier_->stats().parallel_fallbacks, 1u);
 }
 
 }  // namespace geosync
