@@ -43,10 +43,12 @@ struct Flags {
   int clients = 4;
   int seconds = 20;
   int insert_seconds = 10;
-  int rounds = 2;  // each round: both workloads, the systems in alternating order
+  int simple_update_seconds = 0;  // pgbench -b simple-update; 0: not run
+  int rounds = 2;                 // each round: both workloads, the systems in alternating order
   int deadline_seconds = 600;
   int batch_max_txns = 0;    // geosync's apply.batch_max_txns; 0 keeps its default
   bool no_collapse = false;  // geosync's apply.collapse = false
+  int workers = 0;           // geosync's apply.workers; 0 keeps its default
   bool pglogical = true;     // also drain through pglogical (postgresql-15-pglogical)
   bool corrupt = false;      // change a target row before verifying: the run must exit 1
   bool two_hosts = false;    // primary side on CPU 0, replica side on CPU 1 (taskset)
@@ -108,6 +110,12 @@ class ApplyBench {
         drains.push_back(Backlog(round, "single-row INSERT",
                                  {"-n", "-f", InsertScript(), "-c", std::to_string(flags_.clients),
                                   "-T", std::to_string(flags_.insert_seconds)}));
+        if (flags_.simple_update_seconds > 0) {
+          drains.push_back(
+              Backlog(round, "pgbench simple-update",
+                      {"-n", "-b", "simple-update", "-c", std::to_string(flags_.clients), "-T",
+                       std::to_string(flags_.simple_update_seconds)}));
+        }
       }
       Report(drains);
       if (flags_.corrupt) {
@@ -199,6 +207,7 @@ class ApplyBench {
     nlohmann::json extra = nlohmann::json::object();
     if (flags_.batch_max_txns > 0) extra["apply"]["batch_max_txns"] = flags_.batch_max_txns;
     if (flags_.no_collapse) extra["apply"]["collapse"] = false;
+    if (flags_.workers > 0) extra["apply"]["workers"] = flags_.workers;
     return extra;
   }
 
@@ -267,6 +276,17 @@ class ApplyBench {
 
   void StopSite(GeoSite& site, const std::string& what) {
     if (site.Pid() != 0 && site.IsRunning()) Check(site.Stop(), "stopping " + what);
+  }
+
+  // The applier's summary, logged when it stops: how many groups ran beside
+  // another (apply.workers).
+  static void PrintApplySummary(GeoSite& site, const std::string& what) {
+    const std::string log = site.ReadLog();
+    const size_t at = log.rfind("transactions applied in");
+    if (at == std::string::npos) return;
+    const size_t begin = log.rfind("apply: ", at);
+    const size_t end = log.find('\n', at);
+    std::cout << fmt::format("  {} {}\n", what, log.substr(begin, end - begin));
   }
 
   std::string InsertScript() {
@@ -368,6 +388,8 @@ class ApplyBench {
     rss_replica_mib_ = std::max(rss_replica_mib_, PeakRssMib(warm_replica_->Pid()));
     rss_source_mib_ = std::max(rss_source_mib_, PeakRssMib(source_->Pid()));
     StopSite(*warm_replica_, "the warm geosync replica");
+    PrintApplySummary(*replica_, "cold replica:");
+    PrintApplySummary(*warm_replica_, "warm replica:");
     StopSite(*source_, "the source geosyncd");
   }
 
@@ -457,6 +479,10 @@ int main(int argc, char** argv) {
   app.add_option("--insert-seconds", flags.insert_seconds,
                  "single-row INSERT run building the second backlog")
       ->check(CLI::PositiveNumber);
+  app.add_option("--simple-update-seconds", flags.simple_update_seconds,
+                 "also a pgbench simple-update run of this many seconds (rows that rarely "
+                 "collide: what apply.workers > 1 runs in parallel); 0: none")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--rounds", flags.rounds,
                  "backlogs per workload; odd rounds drain native, pglogical, geosync, even "
                  "rounds the reverse")
@@ -474,6 +500,9 @@ int main(int argc, char** argv) {
   app.add_option("--perf", flags.perf_dir,
                  "record `perf record -a -g` of each native and cold geosync drain into this "
                  "directory (bench/perf_summary.sh summarises them)");
+  app.add_option("--workers", flags.workers,
+                 "geosync replicas' apply.workers (default: geosync's own)")
+      ->check(CLI::Range(1, 64));
   app.add_flag("--no-collapse", flags.no_collapse,
                "geosync replica's apply.collapse = false (send every change in order)");
   app.add_flag("--corrupt", flags.corrupt,
