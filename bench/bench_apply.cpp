@@ -44,6 +44,7 @@ struct Flags {
   int seconds = 20;
   int insert_seconds = 10;
   int simple_update_seconds = 0;  // pgbench -b simple-update; 0: not run
+  int steady_seconds = 0;         // pgbench with replication running; 0: not run
   int rounds = 2;                 // each round: both workloads, the systems in alternating order
   int deadline_seconds = 600;
   int batch_max_txns = 0;    // geosync's apply.batch_max_txns; 0 keeps its default
@@ -118,6 +119,7 @@ class ApplyBench {
         }
       }
       Report(drains);
+      if (flags_.steady_seconds > 0) SteadyState();
       if (flags_.corrupt) {
         CorruptOneRow(*geo_, "geosync target (cold)");
       }
@@ -393,6 +395,94 @@ class ApplyBench {
     StopSite(*source_, "the source geosyncd");
   }
 
+  // Brings the targets that sat out the steady state up to `target`, so that
+  // every target can be compared with the primary at the end.
+  void CatchUp(Lsn target) {
+    native_->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
+    WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + native_subid_), target, Clock::now(),
+                deadline(), "native subscriber catching up");
+    PauseNative();
+    if (pgl_) {
+      pgl_->Exec("SELECT pglogical.alter_subscription_enable('bench_pgl', true)");
+      WaitApplied(*pgl_, "postgres", OriginLsnQuery("pgl_%"), target, Clock::now(), deadline(),
+                  "pglogical subscriber catching up");
+      PausePglogical();
+    }
+    Check(warm_replica_->Start(), "starting the warm geosync replica");
+    WaitApplied(*warm_, "postgres", OriginLsnQuery("geosync%"), target, Clock::now(), deadline(),
+                "warm geosync replica catching up");
+    StopSite(*warm_replica_, "the warm geosync replica");
+  }
+
+  // Steady state: pgbench runs with each system replicating during the load
+  // (and once with none), one after the other. Reports the primary's tps and
+  // how long each target took, after the load stopped, to apply everything
+  // the load wrote (its lag at the end).
+  void SteadyState() {
+    const std::vector<std::string> args = {"-n", "-c", std::to_string(flags_.clients), "-T",
+                                           std::to_string(flags_.steady_seconds)};
+    struct Run {
+      std::string system;
+      double tps = 0;
+      double lag_s = 0;
+    };
+    std::vector<Run> runs;
+    auto load = [&](const std::string& system) {
+      std::cout << fmt::format("[steady state, {}] pgbench {}\n", system, fmt::join(args, " "));
+      Run run{system};
+      run.tps = PgbenchTxns(primary_->RunPgbench(args)) / double(flags_.steady_seconds);
+      return run;
+    };
+    runs.push_back(load("none"));
+    // The WAL position now, and a commit after it: an origin passes it only
+    // by applying that commit.
+    auto mark = [&](const std::string& note) {
+      Lsn at = primary_->CurrentWalLsn();
+      primary_->Exec(fmt::format("INSERT INTO bench_marker (note) VALUES ('steady {}')", note));
+      return at;
+    };
+
+    native_->Exec("ALTER SUBSCRIPTION bench_native ENABLE");
+    Lsn now = mark("native before");
+    WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + native_subid_), now, Clock::now(),
+                deadline(), "native subscriber before the steady load");
+    runs.push_back(load("native"));
+    Lsn end = mark("native after");
+    runs.back().lag_s = WaitApplied(*native_, "postgres", OriginLsnQuery("pg_" + native_subid_),
+                                    end, Clock::now(), deadline(), "native subscriber (steady)");
+    PauseNative();
+
+    Check(source_->Start(), "starting the source geosyncd");
+    WaitListening(source_port_, deadline(), "the source geosyncd");
+    Check(replica_->Start(), "starting the geosync replica");
+    now = mark("geosync before");
+    WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), now, Clock::now(), deadline(),
+                "geosync replica before the steady load");
+    runs.push_back(load("geosync"));
+    end = mark("geosync after");
+    runs.back().lag_s = WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), end,
+                                    Clock::now(), deadline(), "geosync replica (steady)");
+    const Lsn done = mark("steady done");
+    WaitApplied(*geo_, "postgres", OriginLsnQuery("geosync%"), done, Clock::now(), deadline(),
+                "geosync replica after the steady load");
+    StopSite(*replica_, "the geosync replica");
+    CatchUp(done);
+    StopSite(*source_, "the source geosyncd");
+
+    std::cout << fmt::format(
+        "\nsteady state: pgbench tpcb-like, {} clients, {} s, replication running during the "
+        "load\n{:<10} {:>12} {:>10} {:>22}\n",
+        flags_.clients, flags_.steady_seconds, "system", "primary tps", "vs none",
+        "lag at end (s)");
+    for (const Run& r : runs) {
+      std::cout << fmt::format("{:<10} {:>12.0f} {:>9.2f}x {:>22}\n", r.system, r.tps,
+                               r.tps / runs[0].tps,
+                               r.system == "none" ? "-" : fmt::format("{:.2f}", r.lag_s));
+    }
+    std::cout << fmt::format("ratio steady primary tps geosync/native: {:.2f}x\n",
+                             runs[2].tps / runs[1].tps);
+  }
+
   static std::string Ratio(double base_s, double geo_s) {
     return base_s > 0 && geo_s > 0 ? fmt::format("{:.2f}x", base_s / geo_s) : "-";
   }
@@ -479,6 +569,10 @@ int main(int argc, char** argv) {
   app.add_option("--insert-seconds", flags.insert_seconds,
                  "single-row INSERT run building the second backlog")
       ->check(CLI::PositiveNumber);
+  app.add_option("--steady-seconds", flags.steady_seconds,
+                 "also a steady-state run of this many seconds per system: pgbench with no "
+                 "replication, with native running, with geosync running; 0: none")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--simple-update-seconds", flags.simple_update_seconds,
                  "also a pgbench simple-update run of this many seconds (rows that rarely "
                  "collide: what apply.workers > 1 runs in parallel); 0: none")

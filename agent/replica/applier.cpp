@@ -367,10 +367,10 @@ Status Applier::SendGroup(std::span<Unit> units, bool collapse) {
   group_update_runs_ = false;
   GEOSYNC_RETURN_IF_ERROR(s.pipeline.Enter());
   Status st = s.pipeline.SendSimple("BEGIN", {}, Expected{});
-  // A parallel group waits for no lock of an earlier one (writeset.h); one
-  // that does is applied again alone rather than left waiting on a commit
-  // that must come after its own.
-  if (st.ok() && !in_flight_.empty()) {
+  // Parallel groups wait for no lock of one another (writeset.h); one that
+  // does is applied again alone rather than left waiting on a commit that
+  // must come after its own (or an earlier group waiting on a later one).
+  if (st.ok() && parallel_send_) {
     st = s.pipeline.SendSimple("SET LOCAL lock_timeout = '5s'", {}, Expected{});
   }
   for (size_t i = 0; st.ok() && s.pipeline.error().ok() && i < units.size(); ++i) {

@@ -263,6 +263,7 @@ class Applier {
   std::deque<ApplySession*> in_flight_;
   // After a parallel group failed: units up to here are applied serially.
   Position serial_until_;
+  bool parallel_send_ = false;  // SendGroup is sending a parallel group
   // The replica's tables by "schema\0name": whether another unique index,
   // an exclusion constraint or a foreign key ties their rows (kTable), and
   // whether a keyless one has a unique index (kBarrier). Loaded with the

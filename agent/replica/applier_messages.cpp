@@ -106,6 +106,16 @@ Status Applier::RunDdl(const std::string& content, int index) {
     }
   }
   s_->cache.Clear();
+  // Every session's prepared statements may name the old shapes (parameter
+  // types are fixed at the first Parse). DDL is a barrier: the other
+  // sessions are idle.
+  for (auto& session : sessions_) {
+    if (session.get() == s_) continue;
+    session->cache.Clear();
+    if (!session->conn.connected()) continue;
+    auto r = session->conn.Exec("DEALLOCATE ALL");
+    if (!r.ok()) return r.status().WithContext("deallocating statements after DDL");
+  }
   // The DDL may have added a trigger that fires during apply.
   reorder_ok_ = false;
   check_reorder_ = true;

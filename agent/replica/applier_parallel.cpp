@@ -51,7 +51,9 @@ Status Applier::SendInParallel(std::vector<Unit> group, Writeset writes) {
   free->group = std::move(group);
   free->writes = std::move(writes);
   const bool overlapping = !in_flight_.empty();
+  parallel_send_ = true;
   Status st = SendGroup(free->group, options_.batch.collapse);
+  parallel_send_ = false;
   in_flight_.push_back(free);
   if (!st.ok()) return ParallelFailed(st);
   if (overlapping) {
@@ -77,8 +79,9 @@ Status Applier::FinishInFlight(size_t count) {
 }
 
 // Whatever failed -- a constraint, a missed row, a lock wait, a lost
-// connection -- every session is closed, which rolls back each group not yet
-// committed, and apply starts again at the origin's progress, one group at a
+// connection -- the status returned is retryable, so Run() closes every
+// session, which rolls back each group not yet committed, drops what was
+// collected, and applies again from the origin's progress, one group at a
 // time up to the last unit that was in flight. The serial path then retries,
 // falls back or stops with the error naming the source transaction.
 Status Applier::ParallelFailed(const Status& st) {
@@ -94,9 +97,10 @@ Status Applier::ParallelFailed(const Status& st) {
       "apply: a parallel group failed ({}); applying again from the origin, one group "
       "at a time up to {}",
       st.ToString(), serial_until_.ToString());
-  if (st.retryable()) return st;  // Run() reconnects
-  Disconnect();
-  return Connect();
+  // Never OK: the loop must not go on with a group it collected before.
+  // Run() closes every session and reconnects, as after a lost connection.
+  if (st.retryable()) return st;
+  return Status::Io(fmt::format("a parallel group failed: {}", st.ToString()));
 }
 
 }  // namespace geosync

@@ -57,8 +57,9 @@ Status Applier::CheckReorderSafe() {
 }
 
 // What ties the rows of each table on the replica, for parallel apply
-// (writeset.h): another unique index, an exclusion constraint or a foreign
-// key, and for keyless tables any unique index at all.
+// (writeset.h): a unique index other than the identity (the replica identity
+// index, else the primary key), an exclusion constraint or a foreign key, and
+// for keyless tables any unique index at all.
 Status Applier::LoadTableDeps() {
   constexpr std::string_view kTies =
       "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE (k.conrelid = c.oid AND "
@@ -66,7 +67,9 @@ Status Applier::LoadTableDeps() {
   auto r = s_->conn.Exec(fmt::format(
       "SELECT n.nspname, c.relname, "
       "  EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique "
-      "          AND NOT i.indisprimary AND NOT i.indisreplident) OR {0}, "
+      "          AND NOT (i.indisreplident OR (i.indisprimary AND NOT EXISTS ("
+      "            SELECT 1 FROM pg_catalog.pg_index r WHERE r.indrelid = c.oid "
+      "            AND r.indisreplident)))) OR {0}, "
       "  EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique) "
       "  OR {0} "
       "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "

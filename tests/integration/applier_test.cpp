@@ -1025,7 +1025,39 @@ TEST_F(ApplierTest, ConstraintErrorInAParallelGroupStopsNamingTheTransaction) {
   EXPECT_NE(st.message().find("xid 9250"), std::string::npos) << st.ToString();
   EXPECT_EQ(Query("SELECT count(*) FROM accounts WHERE id < 250"), "250")
       << "everything before the failing transaction is applied";
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts WHERE id > 250"), "0")
+      << "nothing after it: no later group committed ahead of the failed one";
   EXPECT_GE(applier_->stats().parallel_fallbacks, 1u);
+}
+
+// Both sessions prepare the update of `d` while it is a date; after DDL
+// turns it into a timestamp, neither may reuse a statement whose parameter is
+// still a date (which would store midnight).
+TEST_F(ApplierTest, DdlDeallocatesThePreparedStatementsOfEverySession) {
+  replica_->Exec("CREATE TABLE public.events (id int PRIMARY KEY, d date)");
+  const Relation before = Rel(16500, "public", "events", {Col("id", kInt4, true), Col("d", 1082)});
+  const Relation after = Rel(16500, "public", "events", {Col("id", kInt4, true), Col("d", 1114)});
+  uint32_t xid = 11000;
+  for (int id = 0; id < 20; ++id) {
+    AppendTxn(xid++, {before, Insert(16500, {T(std::to_string(id)), T("2026-01-01")})});
+  }
+  for (int t = 0; t < 60; ++t) {
+    AppendTxn(xid++, {before, Update(16500, 0, {}, {T(std::to_string(t % 20)), T("2026-01-02")})});
+  }
+  AppendTxn(xid++, {before, Message(kDdlPrefix, R"({"sql": "ALTER TABLE public.events ALTER )"
+                                                R"(COLUMN d TYPE timestamp", "search_path": "", )"
+                                                R"("role": "postgres"})")});
+  CommitEvent last;
+  for (int t = 0; t < 60; ++t) {
+    last = AppendTxn(xid++, {after, Update(16500, 0, {},
+                                           {T(std::to_string(t % 20)), T("2026-12-03 13:58:15")})});
+  }
+  SyncSpool();
+  StartApplier(TwoWorkers(3));
+  ASSERT_TRUE(WaitApplied(last, "updates before and after the DDL applied"));
+  EXPECT_EQ(Query("SELECT count(*) FROM events WHERE d = '2026-12-03 13:58:15'"), "20")
+      << Query("SELECT string_agg(id || ' ' || d, ', ' ORDER BY id) FROM events");
+  EXPECT_GT(applier_->stats().parallel_groups, 0u);
 }
 
 }  // namespace geosync
