@@ -183,6 +183,7 @@ Status Applier::Run() {
     spdlog::error("apply stopped: {}", named ? st.message() : st.ToString());
     std::lock_guard lock(mu_);
     last_error_ = st;
+    stats_.retrying.clear();  // stopped, not retrying
   }
   return st;
 }
@@ -207,6 +208,12 @@ Status Applier::ApplyLoop(std::chrono::milliseconds* delay) {
     GroupWrites writes;
     const bool parallel = Parallel();
     GEOSYNC_RETURN_IF_ERROR(CollectGroup(&group, parallel ? &writes : nullptr));
+    if (parallel && writes.heartbeats_only && !in_flight_.empty()) {
+      // Positions only: they wait for the groups in flight, without
+      // blocking on them while transactions behind them could be sent.
+      for (auto it = group.rbegin(); it != group.rend(); ++it) units_.PutBack(std::move(*it));
+      group.clear();
+    }
     if (group.empty() && !in_flight_.empty()) {
       // The oldest group commits once its results are in; until then, what
       // the receiver makes durable can be sent beside it.

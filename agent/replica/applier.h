@@ -193,7 +193,8 @@ class Applier {
   // a group in flight or turn it into a barrier.
   struct GroupWrites {
     Writeset writes;
-    bool serial = false;  // holds a barrier: applied alone (writeset.h)
+    bool serial = false;           // holds a barrier: applied alone (writeset.h)
+    bool heartbeats_only = false;  // no transaction: positions only
   };
   Status CollectGroup(std::vector<Unit>* group, GroupWrites* writes = nullptr);
   TableDeps DepsOf(const Relation& rel);

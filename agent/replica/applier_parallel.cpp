@@ -100,7 +100,12 @@ Status Applier::ParallelFailed(const Status& st) {
   // Never OK: the loop must not go on with a group it collected before.
   // Run() closes every session and reconnects, as after a lost connection.
   if (st.retryable()) return st;
-  return Status::Io(fmt::format("a parallel group failed: {}", st.ToString()));
+  // The status shows in /status: the SQLSTATE, not the row values of the
+  // message (logged above for the DBA).
+  return Status::Io(
+      fmt::format("a parallel group failed (SQLSTATE {}); applying again from the "
+                  "origin one group at a time",
+                  st.sqlstate().empty() ? "-" : st.sqlstate()));
 }
 
 }  // namespace geosync

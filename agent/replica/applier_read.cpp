@@ -121,7 +121,7 @@ Status Applier::CollectGroup(std::vector<Unit>* group, GroupWrites* writes) {
     }
   }
   // Heartbeats alone commit nothing: their place is after every group sent.
-  if (writes && !has_txn) writes->serial = true;
+  if (writes && !has_txn) writes->serial = writes->heartbeats_only = true;
   return Status::Ok();
 }
 
